@@ -1,0 +1,93 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layout and dependency rules: see DESIGN.md. Cores (Identity, Registry, …) never import
+// adapters (Store, HTTPAPI, Node); system libraries are wrapped by thin C-module targets.
+let package = Package(
+    name: "drtc",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "drtc", targets: ["drtc"]),
+        .executable(name: "drtc-bench", targets: ["drtc-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+    ],
+    targets: [
+        // MARK: C system libraries (Debian -dev packages, found through pkg-config)
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+
+        // MARK: base
+        .target(name: "Identity", dependencies: ["CSodium"]),
+
+        // MARK: cores (pure: no sockets, clocks or tasks)
+        .target(
+            name: "Registry",
+            dependencies: [
+                "Identity",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+
+        // MARK: adapters
+        .target(name: "Store", dependencies: ["CLMDB"]),
+        .target(
+            name: "HTTPAPI",
+            dependencies: [
+                "Registry", "Identity",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Node",
+            dependencies: [
+                "Identity", "Registry", "Store", "HTTPAPI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+
+        // MARK: executables
+        .executableTarget(
+            name: "drtc",
+            dependencies: [
+                "Node", "Identity",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "drtc-bench",
+            dependencies: ["Node", "Registry", "Identity", "Store"]
+        ),
+
+        // MARK: tests
+        .testTarget(name: "SystemLibrariesTests", dependencies: ["CSodium", "CLMDB", "CSRTP", "COpenSSL"]),
+        .testTarget(name: "IdentityTests", dependencies: ["Identity"]),
+        .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
+        .testTarget(
+            name: "HTTPAPITests",
+            dependencies: [
+                "HTTPAPI", "Node", "Registry", "Identity",
+            ]
+        ),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "Registry", "Identity", "Store"]),
+    ]
+)

@@ -1,0 +1,57 @@
+import CoreMetrics
+import Metrics
+import Prometheus
+import Registry
+
+/// The node's metrics: recorded through swift-metrics with an explicit Prometheus factory
+/// (no global bootstrap, so several nodes can share a process in tests and the simulator),
+/// exposed as Prometheus text on `/metrics`.
+public final class DrtcMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    public let factory: PrometheusMetricsFactory
+
+    public let mergesAccepted: CoreMetrics.Counter
+    public let liveRecords: CoreMetrics.Meter
+    public let storedRecords: CoreMetrics.Meter
+    public let storeMapGrowths: CoreMetrics.Counter
+
+    public init() {
+        registry = PrometheusCollectorRegistry()
+        var f = PrometheusMetricsFactory(registry: registry)
+        // HTTP latencies on loopback are sub-millisecond; resolve them.
+        f.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
+        ]
+        factory = f
+        mergesAccepted = CoreMetrics.Counter(label: "drtc_registry_merges_accepted_total", factory: f)
+        liveRecords = CoreMetrics.Meter(label: "drtc_registry_records", factory: f)
+        storedRecords = CoreMetrics.Meter(label: "drtc_registry_entries_stored", factory: f)
+        storeMapGrowths = CoreMetrics.Counter(label: "drtc_store_map_growths_total", factory: f)
+    }
+
+    /// Merges that changed nothing, by outcome (duplicate, stale, expired).
+    public func mergeIgnored(_ outcome: MergeOutcome) {
+        CoreMetrics.Counter(label: "drtc_registry_merges_ignored_total", dimensions: [("outcome", outcome.label)], factory: factory).increment()
+    }
+
+    public func mergeRejected(_ rejection: RecordRejection) {
+        CoreMetrics.Counter(label: "drtc_registry_merges_rejected_total", dimensions: [("reason", rejection.reason)], factory: factory).increment()
+    }
+
+    public func recordMerge(_ outcome: MergeOutcome) {
+        if outcome == .accepted { mergesAccepted.increment() } else { mergeIgnored(outcome) }
+    }
+
+    func requestDuration(method: String, route: String, status: Int) -> CoreMetrics.Timer {
+        CoreMetrics.Timer(
+            label: "drtc_http_request_duration_seconds",
+            dimensions: [("method", method), ("route", route), ("status", String(status))],
+            preferredDisplayUnit: .seconds, factory: factory)
+    }
+
+    public func exposition() -> [UInt8] {
+        registry.emitToBuffer()
+    }
+}

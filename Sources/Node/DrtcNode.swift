@@ -1,0 +1,165 @@
+import HTTPAPI
+import Hummingbird
+import Identity
+import Logging
+import NIOCore
+import Registry
+import ServiceLifecycle
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A drtc node: identity, registry, HTTP API, wired together as a ServiceGroup.
+public final class DrtcNode: Sendable {
+    public static let version = RegistryAPI.version
+
+    public let config: NodeConfig
+    public let identity: Ed25519KeyPair
+    public let registry: RegistryService
+    public let metrics: DrtcMetrics
+    let logger: Logger
+
+    public var peerID: PeerID { identity.peerID }
+
+    /// Opens the identity (creating it on first start) and the registry.
+    public init(config: NodeConfig, logger: Logger, clock: @escaping @Sendable () -> UInt64 = wallClockMs) throws {
+        self.config = config
+        self.logger = logger
+        let loaded = try KeyFile.loadOrCreate(dataDir: config.dataDir)
+        if case .created = loaded {
+            logger.notice("created a new identity", metadata: ["path": "\(KeyFile.path(inDataDir: config.dataDir))"])
+        }
+        identity = loaded.keyPair
+        metrics = DrtcMetrics()
+        registry = try RegistryService(directory: config.dataDir + "/registry", metrics: metrics, logger: logger, clock: clock)
+    }
+
+    /// The addresses this node announces, each ending in `/p2p/<peerId>`.
+    public var announcedMultiaddrs: [String] {
+        config.listen.map { $0.contains("/p2p/") ? $0 : $0 + "/p2p/\(peerID)" }
+    }
+
+    /// This node's own record as of `hlc`.
+    func ownRecord(hlc: HLC, status: NodeStatus, apiPort: Int) -> MediaNodeRecord {
+        let base = config.publicURL ?? "http://\(HostPort(host: config.api.host, port: apiPort))"
+        var load = Load()
+        var avg = [0.0, 0.0, 0.0]
+        if getloadavg(&avg, 3) == 3, config.capacity.cpuCores > 0 {
+            load.cpuPermille = UInt32(min(1000, max(0, avg[0] / Double(config.capacity.cpuCores) * 1000)))
+        }
+        return MediaNodeRecord(
+            publicKey: identity.publicKey, region: config.region.rawValue, geo: config.geo, url: base,
+            discoveryURL: base, ip: config.api.host, metricsURL: base + "/metrics", version: Self.version,
+            multiaddrs: announcedMultiaddrs, capacity: config.capacity, load: load, status: status, hlc: hlc,
+            refreshIntervalSeconds: config.refreshIntervalSeconds, ttlSeconds: config.ttlSeconds)
+    }
+
+    func health() -> HealthReport {
+        let now = registry.clock()
+        let (live, digest) = registry.withReplica { ($0.table.liveCount(nowMs: now), $0.table.liveDigest(nowMs: now)) }
+        return HealthReport(
+            status: "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs, peers: 0,
+            records: live, tableDigest: Hex.encode(digest), version: Self.version)
+    }
+
+    /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.
+    /// `onListening` receives the bound API address.
+    public func run(onListening: @escaping @Sendable (HostPort) async -> Void = { _ in }) async throws {
+        let boundPort = PortBox()
+        let router = RegistryAPI.router(backend: Backend(node: self), metrics: metrics)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(config.api.host, port: config.api.port), serverName: "drtc/\(Self.version)"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? self.config.api.port
+                boundPort.set(port)
+                let bound = HostPort(host: self.config.api.host, port: port)
+                self.logger.notice("API listening", metadata: ["url": "http://\(bound)", "peerId": "\(self.peerID)"])
+                await onListening(bound)
+            },
+            logger: logger)
+        let lifecycle = RegistryLifecycle(node: self, apiPort: boundPort)
+        // Shutdown runs in reverse order: the API stops first, then the registry writes the
+        // tombstone and closes LMDB.
+        let group = ServiceGroup(configuration: .init(
+            services: [lifecycle, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+final class PortBox: Sendable {
+    private let value = Synchronization.Mutex<Int?>(nil)
+    func set(_ p: Int) { value.withLock { $0 = p } }
+    func get() -> Int? { value.withLock { $0 } }
+}
+
+import Synchronization
+
+/// Publishes the node's record at start and every refresh interval, collects garbage, and on
+/// graceful shutdown publishes the signed tombstone and closes the store.
+struct RegistryLifecycle: Service {
+    let node: DrtcNode
+    let apiPort: PortBox
+
+    func publish(_ status: NodeStatus) async throws {
+        let port = apiPort.get() ?? node.config.api.port
+        try await node.registry.publishOwn({ node.ownRecord(hlc: $0, status: status, apiPort: port) }, key: node.identity)
+    }
+
+    func run() async throws {
+        // Wait for the API to be bound, so the record's URL names the real port.
+        while apiPort.get() == nil && !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        try await publish(.active)
+        node.logger.info("published own record", metadata: ["peerId": "\(node.peerID)"])
+        try? await cancelWhenGracefulShutdown {
+            var sinceGC = 0
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(Int(node.config.refreshIntervalSeconds)))
+                try await publish(.active)
+                sinceGC += Int(node.config.refreshIntervalSeconds)
+                if sinceGC >= 600 {
+                    sinceGC = 0
+                    try node.registry.collectGarbage()
+                }
+            }
+        }
+        do {
+            try await publish(.leaving)
+            node.logger.notice("left gracefully: tombstone written", metadata: ["peerId": "\(node.peerID)"])
+        } catch {
+            node.logger.error("could not write the tombstone", metadata: ["error": "\(error)"])
+        }
+        node.registry.close()
+    }
+}
+
+/// Adapts the node to the HTTP API's backend protocol.
+struct Backend: RegistryBackend {
+    let node: DrtcNode
+
+    func health() -> HealthReport { node.health() }
+
+    func getMediaNodes(_ query: NodeQuery) -> [(record: SignedRecord, distanceKm: Double?)] {
+        let now = node.registry.clock()
+        return node.registry.withReplica { $0.getMediaNodes(query, nowMs: now) }
+    }
+
+    func record(for id: String) -> SignedRecord? {
+        guard let peer = try? PeerID(id) else { return nil }
+        return node.registry.withReplica { $0.table[peer] }
+    }
+
+    func listMediaNodes(after cursor: String?, limit: Int) -> (page: [SignedRecord], next: String?) {
+        let now = node.registry.clock()
+        return node.registry.withReplica { $0.listMediaNodes(after: cursor, limit: limit, nowMs: now) }
+    }
+
+    func submit(encodedRecord: [UInt8]) async throws -> SubmitResult {
+        try await node.registry.submit(encoded: encodedRecord)
+    }
+
+    func nowMs() -> UInt64 { node.registry.clock() }
+}

@@ -1,0 +1,197 @@
+import Registry
+
+import Foundation
+
+/// A configuration error: names the setting as the operator wrote it (`--geo`), what was
+/// wrong, and what is accepted. The CLI exits with code 2 on these.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var setting: String
+    public var message: String
+    public var description: String { "\(setting): \(message)" }
+    public init(_ setting: String, _ message: String) {
+        self.setting = setting
+        self.message = message
+    }
+}
+
+public struct HostPort: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    static func parse(_ text: String, setting: String) throws -> HostPort {
+        var host: Substring
+        var portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
+                throw ConfigError(setting, "expected [IPv6]:PORT, got '\(text)'")
+            }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { throw ConfigError(setting, "expected HOST:PORT, got '\(text)'") }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty else { throw ConfigError(setting, "expected HOST:PORT with a non-empty host, got '\(text)'") }
+        guard let port = Int(portText), (0...65535).contains(port) else {
+            throw ConfigError(setting, "port must be 0..65535, got '\(portText)'")
+        }
+        return HostPort(host: String(host), port: port)
+    }
+}
+
+/// Everything a node needs to start. Built by `NodeConfig.resolve`, which applies the
+/// precedence flags > `DRTC_*` environment > `--config` file > defaults.
+public struct NodeConfig: Sendable {
+    public var dataDir = "./drtc-data"
+    public var listen = ["/ip4/127.0.0.1/tcp/4001"]
+    public var api = HostPort(host: "127.0.0.1", port: 8080)
+    public var media = HostPort(host: "127.0.0.1", port: 40000)
+    public var bootstrap: [String] = []
+    public var region = Region.EU
+    public var geo: GeoPoint?
+    public var publicURL: String?
+    public var capacity = Capacity()
+    public var refreshIntervalSeconds = MediaNodeRecord.defaultRefreshIntervalSeconds
+    public var ttlSeconds = MediaNodeRecord.defaultTTLSeconds
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// One documented setting: its flag name (without `--`), whether it repeats, and help.
+    public struct Setting: Sendable {
+        public var name: String
+        public var repeats: Bool
+        public var help: String
+        public var envName: String { "DRTC_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
+    }
+
+    public static let settings: [Setting] = [
+        Setting(name: "data-dir", repeats: false, help: "directory for identity.key and the LMDB registry (default ./drtc-data)"),
+        Setting(name: "listen", repeats: true, help: "libp2p listen multiaddr, repeatable (default /ip4/127.0.0.1/tcp/4001)"),
+        Setting(name: "api", repeats: false, help: "HTTP API HOST:PORT (default 127.0.0.1:8080; port 0 picks a free one)"),
+        Setting(name: "media", repeats: false, help: "media UDP HOST:PORT (default 127.0.0.1:40000)"),
+        Setting(name: "bootstrap", repeats: true, help: "multiaddr of a peer to join through, repeatable (none: a one-node mesh)"),
+        Setting(name: "region", repeats: false, help: "EU|NAM|ASI|SAM|AFR|OCE (default EU)"),
+        Setting(name: "geo", repeats: false, help: "LAT,LON of this node, -90<=LAT<=90, -180<=LON<=180"),
+        Setting(name: "public-url", repeats: false, help: "public base URL of this node's API (default http://API)"),
+        Setting(name: "max-sessions", repeats: false, help: "media sessions this node accepts (0: undeclared)"),
+        Setting(name: "bandwidth-up-kbps", repeats: false, help: "uplink capacity in kbit/s (0: undeclared)"),
+        Setting(name: "bandwidth-down-kbps", repeats: false, help: "downlink capacity in kbit/s (0: undeclared)"),
+        Setting(name: "cpu-cores", repeats: false, help: "CPU cores offered (default: the machine's)"),
+        Setting(name: "refresh-interval", repeats: false, help: "seconds between republications of this node's record (default 30)"),
+        Setting(name: "ttl", repeats: false, help: "seconds after which peers drop this node's record if not refreshed (default 90)"),
+        Setting(name: "log-level", repeats: false, help: "trace|debug|info|notice|warning|error|critical (default info)"),
+    ]
+
+    /// Resolves settings from their sources. `flags` holds what was given on the command line
+    /// (name → values); `env` is the process environment; `configFile` is read if given (the
+    /// `--config` flag, else `DRTC_CONFIG`).
+    public static func resolve(flags: [String: [String]], env: [String: String], configFile: String?) throws -> NodeConfig {
+        var fromFile: [String: [String]] = [:]
+        let configPath = configFile ?? env["DRTC_CONFIG"]
+        if let configPath { fromFile = try loadConfigFile(configPath) }
+        var raw: [String: [String]] = [:]
+        for s in settings {
+            if let v = flags[s.name], !v.isEmpty {
+                raw[s.name] = v
+            } else if let e = env[s.envName] {
+                raw[s.name] = s.repeats ? e.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } : [e]
+            } else if let f = fromFile[s.name] {
+                raw[s.name] = f
+            }
+        }
+        return try NodeConfig(raw: raw)
+    }
+
+    static func loadConfigFile(_ path: String) throws -> [String: [String]] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("--config", "cannot read '\(path)'")
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ConfigError("--config", "'\(path)' is not a JSON object of settings (keys are flag names, e.g. {\"region\": \"EU\"})")
+        }
+        var out: [String: [String]] = [:]
+        let known = Set(settings.map(\.name))
+        for (key, value) in object {
+            guard known.contains(key) else {
+                throw ConfigError("--config", "unknown setting '\(key)' in '\(path)'; known: \(known.sorted().joined(separator: ", "))")
+            }
+            switch value {
+            case let s as String: out[key] = [s]
+            case let a as [Any]: out[key] = a.map { "\($0)" }
+            case let n as NSNumber: out[key] = [n.stringValue]
+            default: throw ConfigError("--config", "setting '\(key)' in '\(path)' must be a string, number or list")
+            }
+        }
+        return out
+    }
+
+    init(raw: [String: [String]]) throws {
+        func one(_ name: String) -> String? { raw[name]?.last }
+        func uint<T: FixedWidthInteger>(_ name: String, _ range: ClosedRange<T>) throws -> T? {
+            guard let text = one(name) else { return nil }
+            guard let v = T(text), range.contains(v) else {
+                throw ConfigError("--\(name)", "expected an integer \(range.lowerBound)..\(range.upperBound), got '\(text)'")
+            }
+            return v
+        }
+        if let d = one("data-dir") {
+            guard !d.isEmpty else { throw ConfigError("--data-dir", "must not be empty") }
+            dataDir = d
+        }
+        if let l = raw["listen"], !l.isEmpty {
+            for a in l where !a.hasPrefix("/") { throw ConfigError("--listen", "expected a multiaddr like /ip4/127.0.0.1/tcp/4001, got '\(a)'") }
+            listen = l
+        }
+        if let a = one("api") { api = try HostPort.parse(a, setting: "--api") }
+        if let m = one("media") { media = try HostPort.parse(m, setting: "--media") }
+        if let b = raw["bootstrap"] {
+            for a in b where !a.hasPrefix("/") { throw ConfigError("--bootstrap", "expected a multiaddr like /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…, got '\(a)'") }
+            bootstrap = b
+        }
+        if let r = one("region") {
+            guard let region = Region(rawValue: r.uppercased()) else {
+                throw ConfigError("--region", "expected one of \(Region.allCases.map(\.rawValue).joined(separator: "|")), got '\(r)'")
+            }
+            self.region = region
+        }
+        if let g = one("geo") { geo = try Self.parseGeo(g) }
+        if let u = one("public-url") {
+            guard u.hasPrefix("http://") || u.hasPrefix("https://") else {
+                throw ConfigError("--public-url", "expected an http:// or https:// URL, got '\(u)'")
+            }
+            publicURL = u
+        }
+        if let v: UInt32 = try uint("max-sessions", 0...1_000_000) { capacity.maxSessions = v }
+        if let v: UInt64 = try uint("bandwidth-up-kbps", 0...100_000_000) { capacity.bandwidthUpKbps = v }
+        if let v: UInt64 = try uint("bandwidth-down-kbps", 0...100_000_000) { capacity.bandwidthDownKbps = v }
+        capacity.cpuCores = try uint("cpu-cores", 1...4096) ?? UInt32(ProcessInfo.processInfo.activeProcessorCount)
+        if let v: UInt32 = try uint("refresh-interval", 1...86_400) { refreshIntervalSeconds = v }
+        if let v: UInt32 = try uint("ttl", 1...604_800) { ttlSeconds = v }
+        else if one("refresh-interval") != nil { ttlSeconds = max(ttlSeconds, refreshIntervalSeconds * 3) }
+        guard ttlSeconds >= refreshIntervalSeconds else {
+            throw ConfigError("--ttl", "must be at least --refresh-interval (\(refreshIntervalSeconds) s), got \(ttlSeconds)")
+        }
+        if let l = one("log-level") {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            guard levels.contains(l) else { throw ConfigError("--log-level", "expected one of \(levels.joined(separator: "|")), got '\(l)'") }
+            logLevel = l
+        }
+    }
+
+    static func parseGeo(_ text: String) throws -> GeoPoint {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard parts.count == 2, let lat = Double(parts[0]), let lon = Double(parts[1]),
+              GeoPoint(latitude: lat, longitude: lon).isValid
+        else {
+            throw ConfigError("--geo", "expected LAT,LON with -90<=LAT<=90 and -180<=LON<=180, got '\(text)'")
+        }
+        return GeoPoint(latitude: lat, longitude: lon)
+    }
+}

@@ -1,0 +1,271 @@
+import Identity
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A `/getMediaNodes` query.
+public struct NodeQuery: Sendable, Hashable {
+    public var region: String?
+    public var near: GeoPoint?
+    public var limit: Int
+    /// Minimum QoS score in 0...1. Records carry no QoS score until the QoS protocol ships, so
+    /// any value above 0 matches no record yet (an unscored node cannot prove a score).
+    public var minScore: Double?
+
+    public static let defaultLimit = 10
+    public static let maxLimit = 1000
+
+    public init(region: String? = nil, near: GeoPoint? = nil, limit: Int = defaultLimit, minScore: Double? = nil) {
+        self.region = region
+        self.near = near
+        self.limit = limit
+        self.minScore = minScore
+    }
+}
+
+/// Ranking of `/getMediaNodes`: nodes are grouped into distance bands of this width (when the
+/// query gives a position), and within a band ordered by load headroom. 50 km of fibre is
+/// about 0.5 ms of round trip: inside a band the less loaded node is the better choice.
+public let distanceBandKm = 50.0
+public let earthRadiusKm = 6371.0088
+
+public func greatCircleKm(_ a: GeoPoint, _ b: GeoPoint) -> Double {
+    let va = UnitVector(a), vb = UnitVector(b)
+    return chordToKm(va.chord(to: vb))
+}
+
+struct UnitVector {
+    var x, y, z: Double
+    init(_ p: GeoPoint) {
+        let lat = p.latitude * .pi / 180, lon = p.longitude * .pi / 180
+        x = cos(lat) * cos(lon)
+        y = cos(lat) * sin(lon)
+        z = sin(lat)
+    }
+    subscript(axis: Int) -> Double { axis == 0 ? x : (axis == 1 ? y : z) }
+    func distance2(to o: UnitVector) -> Double {
+        let dx = x - o.x, dy = y - o.y, dz = z - o.z
+        return dx * dx + dy * dy + dz * dz
+    }
+    func chord(to o: UnitVector) -> Double { distance2(to: o).squareRoot() }
+}
+
+func chordToKm(_ chord: Double) -> Double { 2 * asin(min(1, chord / 2)) * earthRadiusKm }
+func kmToChord(_ km: Double) -> Double { 2 * sin(min(.pi / 2, km / (2 * earthRadiusKm))) }
+
+/// A static 3-D k-d tree over the unit-sphere positions of records, plus the set of records
+/// changed since it was built. Euclidean (chord) distance on the unit sphere is monotonic in
+/// great-circle distance, so nearest-neighbour search in 3-D is exact, with no trouble at the
+/// poles or the antimeridian. Changed records are answered from the pending set, and the tree
+/// is rebuilt once that set grows past a fraction of the table.
+struct SpatialIndex: Sendable {
+    struct Point: Sendable {
+        var position: UnitVector
+        var record: SignedRecord
+        var slot: Int
+    }
+
+    private var tree: [Point] = []
+    private var slotOf: [PeerID: Int] = [:]
+    private var staleSlot: [Bool] = []
+    private(set) var pending: Set<PeerID> = []
+
+    init(entries: [PeerID: SignedRecord]) {
+        var points: [Point] = []
+        points.reserveCapacity(entries.count)
+        for record in entries.values {
+            guard let geo = record.record.geo else { continue }
+            points.append(Point(position: UnitVector(geo), record: record, slot: points.count))
+        }
+        for p in points { slotOf[p.record.nodeID] = p.slot }
+        staleSlot = Array(repeating: false, count: points.count)
+        tree = points
+        Self.build(&tree, 0, tree.count, 0)
+    }
+
+    var needsRebuild: Bool { pending.count > 64 + tree.count / 32 }
+
+    mutating func markChanged(_ id: PeerID) {
+        if let slot = slotOf[id] { staleSlot[slot] = true }
+        pending.insert(id)
+    }
+
+    /// Median-split build: node of range [lo, hi) is its middle element.
+    private static func build(_ points: inout [Point], _ lo: Int, _ hi: Int, _ depth: Int) {
+        guard hi - lo > 1 else { return }
+        let axis = depth % 3
+        let mid = (lo + hi) / 2
+        quickselect(&points, lo, hi - 1, mid, axis)
+        build(&points, lo, mid, depth + 1)
+        build(&points, mid + 1, hi, depth + 1)
+    }
+
+    private static func quickselect(_ a: inout [Point], _ lo: Int, _ hi: Int, _ k: Int, _ axis: Int) {
+        var lo = lo, hi = hi
+        while lo < hi {
+            let pivot = a[(lo + hi) / 2].position[axis]
+            var i = lo, j = hi
+            while i <= j {
+                while a[i].position[axis] < pivot { i += 1 }
+                while a[j].position[axis] > pivot { j -= 1 }
+                if i <= j {
+                    a.swapAt(i, j)
+                    i += 1
+                    j -= 1
+                }
+            }
+            if k <= j { hi = j } else if k >= i { lo = i } else { return }
+        }
+    }
+
+    /// The `k` nearest records passing `accept`, as (chord, record), nearest first.
+    func nearest(_ q: UnitVector, k: Int, pendingRecords: [SignedRecord], accept: (SignedRecord) -> Bool) -> [(Double, SignedRecord)] {
+        var best: [(Double, SignedRecord)] = []  // sorted ascending, at most k
+        func offer(_ d2: Double, _ r: SignedRecord) {
+            if best.count == k, let last = best.last, d2 >= last.0 { return }
+            let i = best.firstIndex(where: { $0.0 > d2 }) ?? best.count
+            best.insert((d2, r), at: i)
+            if best.count > k { best.removeLast() }
+        }
+        func search(_ lo: Int, _ hi: Int, _ depth: Int) {
+            guard lo < hi else { return }
+            let mid = (lo + hi) / 2
+            let p = tree[mid]
+            if !staleSlot[p.slot], accept(p.record) { offer(p.position.distance2(to: q), p.record) }
+            let axis = depth % 3
+            let diff = q[axis] - p.position[axis]
+            let (near, far) = diff < 0 ? ((lo, mid), (mid + 1, hi)) : ((mid + 1, hi), (lo, mid))
+            search(near.0, near.1, depth + 1)
+            if best.count < k || diff * diff < best.last!.0 { search(far.0, far.1, depth + 1) }
+        }
+        search(0, tree.count, 0)
+        for r in pendingRecords where accept(r) {
+            if let geo = r.record.geo { offer(UnitVector(geo).distance2(to: q), r) }
+        }
+        return best.map { ($0.0.squareRoot(), $0.1) }
+    }
+
+    /// Every record within `chord` of `q` passing `accept`.
+    func within(_ q: UnitVector, chord: Double, pendingRecords: [SignedRecord], accept: (SignedRecord) -> Bool) -> [(Double, SignedRecord)] {
+        let limit2 = chord * chord
+        var out: [(Double, SignedRecord)] = []
+        func search(_ lo: Int, _ hi: Int, _ depth: Int) {
+            guard lo < hi else { return }
+            let mid = (lo + hi) / 2
+            let p = tree[mid]
+            let d2 = p.position.distance2(to: q)
+            if d2 <= limit2, !staleSlot[p.slot], accept(p.record) { out.append((d2.squareRoot(), p.record)) }
+            let axis = depth % 3
+            let diff = q[axis] - p.position[axis]
+            if diff < 0 || diff * diff <= limit2 { search(lo, mid, depth + 1) }
+            if diff >= 0 || diff * diff <= limit2 { search(mid + 1, hi, depth + 1) }
+        }
+        search(0, tree.count, 0)
+        for r in pendingRecords where accept(r) {
+            if let geo = r.record.geo {
+                let d2 = UnitVector(geo).distance2(to: q)
+                if d2 <= limit2 { out.append((d2.squareRoot(), r)) }
+            }
+        }
+        return out
+    }
+}
+
+/// Answers registry queries over a table. Keeps derived orderings (spatial index, headroom
+/// order, id order) and refreshes them when the table changes. Pure: time is a parameter.
+public struct RegistryQueryEngine: Sendable {
+    private var spatial: SpatialIndex?
+    private var byHeadroom: [SignedRecord] = []
+    private var byID: [(String, SignedRecord)] = []
+    private var orderedGeneration: UInt64 = .max
+
+    public init() {}
+
+    /// Tells the engine which entries changed since the last call (after merges or GC).
+    public mutating func noteChanged(_ ids: some Sequence<PeerID>) {
+        guard spatial != nil else { return }
+        for id in ids { spatial!.markChanged(id) }
+    }
+
+    private static func matches(_ r: SignedRecord, _ q: NodeQuery, nowMs: UInt64) -> Bool {
+        guard r.isLive(nowMs: nowMs) else { return false }
+        if let region = q.region, r.record.region != region { return false }
+        if let minScore = q.minScore, minScore > 0 { return false }  // no record carries a QoS score yet
+        return true
+    }
+
+    private mutating func refreshOrders(_ table: RegistryTable) {
+        guard orderedGeneration != table.generation else { return }
+        byHeadroom = table.entries.values.sorted {
+            let (a, b) = ($0.record.loadHeadroom, $1.record.loadHeadroom)
+            return a != b ? a > b : $0.nodeID < $1.nodeID
+        }
+        byID = table.entries.values.map { ($0.nodeID.description, $0) }.sorted { $0.0 < $1.0 }
+        orderedGeneration = table.generation
+    }
+
+    /// `/getMediaNodes`: live nodes, best first. With a position: by 50-km distance band,
+    /// then by load headroom, then nodeId. Without: by load headroom, then nodeId.
+    public mutating func getMediaNodes(_ q: NodeQuery, table: RegistryTable, nowMs: UInt64) -> [(record: SignedRecord, distanceKm: Double?)] {
+        let limit = max(0, min(q.limit, NodeQuery.maxLimit))
+        guard limit > 0 else { return [] }
+        guard let near = q.near else {
+            refreshOrders(table)
+            var out: [(record: SignedRecord, distanceKm: Double?)] = []
+            for r in byHeadroom where Self.matches(r, q, nowMs: nowMs) {
+                out.append((r, nil))
+                if out.count == limit { break }
+            }
+            return out
+        }
+        if spatial == nil || spatial!.needsRebuild {
+            spatial = SpatialIndex(entries: table.entries)
+        }
+        let index = spatial!
+        let pendingRecords = index.pending.compactMap { table[$0] }
+        let accept = { (r: SignedRecord) in Self.matches(r, q, nowMs: nowMs) }
+        let center = UnitVector(near)
+        let nearest = index.nearest(center, k: limit, pendingRecords: pendingRecords, accept: accept)
+        var candidates = nearest
+        if nearest.count == limit, let last = nearest.last {
+            // Everything in the k-th node's band competes on headroom.
+            let bandEnd = (chordToKm(last.0) / distanceBandKm).rounded(.down) * distanceBandKm + distanceBandKm
+            candidates = index.within(center, chord: kmToChord(bandEnd), pendingRecords: pendingRecords, accept: accept)
+        }
+        let ranked = candidates.map { (chord, r) -> (band: Double, headroom: Double, km: Double, r: SignedRecord) in
+            let km = chordToKm(chord)
+            return ((km / distanceBandKm).rounded(.down), r.record.loadHeadroom, km, r)
+        }.sorted {
+            if $0.band != $1.band { return $0.band < $1.band }
+            if $0.headroom != $1.headroom { return $0.headroom > $1.headroom }
+            if $0.km != $1.km { return $0.km < $1.km }
+            return $0.r.nodeID < $1.r.nodeID
+        }
+        return ranked.prefix(limit).map { ($0.r, $0.km) }
+    }
+
+    /// `/listMediaNodes`: live records in nodeId (text) order, after `cursor` (exclusive).
+    /// Returns the page and the cursor for the next one (nil at the end).
+    public mutating func listMediaNodes(after cursor: String?, limit: Int, table: RegistryTable, nowMs: UInt64) -> (page: [SignedRecord], next: String?) {
+        refreshOrders(table)
+        var lo = 0
+        if let cursor {
+            var hi = byID.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if byID[mid].0 <= cursor { lo = mid + 1 } else { hi = mid }
+            }
+        }
+        var page: [SignedRecord] = []
+        var i = lo
+        while i < byID.count, page.count < limit {
+            if byID[i].1.isLive(nowMs: nowMs) { page.append(byID[i].1) }
+            i += 1
+        }
+        let more = byID[i...].contains { $0.1.isLive(nowMs: nowMs) }
+        return (page, more ? page.last?.nodeID.description : nil)
+    }
+}
