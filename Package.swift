@@ -74,7 +74,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "drtc-bench",
-            dependencies: ["Node", "Registry", "Identity", "Store"]
+            dependencies: [
+                "Node", "Registry", "Identity", "Store", "HTTPAPI",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
 
         // MARK: tests
@@ -83,11 +86,12 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(
-            name: "HTTPAPITests",
+            name: "NodeTests",
             dependencies: [
-                "HTTPAPI", "Node", "Registry", "Identity",
+                "Node", "HTTPAPI", "Registry", "Identity", "Store",
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "Registry", "Identity", "Store"]),
     ]
 )

@@ -30,6 +30,7 @@ public enum RegistryAPI {
     public static func router(backend: some RegistryBackend, metrics: DrtcMetrics) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: APIMiddleware(metrics: metrics))
+        let cache = RecordJSONCache()
 
         router.get("/health") { _, _ in
             try json(backend.health())
@@ -41,8 +42,7 @@ public enum RegistryAPI {
         }
         router.get("/getMediaNodes") { request, _ in
             let query = try parseNodeQuery(request)
-            let nodes = backend.getMediaNodes(query).map { MediaNodeJSON($0.record, distanceKm: $0.distanceKm) }
-            return try json(NodeListJSON(nodes: nodes))
+            return jsonBytes(cache.nodeList(backend.getMediaNodes(query)))
         }
         router.get("/nodeById") { request, _ in
             let params = try QueryParameters(request, allowed: ["id"])
@@ -58,7 +58,7 @@ public enum RegistryAPI {
                 let why = record.record.status == .leaving ? "left the network" : "has not refreshed its record within its \(record.record.ttlSeconds) s TTL"
                 throw APIError(.notFound, code: "not_live", "node \(id) \(why)")
             }
-            return try json(MediaNodeJSON(record))
+            return jsonBytes(cache.json(for: record))
         }
         router.get("/listMediaNodes") { request, _ in
             let params = try QueryParameters(request, allowed: ["cursor", "limit"])
@@ -140,13 +140,16 @@ public enum RegistryAPI {
         }
     }
 
-    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    static func json(_ value: some Encodable) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]
-        let data = try encoder.encode(value)
+        return jsonBytes(try encoder.encode(value))
+    }
+
+    static func jsonBytes(_ bytes: some Sequence<UInt8>) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }
 

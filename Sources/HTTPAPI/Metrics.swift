@@ -2,6 +2,7 @@ import CoreMetrics
 import Metrics
 import Prometheus
 import Registry
+import Synchronization
 
 /// The node's metrics: recorded through swift-metrics with an explicit Prometheus factory
 /// (no global bootstrap, so several nodes can share a process in tests and the simulator),
@@ -44,11 +45,23 @@ public final class DrtcMetrics: Sendable {
         if outcome == .accepted { mergesAccepted.increment() } else { mergeIgnored(outcome) }
     }
 
+    private struct TimerKey: Hashable {
+        var method: String
+        var route: String
+        var status: Int
+    }
+    private let timers = Mutex<[TimerKey: CoreMetrics.Timer]>([:])
+
+    /// The request-duration histogram for one (method, route, status), created once.
     func requestDuration(method: String, route: String, status: Int) -> CoreMetrics.Timer {
-        CoreMetrics.Timer(
+        let key = TimerKey(method: method, route: route, status: status)
+        if let t = timers.withLock({ $0[key] }) { return t }
+        let timer = CoreMetrics.Timer(
             label: "drtc_http_request_duration_seconds",
             dimensions: [("method", method), ("route", route), ("status", String(status))],
             preferredDisplayUnit: .seconds, factory: factory)
+        timers.withLock { $0[key] = timer }
+        return timer
     }
 
     public func exposition() -> [UInt8] {

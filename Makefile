@@ -1,0 +1,67 @@
+# drtc — two commands on a fresh Debian machine with Swift:
+#   make run    install what a node needs, build release, run a node with the defaults
+#   make test   install what the tests need, run swift test and the Python interop tier
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+APT_PACKAGES := pkg-config libsodium-dev liblmdb-dev libsrtp2-dev libssl-dev protobuf-compiler lmdb-utils wrk
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+VENV := .venv
+PY_REQUIREMENTS := Tests/Interop/requirements.txt
+RUN_ARGS ?=
+
+.PHONY: help deps venv build build-release run test swift-test interop bench bench-http proto clean
+
+help:
+	@echo "make run     build (release) and run a node: API on 127.0.0.1:8080, data in ./drtc-data"
+	@echo "make test    swift test + Python interop tier (installs apt packages and a venv)"
+	@echo "make bench   release benchmarks (one JSON line each)"
+
+# Installs only what is missing, so repeated runs cost nothing.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+# The venv is rebuilt when the pinned requirements change.
+$(VENV)/.stamp: $(PY_REQUIREMENTS)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r $(PY_REQUIREMENTS)
+	touch $@
+
+venv: $(VENV)/.stamp
+
+build: deps
+	swift build
+
+build-release: deps
+	swift build -c release --product drtc
+
+run: build-release
+	@echo "starting drtc: API on http://127.0.0.1:8080 (override with RUN_ARGS='--api HOST:PORT …'), Ctrl-C leaves gracefully"
+	./.build/release/drtc node $(RUN_ARGS)
+
+swift-test: build
+	swift test
+
+interop: build venv
+	DRTC_BIN=$(CURDIR)/.build/debug/drtc $(VENV)/bin/pytest -q Tests/Interop
+
+test: swift-test interop
+
+bench: deps
+	swift build -c release --product drtc-bench --product drtc
+	./.build/release/drtc-bench
+
+# Regenerates the committed Swift protobuf code. Needs protoc-gen-swift (swift-protobuf 1.39.0,
+# `swift build -c release --product protoc-gen-swift` in a checkout of it) on PATH or in PROTOC_GEN_SWIFT.
+PROTOC_GEN_SWIFT ?= $(shell command -v protoc-gen-swift)
+proto: deps
+	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
+		--swift_out=Sources/Registry/Generated -I Specs Specs/registry.proto
+
+clean:
+	rm -rf .build $(VENV)
