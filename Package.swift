@@ -39,6 +39,14 @@ let package = Package(
             ]
         ),
 
+        .target(
+            name: "Libp2p",
+            dependencies: [
+                "Identity", "CSodium",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+
         // MARK: adapters
         .target(name: "Store", dependencies: ["CLMDB"]),
         .target(
@@ -84,6 +92,7 @@ let package = Package(
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CSodium", "CLMDB", "CSRTP", "COpenSSL"]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity"]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "Libp2pTests", dependencies: ["Libp2p", "Identity"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(
             name: "NodeTests",
