@@ -48,6 +48,17 @@ let package = Package(
         ),
 
         // MARK: adapters
+        .target(
+            name: "Libp2pNIO",
+            dependencies: [
+                "Libp2p", "Identity",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
         .target(name: "Store", dependencies: ["CLMDB"]),
         .target(
             name: "HTTPAPI",
@@ -93,6 +104,14 @@ let package = Package(
         .testTarget(name: "IdentityTests", dependencies: ["Identity"]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "Libp2pTests", dependencies: ["Libp2p", "Identity"]),
+        .testTarget(
+            name: "Libp2pNIOTests",
+            dependencies: [
+                "Libp2pNIO", "Libp2p", "Identity",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(
             name: "NodeTests",
