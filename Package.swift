@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "drtc", targets: ["drtc"]),
         .executable(name: "drtc-bench", targets: ["drtc-bench"]),
+        .executable(name: "drtc-p2p-probe", targets: ["drtc-p2p-probe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
@@ -73,7 +74,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Identity", "Registry", "Store", "HTTPAPI",
+                "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -99,6 +100,14 @@ let package = Package(
             ]
         ),
 
+        .executableTarget(
+            name: "drtc-p2p-probe",
+            dependencies: [
+                "Libp2pNIO", "Libp2p", "Identity",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // MARK: tests
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CSodium", "CLMDB", "CSRTP", "COpenSSL"]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity"]),
@@ -116,7 +125,7 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "HTTPAPI", "Registry", "Identity", "Store",
+                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,6 +1,8 @@
 import HTTPAPI
 import Hummingbird
 import Identity
+import Libp2p
+import Libp2pNIO
 import Logging
 import NIOCore
 import Registry
@@ -18,6 +20,7 @@ public final class DrtcNode: Sendable {
     public let identity: Ed25519KeyPair
     public let registry: RegistryService
     public let metrics: DrtcMetrics
+    public let host: Libp2pHost
     let logger: Logger
 
     public var peerID: PeerID { identity.peerID }
@@ -33,11 +36,15 @@ public final class DrtcNode: Sendable {
         identity = loaded.keyPair
         metrics = DrtcMetrics()
         registry = try RegistryService(directory: config.dataDir + "/registry", metrics: metrics, logger: logger, clock: clock)
+        var hostConfig = Libp2pHost.Configuration()
+        hostConfig.agentVersion = "drtc/\(Self.version)"
+        host = Libp2pHost(identity: identity, configuration: hostConfig, logger: logger, metricsFactory: metrics.factory)
     }
 
-    /// The addresses this node announces, each ending in `/p2p/<peerId>`.
+    /// The addresses this node listens on (bound: a port 0 is resolved), each ending in
+    /// `/p2p/<peerId>`.
     public var announcedMultiaddrs: [String] {
-        config.listen.map { $0.contains("/p2p/") ? $0 : $0 + "/p2p/\(peerID)" }
+        host.listenAddresses.map(\.description)
     }
 
     /// This node's own record as of `hlc`.
@@ -59,7 +66,7 @@ public final class DrtcNode: Sendable {
         let now = registry.clock()
         let (live, digest) = registry.withReplica { ($0.table.liveCount(nowMs: now), $0.table.liveDigest(nowMs: now)) }
         return HealthReport(
-            status: "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs, peers: 0,
+            status: "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs, peers: host.connectedPeers.count,
             records: live, tableDigest: Hex.encode(digest), version: Self.version)
     }
 
@@ -80,10 +87,13 @@ public final class DrtcNode: Sendable {
             },
             logger: logger)
         let lifecycle = RegistryLifecycle(node: self, apiPort: boundPort)
+        let mesh = MeshService(node: self)
+        // Listen before anything announces addresses.
+        try await host.listen(config.listen)
         // Shutdown runs in reverse order: the API stops first, then the registry writes the
-        // tombstone and closes LMDB.
+        // tombstone and closes LMDB, then the mesh closes its connections.
         let group = ServiceGroup(configuration: .init(
-            services: [lifecycle, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [mesh, lifecycle, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
@@ -133,6 +143,42 @@ struct RegistryLifecycle: Service {
             node.logger.error("could not write the tombstone", metadata: ["error": "\(error)"])
         }
         node.registry.close()
+    }
+}
+
+/// Joins the mesh through the bootstrap peers, redialling lost ones with backoff; closes every
+/// connection on shutdown.
+struct MeshService: Service {
+    let node: DrtcNode
+
+    func run() async throws {
+        let bootstrap = node.config.bootstrap
+        try? await cancelWhenGracefulShutdown {
+            var backoff: [String: Int] = [:]
+            while !Task.isCancelled {
+                for address in bootstrap {
+                    guard let peer = address.peerID, !node.host.connectedPeers.contains(peer) else { continue }
+                    let key = address.description
+                    let wait = backoff[key, default: 0]
+                    if wait > 0 {
+                        backoff[key] = wait - 1
+                        continue
+                    }
+                    do {
+                        try await node.host.dial(address)
+                        node.logger.info("connected to bootstrap peer", metadata: ["address": "\(address)"])
+                        backoff[key] = 0
+                    } catch {
+                        // 1, 2, 4 … 32 ticks of one second between attempts.
+                        let next = min(32, max(1, (backoff[key] ?? 0) * 2))
+                        backoff[key] = next
+                        node.logger.warning("bootstrap dial failed", metadata: ["address": "\(address)", "error": "\(error)", "retryInSeconds": "\(next)"])
+                    }
+                }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+        await node.host.shutdown()
     }
 }
 

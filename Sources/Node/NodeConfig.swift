@@ -1,6 +1,7 @@
 import Registry
 
 import Foundation
+import Libp2p
 
 /// A configuration error: names the setting as the operator wrote it (`--geo`), what was
 /// wrong, and what is accepted. The CLI exits with code 2 on these.
@@ -49,10 +50,10 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
 /// precedence flags > `DRTC_*` environment > `--config` file > defaults.
 public struct NodeConfig: Sendable {
     public var dataDir = "./drtc-data"
-    public var listen = ["/ip4/127.0.0.1/tcp/4001"]
+    public var listen = [try! Multiaddr("/ip4/127.0.0.1/tcp/4001")]
     public var api = HostPort(host: "127.0.0.1", port: 8080)
     public var media = HostPort(host: "127.0.0.1", port: 40000)
-    public var bootstrap: [String] = []
+    public var bootstrap: [Multiaddr] = []
     public var region = Region.EU
     public var geo: GeoPoint?
     public var publicURL: String?
@@ -146,14 +147,24 @@ public struct NodeConfig: Sendable {
             dataDir = d
         }
         if let l = raw["listen"], !l.isEmpty {
-            for a in l where !a.hasPrefix("/") { throw ConfigError("--listen", "expected a multiaddr like /ip4/127.0.0.1/tcp/4001, got '\(a)'") }
-            listen = l
+            listen = try l.map { text in
+                let addr = try Self.parseMultiaddr(text, setting: "--listen", example: "/ip4/127.0.0.1/tcp/4001")
+                guard addr.tcpEndpoint != nil, addr.peerID == nil else {
+                    throw ConfigError("--listen", "expected /ip4|/ip6/ADDRESS/tcp/PORT (without /p2p), got '\(text)'")
+                }
+                return addr
+            }
         }
         if let a = one("api") { api = try HostPort.parse(a, setting: "--api") }
         if let m = one("media") { media = try HostPort.parse(m, setting: "--media") }
         if let b = raw["bootstrap"] {
-            for a in b where !a.hasPrefix("/") { throw ConfigError("--bootstrap", "expected a multiaddr like /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…, got '\(a)'") }
-            bootstrap = b
+            bootstrap = try b.map { text in
+                let addr = try Self.parseMultiaddr(text, setting: "--bootstrap", example: "/ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…")
+                guard addr.tcpEndpoint != nil, addr.peerID != nil else {
+                    throw ConfigError("--bootstrap", "expected a TCP multiaddr ending in /p2p/<peerId>, got '\(text)'")
+                }
+                return addr
+            }
         }
         if let r = one("region") {
             guard let region = Region(rawValue: r.uppercased()) else {
@@ -182,6 +193,12 @@ public struct NodeConfig: Sendable {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(l) else { throw ConfigError("--log-level", "expected one of \(levels.joined(separator: "|")), got '\(l)'") }
             logLevel = l
+        }
+    }
+
+    static func parseMultiaddr(_ text: String, setting: String, example: String) throws -> Multiaddr {
+        do { return try Multiaddr(text) } catch {
+            throw ConfigError(setting, "expected a multiaddr like \(example): \(error)")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPAPI
 import Identity
+import Libp2p
 import Logging
 @testable import Node
 import Registry
@@ -37,6 +38,7 @@ import FoundationNetworking
         var config = NodeConfig()
         config.dataDir = tempDir("http")
         config.api = HostPort(host: "127.0.0.1", port: 0)
+        config.listen = [try Multiaddr("/ip4/127.0.0.1/tcp/0")]
         config.geo = geo
         let node = try DrtcNode(config: config, logger: Logger(label: "test"))
         try await testGracefulShutdown { trigger in
@@ -64,7 +66,11 @@ import FoundationNetworking
             #expect(health["peerId"] as? String == node.peerID.description)
             #expect(health["records"] as? Int == 1)
             #expect((health["tableDigest"] as? String)?.count == 64)
-            #expect((health["multiaddrs"] as? [String])?.allSatisfy { $0.hasSuffix("/p2p/\(node.peerID)") } == true)
+            let multiaddrs = health["multiaddrs"] as? [String] ?? []
+            #expect(multiaddrs.count == 1)
+            // The real bound port, not the configured 0.
+            #expect(multiaddrs.allSatisfy { $0.hasPrefix("/ip4/127.0.0.1/tcp/") && !$0.contains("/tcp/0/") && $0.hasSuffix("/p2p/\(node.peerID)") })
+            #expect(health["peers"] as? Int == 0)
 
             let nodes = try await Self.request(base, "/getMediaNodes?lat=52.5&lon=13.4").json["nodes"] as? [[String: Any]]
             #expect(nodes?.count == 1)

@@ -87,7 +87,7 @@ func signed(_ key: Ed25519KeyPair, wallMs: UInt64, sessions: UInt32 = 0, region:
         #expect(c.region == .SAM)
         #expect(c.geo == GeoPoint(latitude: 3, longitude: 4))
         #expect(c.api == HostPort(host: "127.0.0.1", port: 9000))
-        #expect(c.listen == ["/ip4/127.0.0.1/tcp/5000"])
+        #expect(c.listen.map(\.description) == ["/ip4/127.0.0.1/tcp/5000"])
         #expect(c.media == HostPort(host: "127.0.0.1", port: 40000))
         #expect(c.dataDir == "./drtc-data")
     }
@@ -96,6 +96,8 @@ func signed(_ key: Ed25519KeyPair, wallMs: UInt64, sessions: UInt32 = 0, region:
         ("geo", "95,10", "--geo"), ("geo", "1", "--geo"), ("region", "XX", "--region"), ("api", "nope", "--api"),
         ("api", "127.0.0.1:70000", "--api"), ("ttl", "5", "--ttl"), ("listen", "tcp/1", "--listen"),
         ("log-level", "loud", "--log-level"), ("max-sessions", "-1", "--max-sessions"),
+        ("listen", "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq", "--listen"),
+        ("bootstrap", "/ip4/127.0.0.1/tcp/4001", "--bootstrap"), ("bootstrap", "/ip4/999.0.0.1/tcp/1/p2p/x", "--bootstrap"),
     ])
     func invalidValuesNameTheirFlag(name: String, value: String, flag: String) {
         let error = #expect(throws: ConfigError.self) { try NodeConfig.resolve(flags: [name: [value]], env: [:], configFile: nil) }
