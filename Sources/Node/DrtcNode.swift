@@ -8,6 +8,12 @@ import NIOCore
 import Registry
 import ServiceLifecycle
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,6 +28,7 @@ public final class DrtcNode: Sendable {
     public let metrics: DrtcMetrics
     public let host: Libp2pHost
     let logger: Logger
+    private let dataDirLock: DataDirLock
 
     public var peerID: PeerID { identity.peerID }
 
@@ -30,6 +37,9 @@ public final class DrtcNode: Sendable {
         self.config = config
         self.logger = logger
         let loaded = try KeyFile.loadOrCreate(dataDir: config.dataDir)
+        // One process per data dir: two nodes sharing an identity would overwrite each
+        // other's records and tombstones.
+        dataDirLock = try DataDirLock(directory: config.dataDir)
         if case .created = loaded {
             logger.notice("created a new identity", metadata: ["path": "\(KeyFile.path(inDataDir: config.dataDir))"])
         }
@@ -77,6 +87,8 @@ public final class DrtcNode: Sendable {
         let router = RegistryAPI.router(backend: Backend(node: self), metrics: metrics)
         let app = Application(
             router: router,
+            // Idle keep-alive connections (and requests that never complete) are closed.
+            server: .http1(configuration: .init(idleTimeout: .seconds(60))),
             configuration: .init(address: .hostname(config.api.host, port: config.api.port), serverName: "drtc/\(Self.version)"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? self.config.api.port
@@ -89,12 +101,20 @@ public final class DrtcNode: Sendable {
         let lifecycle = RegistryLifecycle(node: self, apiPort: boundPort)
         let mesh = MeshService(node: self)
         // Listen before anything announces addresses.
-        try await host.listen(config.listen)
+        do {
+            try await host.listen(config.listen)
+        } catch {
+            throw NodeStartError("--listen \(config.listen.map(\.description).joined(separator: " ")): \(error)")
+        }
         // Shutdown runs in reverse order: the API stops first, then the registry writes the
         // tombstone and closes LMDB, then the mesh closes its connections.
         let group = ServiceGroup(configuration: .init(
             services: [mesh, lifecycle, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch where boundPort.get() == nil {
+            throw NodeStartError("--api \(config.api): cannot serve the HTTP API: \(error)")
+        }
     }
 }
 
@@ -118,9 +138,14 @@ struct RegistryLifecycle: Service {
     }
 
     func run() async throws {
-        // Wait for the API to be bound, so the record's URL names the real port.
+        // Wait for the API to be bound, so the record's URL names the real port. A node whose
+        // API never came up announces nothing.
         while apiPort.get() == nil && !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await Task.sleep(for: .milliseconds(10))
+        }
+        guard apiPort.get() != nil else {
+            node.registry.close()
+            return
         }
         try await publish(.active)
         node.logger.info("published own record", metadata: ["peerId": "\(node.peerID)"])
@@ -208,4 +233,31 @@ struct Backend: RegistryBackend {
     }
 
     func nowMs() -> UInt64 { node.registry.clock() }
+}
+
+public struct NodeStartError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = d }
+}
+
+/// An exclusive `flock` on `<data-dir>/drtc.lock`, held for the node's lifetime (the kernel
+/// releases it if the process dies, so a crash never leaves the directory locked).
+final class DataDirLock: Sendable {
+    private let fd: Int32
+
+    init(directory: String) throws {
+        let path = directory + "/drtc.lock"
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw NodeStartError("--data-dir \(directory): cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            close(fd)
+            throw NodeStartError("--data-dir \(directory) is in use by another drtc process (pid \(holder)); stop it or choose another --data-dir")
+        }
+        ftruncate(fd, 0)
+        let pid = Array("\(getpid())\n".utf8)
+        _ = pid.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    deinit { close(fd) }
 }

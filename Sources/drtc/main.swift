@@ -49,7 +49,7 @@ struct NodeCommand: AsyncParsableCommand {
     var bootstrap: [String] = []
     @Option(name: .customLong("region"), help: "EU|NAM|ASI|SAM|AFR|OCE (default EU).")
     var region: String?
-    @Option(name: .customLong("geo"), help: "This node's position as LAT,LON (-90<=LAT<=90, -180<=LON<=180).")
+    @Option(name: .customLong("geo"), help: "This node's position as LAT,LON (-90<=LAT<=90, -180<=LON<=180); write --geo=-33.9,18.4 when LAT is negative.")
     var geo: String?
     @Option(name: .customLong("config"), help: "JSON file of settings; keys are flag names, e.g. {\"region\": \"EU\", \"listen\": [\"/ip4/0.0.0.0/tcp/4001\"]}.")
     var config: String?
@@ -94,9 +94,19 @@ struct NodeCommand: AsyncParsableCommand {
             node = try DrtcNode(config: config, logger: logger)
         } catch let error as IdentityError {
             fail("identity: \(error.message)", code: 1)
+        } catch let error as NodeStartError {
+            fail(error.description, code: 1)
         } catch {
             fail("cannot start: \(error)", code: 1)
         }
+        do {
+            try await runNode(node)
+        } catch let error as NodeStartError {
+            fail(error.description, code: 1)
+        }
+    }
+
+    func runNode(_ node: DrtcNode) async throws {
         try await node.run { bound in
             // One machine-readable line on stdout for scripts; logs go to stderr.
             print("drtc: API listening on http://\(bound) peerId=\(node.peerID)")

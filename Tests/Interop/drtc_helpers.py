@@ -6,7 +6,6 @@ Everything talks to real processes over real sockets on 127.0.0.1.
 
 from __future__ import annotations
 
-import base64
 import importlib
 import os
 import re
@@ -231,6 +230,41 @@ def parse_metric(text: str, name: str, labels: dict[str, str] | None = None) -> 
 
 
 # --------------------------------------------------------------------------------------------
+# The OpenAPI contract, for checking responses the tests get outside schemathesis' fuzzers.
+
+_spec: Any = None
+
+
+def openapi_spec() -> Any:
+    global _spec
+    if _spec is None:
+        import schemathesis
+
+        _spec = schemathesis.openapi.from_path(OPENAPI)
+    return _spec
+
+
+def assert_conforms(response: requests.Response, path: str, method: str) -> requests.Response:
+    """The status is documented for the operation, and the body matches its schema and
+    media type (raises schemathesis' FailureGroup otherwise)."""
+    operation = openapi_spec()[path][method.upper()]
+    documented = set(operation.definition.raw["responses"])
+    assert str(response.status_code) in documented, (
+        f"{method} {path}: status {response.status_code} is not documented ({sorted(documented)}): {response.text}")
+    declared = operation.definition.raw["responses"][str(response.status_code)]
+    if "$ref" in declared:
+        name = declared["$ref"].rsplit("/", 1)[-1]
+        declared = openapi_spec().raw_schema["components"]["responses"][name]
+    media = response.headers.get("Content-Type", "").split(";")[0].strip()
+    assert media in declared.get("content", {}), f"{method} {path}: {media!r} not declared for {response.status_code}"
+    for header, spec in declared.get("headers", {}).items():
+        if spec.get("required"):
+            assert header in response.headers, f"{method} {path}: required header {header} missing"
+    operation.validate_response(response)
+    return response
+
+
+# --------------------------------------------------------------------------------------------
 # Node processes.
 
 
@@ -258,11 +292,15 @@ class NodeProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def get(self, path: str, **params: Any) -> requests.Response:
-        return requests.get(self.url + path, params=params or None, timeout=10)
+    def get(self, path: str, check: bool = True, **params: Any) -> requests.Response:
+        """GETs; unless check=False, the response must conform to Specs/openapi.yaml."""
+        r = requests.get(self.url + path, params=params or None, timeout=10)
+        return assert_conforms(r, path, "GET") if check else r
 
-    def post(self, path: str, body: bytes, content_type: str = "application/x-protobuf") -> requests.Response:
-        return requests.post(self.url + path, data=body, headers={"Content-Type": content_type}, timeout=30)
+    def post(self, path: str, body: bytes, content_type: str = "application/x-protobuf", check: bool = True) -> requests.Response:
+        """POSTs; unless check=False, the response must conform to Specs/openapi.yaml."""
+        r = requests.post(self.url + path, data=body, headers={"Content-Type": content_type}, timeout=30)
+        return assert_conforms(r, path, "POST") if check else r
 
     def register(self, body: bytes) -> requests.Response:
         return self.post("/register", body)
@@ -343,7 +381,7 @@ def node_args(
             "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
             "--media", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]
     if geo is not None:
-        args += ["--geo", geo]
+        args.append(f"--geo={geo}")  # `=`: a negative latitude would read as a flag
     if region is not None:
         args += ["--region", region]
     return args + (extra or [])
@@ -377,10 +415,11 @@ def launch_node(
 
     threading.Thread(target=drain, daemon=True).start()
     if not ready.wait(timeout) or not node.url:
-        code = proc.poll()
-        if code is None:
+        try:
+            code = proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            code = proc.wait()
         raise RuntimeError(
             f"drtc node did not come up (exit {code}); stdout={node.stdout_lines!r}\nstderr:\n{node.stderr_text()}")
     deadline = time.monotonic() + timeout
@@ -405,7 +444,3 @@ def run_cli(args: list[str], *, env: dict[str, str] | None = None, timeout: floa
         full_env.update(env)
     return subprocess.run([str(DRTC_BIN), *args], capture_output=True, text=True, timeout=timeout,
                           env=full_env, cwd=str(cwd) if cwd else None, stdin=subprocess.DEVNULL)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

@@ -117,7 +117,9 @@ import FoundationNetworking
             }
             let wrongMethod = try await Self.request(base, "/getMediaNodes", method: "DELETE")
             #expect(wrongMethod.status == 405)
-            #expect(wrongMethod.headers["Allow"] as? String == "GET")
+            #expect(wrongMethod.headers["Allow"] as? String == "GET, HEAD")
+            #expect(try await Self.request(base, "/health", method: "TRACE").status == 405)
+            #expect(try await Self.request(base, "/health", method: "HEAD").status == 200)
             let wrongType = try await Self.request(base, "/register", method: "POST", body: Data("{}".utf8), contentType: "application/json")
             #expect(wrongType.status == 415)
             let garbage = try await Self.request(base, "/register", method: "POST", body: Data([1, 2, 3]), contentType: "application/x-protobuf")
