@@ -10,12 +10,13 @@ VENV := .venv
 PY_REQUIREMENTS := Tests/Interop/requirements.txt
 RUN_ARGS ?=
 
-.PHONY: help deps venv build build-release run test swift-test interop bench bench-http proto clean
+.PHONY: help deps venv build build-release run test swift-test interop bench fuzz proto clean
 
 help:
 	@echo "make run     build (release) and run a node: API on 127.0.0.1:8080, data in ./drtc-data"
 	@echo "make test    swift test + Python interop tier (installs apt packages and a venv)"
 	@echo "make bench   release benchmarks (one JSON line each)"
+	@echo "make fuzz    libFuzzer on every untrusted-input decoder, FUZZ_SECONDS each (default 180)"
 
 # Installs only what is missing, so repeated runs cost nothing.
 deps:
@@ -55,6 +56,12 @@ test: swift-test interop
 bench: deps
 	swift build -c release --product drtc-bench --product drtc
 	./.build/release/drtc-bench
+
+# libFuzzer targets for the decoders that read untrusted bytes (not part of CI):
+# multiaddr, multistream-select, Noise frames + handshake, Yamux frames + session.
+FUZZ_SECONDS ?= 180
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Regenerates the committed Swift protobuf code. Needs protoc-gen-swift (swift-protobuf 1.39.0,
 # `swift build -c release --product protoc-gen-swift` in a checkout of it) on PATH or in PROTOC_GEN_SWIFT.

@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "drtc-bench",
             dependencies: [
-                "Node", "Registry", "Identity", "Store", "HTTPAPI",
+                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

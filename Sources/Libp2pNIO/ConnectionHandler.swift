@@ -189,8 +189,12 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             if let entry = pings.removeValue(forKey: opaque) {
                 entry.promise?.succeed(NIODeadline.now() - entry.sent)
             }
-        case .goAway:
-            fail(Libp2pConnectionError(reason: "go_away", "remote sent GoAway"))
+        case .goAway(let code) where code == .normal:
+            // The remote is leaving politely: close without alarm.
+            logger.debug("libp2p connection closed by the remote (GoAway)", metadata: ["peer": "\(remotePeer?.description ?? "?")"])
+            close()
+        case .goAway(let code):
+            fail(Libp2pConnectionError(reason: "go_away", "remote sent GoAway(\(code))"))
         }
     }
 

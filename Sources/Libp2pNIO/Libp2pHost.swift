@@ -22,7 +22,13 @@ public final class Libp2pHost: @unchecked Sendable {
         public var handshakeTimeout: TimeAmount = .seconds(10)
         public var keepAliveInterval: TimeAmount = .seconds(15)
         public var keepAliveTimeout: TimeAmount = .seconds(45)
-        public var yamux = YamuxConfiguration()
+        public var yamux: YamuxConfiguration = {
+            // One Yamux data frame per Noise frame: bulk transfers pay the per-frame costs
+            // (header, AEAD tag, allocation) four times less often than with 16 KiB frames.
+            var y = YamuxConfiguration()
+            y.maxDataFrameSize = NoiseTransport.maxPlaintextLength - 12
+            return y
+        }()
         public var agentVersion = "drtc/0.1.0"
         public init() {}
     }

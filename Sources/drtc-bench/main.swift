@@ -135,13 +135,16 @@ final class Synchronization_Box<T>: @unchecked Sendable {
     var value: T { lock.lock(); defer { lock.unlock() }; return _value }
 }
 
-let all = ["registry-merge", "registry-query", "http-query"]
+let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
     case "registry-merge": try await Bench.registryMerge()
     case "registry-query": Bench.registryQuery()
     case "http-query": try await HTTPBench.run()
+    case "noise-yamux-throughput": try await Libp2pBench.throughput()
+    case "handshakes": try await Libp2pBench.handshakes()
+    case "idle-connection-memory": try await IdleMemoryBench.run()
     default:
         FileHandle.standardError.write(Data("unknown benchmark '\(name)'; known: \(all.joined(separator: ", "))\n".utf8))
         exit(2)

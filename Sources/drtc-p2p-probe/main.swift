@@ -62,6 +62,29 @@ enum Probe {
         await host.shutdown()
     }
 
+    /// Opens `count` connections from `count` distinct identities and holds them idle until
+    /// stdin closes (memory measurements).
+    static func hold(_ address: String, count: Int) async throws {
+        let target = try Multiaddr(address)
+        let hosts = (0..<count).map { _ in makeHost() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<16 {
+                group.addTask {
+                    for i in stride(from: w, to: count, by: 16) { try await hosts[i].dial(target) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        emit(["held": count])
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                while FileHandle.standardInput.availableData.count > 0 {}
+                done.resume()
+            }
+        }
+        for h in hosts { await h.shutdown() }
+    }
+
     static func dial(_ address: String, streams: Int, bytes: Int) async throws {
         let host = makeHost()
         let target = try Multiaddr(address)
@@ -131,6 +154,8 @@ do {
     switch args.first {
     case "listen":
         try await Probe.listen(args.count > 1 ? args[1] : "/ip4/127.0.0.1/tcp/0")
+    case "hold" where args.count > 2:
+        try await Probe.hold(args[1], count: Int(args[2]) ?? 1)
     case "dial" where args.count > 1:
         try await Probe.dial(args[1], streams: option("--streams", default: 100), bytes: option("--bytes", default: 16 << 20))
     default:

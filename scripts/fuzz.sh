@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets in Fuzz/ against the real Libp2p module and runs each one.
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (make fuzz FUZZ_SECONDS=300)
+# The package modules are compiled with -sanitize=fuzzer,address into .build-fuzz/, then each
+# Fuzz/<Name>.swift is linked with libFuzzer's main. Crashes land in fuzz-out/<Name>/; add each
+# one to Fixtures/fuzz-regressions/<Name>/ so the regression test replays it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_TARGET="${1:-120}"
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(MultiaddrFuzz MultistreamFuzz NoiseFrameFuzz YamuxFrameFuzz)
+
+SCRATCH=.build-fuzz
+swift build -c release --scratch-path "$SCRATCH" --target Libp2p \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
+BIN="$SCRATCH/release"
+OBJECTS=$(find "$BIN/Libp2p.build" "$BIN/Identity.build" "$BIN/SwiftProtobuf.build" -name '*.o')
+mkdir -p fuzz-out
+for target in "${TARGETS[@]}"; do
+    exe="fuzz-out/$target"
+    swiftc -O -parse-as-library -sanitize=fuzzer,address -I "$BIN/Modules" -I Sources/CSodium \
+        "Fuzz/$target.swift" $OBJECTS -lsodium -o "$exe" 2> >(grep -v "Cannot export local symbol" >&2)
+    corpus="fuzz-out/$target-corpus"
+    mkdir -p "$corpus" "fuzz-out/$target-crashes"
+    [ -d "Fixtures/fuzz-regressions/$target" ] && cp -n Fixtures/fuzz-regressions/"$target"/* "$corpus"/ 2>/dev/null || true
+    echo "== $target for ${SECONDS_PER_TARGET}s"
+    "$exe" -max_total_time="$SECONDS_PER_TARGET" -artifact_prefix="fuzz-out/$target-crashes/" -print_final_stats=1 "$corpus" 2>&1 \
+        | grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|ERROR|SUMMARY" || true
+done
