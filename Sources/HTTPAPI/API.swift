@@ -47,10 +47,10 @@ public enum RegistryAPI {
         router.get("/nodeById") { request, _ in
             let params = try QueryParameters(request, allowed: ["id"])
             guard let id = params["id"] else { throw APIError.badParameter("id", "required: the node's PeerID") }
-            guard (try? PeerIDText.validate(id)) != nil else {
+            guard let peer = try? PeerID(id) else {
                 throw APIError.badParameter("id", "expected a base58btc libp2p PeerID (e.g. 12D3KooW…), got '\(id.prefix(80))'")
             }
-            guard let record = backend.record(for: id) else {
+            guard let record = backend.record(for: peer) else {
                 throw APIError(.notFound, code: "not_found", "no node with id \(id) in the registry")
             }
             let now = backend.nowMs()
@@ -64,7 +64,7 @@ public enum RegistryAPI {
             let params = try QueryParameters(request, allowed: ["cursor", "limit"])
             let limit = try params.int("limit", in: 1...1000, default: 100)
             let cursor = params["cursor"]
-            if let cursor, (try? PeerIDText.validate(cursor)) == nil {
+            if let cursor, (try? PeerID(cursor)) == nil {
                 throw APIError.badParameter("cursor", "expected the nextCursor of a previous page (a PeerID), got '\(cursor.prefix(80))'")
             }
             let (page, next) = backend.listMediaNodes(after: cursor, limit: limit)
@@ -139,12 +139,6 @@ public enum RegistryAPI {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-}
-
-enum PeerIDText {
-    static func validate(_ text: String) throws {
-        _ = try Identity.PeerID(text)
     }
 }
 

@@ -1,3 +1,4 @@
+import Identity
 import Registry
 
 /// What the HTTP API needs from a node. `Node` implements it; the API never touches storage
@@ -6,7 +7,7 @@ public protocol RegistryBackend: Sendable {
     func health() -> HealthReport
     func getMediaNodes(_ query: NodeQuery) -> [(record: SignedRecord, distanceKm: Double?)]
     /// The record for `id`, live or not (the API reports non-live ones as such).
-    func record(for id: String) -> SignedRecord?
+    func record(for id: PeerID) -> SignedRecord?
     func listMediaNodes(after cursor: String?, limit: Int) -> (page: [SignedRecord], next: String?)
     /// Verifies, merges and durably commits a signed record; returns once it is committed.
     func submit(encodedRecord: [UInt8]) async throws -> SubmitResult

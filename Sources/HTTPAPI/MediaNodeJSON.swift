@@ -70,10 +70,6 @@ public struct MediaNodeJSON: Codable, Sendable {
     }
 }
 
-struct NodeListJSON: Codable {
-    var nodes: [MediaNodeJSON]
-}
-
 struct NodePageJSON: Codable {
     var nodes: [MediaNodeJSON]
     var nextCursor: String?

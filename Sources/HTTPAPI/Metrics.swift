@@ -34,11 +34,25 @@ public final class DrtcMetrics: Sendable {
 
     /// Merges that changed nothing, by outcome (duplicate, stale, expired).
     public func mergeIgnored(_ outcome: MergeOutcome) {
-        CoreMetrics.Counter(label: "drtc_registry_merges_ignored_total", dimensions: [("outcome", outcome.label)], factory: factory).increment()
+        counter("drtc_registry_merges_ignored_total", "outcome", outcome.label).increment()
     }
 
     public func mergeRejected(_ rejection: RecordRejection) {
-        CoreMetrics.Counter(label: "drtc_registry_merges_rejected_total", dimensions: [("reason", rejection.reason)], factory: factory).increment()
+        counter("drtc_registry_merges_rejected_total", "reason", rejection.reason).increment()
+    }
+
+    private let counters = Mutex<[String: CoreMetrics.Counter]>([:])
+
+    /// A counter with one label, created once: rejections can arrive at flood rates, and a
+    /// registry lookup per increment would cost more than the count.
+    private func counter(_ label: String, _ dimension: String, _ value: String) -> CoreMetrics.Counter {
+        let key = "\(label){\(dimension)=\(value)}"
+        return counters.withLock { cache in
+            if let c = cache[key] { return c }
+            let c = CoreMetrics.Counter(label: label, dimensions: [(dimension, value)], factory: factory)
+            cache[key] = c
+            return c
+        }
     }
 
     public func recordMerge(_ outcome: MergeOutcome) {
@@ -64,7 +78,15 @@ public final class DrtcMetrics: Sendable {
         return timer
     }
 
+    private let scrapeHooks = Mutex<[@Sendable () -> Void]>([])
+
+    /// Runs `hook` before every exposition, for gauges that are cheaper to derive on demand.
+    public func onScrape(_ hook: @escaping @Sendable () -> Void) {
+        scrapeHooks.withLock { $0.append(hook) }
+    }
+
     public func exposition() -> [UInt8] {
-        registry.emitToBuffer()
+        for hook in scrapeHooks.withLock({ $0 }) { hook() }
+        return registry.emitToBuffer()
     }
 }

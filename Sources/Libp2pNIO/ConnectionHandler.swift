@@ -79,10 +79,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             let events = try connection.receive(bytes)
             for event in events { try handle(event) }
             flush()
-        } catch let error as Libp2pConnectionError {
-            fail(error)
         } catch {
-            fail(Libp2pConnectionError(reason: "internal", "\(error)"))
+            fail(error)
         }
     }
 
@@ -335,18 +333,22 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     // MARK: output and teardown
 
     func flush() {
-        guard let context, closeReason == nil else { return }
+        guard closeReason == nil else { return }
         do {
-            let bytes = try connection.takeOutbound()
-            guard !bytes.isEmpty else { return }
-            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        } catch let error as Libp2pConnectionError {
-            fail(error)
+            try writeOutbound()
         } catch {
-            fail(Libp2pConnectionError(reason: "internal", "\(error)"))
+            fail(error)
         }
+    }
+
+    /// Writes whatever the connection has queued for the socket.
+    private func writeOutbound() throws {
+        guard let context else { return }
+        let bytes = try connection.takeOutbound()
+        guard !bytes.isEmpty else { return }
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
     /// Closes the connection for a protocol or I/O failure, with one log line naming why.
@@ -354,11 +356,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard closeReason == nil else { return }
         closeReason = error.reason
         // Send whatever is queued (a Yamux GoAway explains a violation to the peer).
-        if let context, let bytes = try? connection.takeOutbound(), !bytes.isEmpty {
-            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        }
+        try? writeOutbound()
         logger.notice("libp2p connection closed", metadata: [
             "reason": "\(error.reason)", "detail": "\(error.message)", "direction": "\(direction.rawValue)",
             "peer": "\(remotePeer?.description ?? "unauthenticated")", "remote": "\(remoteAddress?.description ?? "?")",
@@ -376,11 +374,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard closeReason == nil else { return }
         closeReason = "local_close"
         connection.goAway()
-        if let context, let bytes = try? connection.takeOutbound(), !bytes.isEmpty {
-            var buffer = context.channel.allocator.buffer(capacity: bytes.count)
-            buffer.writeBytes(bytes)
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        }
+        try? writeOutbound()
         context?.close(promise: nil)
     }
 
@@ -402,7 +396,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 }
 
 extension ConnectionHandler {
-    private func fail(_ error: any Error) {
+    /// Any error as a connection failure; errors that are not the core's are `internal`.
+    fileprivate func fail(_ error: any Error) {
         if let e = error as? Libp2pConnectionError { fail(e) } else { fail(Libp2pConnectionError(reason: "internal", "\(error)")) }
     }
 }

@@ -218,9 +218,8 @@ struct Backend: RegistryBackend {
         return node.registry.withReplica { $0.getMediaNodes(query, nowMs: now) }
     }
 
-    func record(for id: String) -> SignedRecord? {
-        guard let peer = try? PeerID(id) else { return nil }
-        return node.registry.withReplica { $0.table[peer] }
+    func record(for id: PeerID) -> SignedRecord? {
+        node.registry.withReplica { $0.table[id] }
     }
 
     func listMediaNodes(after cursor: String?, limit: Int) -> (page: [SignedRecord], next: String?) {

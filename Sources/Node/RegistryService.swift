@@ -62,7 +62,7 @@ public final class RegistryService: Sendable {
         }
         logger.info("registry opened", metadata: ["records": "\(loaded.records.count)", "path": "\(directory)"])
         self.replica = Mutex(replica)
-        updateGauges()
+        metrics.onScrape { [weak self] in self?.updateGauges() }
     }
 
     /// Verifies and merges one encoded record; returns after a winning record is committed.
@@ -138,7 +138,7 @@ public final class RegistryService: Sendable {
             o.forEach(metrics.recordMerge)
             p.continuation.resume(returning: o)
         }
-        updateGauges()
+
     }
 
     /// Drops records past the GC horizon from memory and disk.
@@ -151,7 +151,6 @@ public final class RegistryService: Sendable {
         try writer.sync { try store.commit(winners: [], deletions: dropped) }
         _ = replica.withLock { $0.collectGarbage(nowMs: now) }
         logger.info("registry garbage-collected old entries", metadata: ["count": "\(dropped.count)"])
-        updateGauges()
     }
 
     /// Signs and merges a new version of this node's own record, with a fresh HLC.
@@ -167,6 +166,8 @@ public final class RegistryService: Sendable {
         replica.withLock { body(&$0) }
     }
 
+    /// Counting live records scans the table, so the gauges are set when `/metrics` is
+    /// scraped rather than after every merge.
     func updateGauges() {
         let now = clock()
         let (live, stored) = replica.withLock { ($0.table.liveCount(nowMs: now), $0.table.count) }

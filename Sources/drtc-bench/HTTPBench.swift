@@ -18,29 +18,10 @@ enum HTTPBench {
         """
 
     static func run() async throws {
-        let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        let drtc = binDir.appendingPathComponent("drtc").path
-        guard FileManager.default.isExecutableFile(atPath: drtc) else {
-            throw BenchError("build drtc first: swift build -c release --product drtc (looked for \(drtc))")
-        }
         let dir = NSTemporaryDirectory() + "drtc-bench-http-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let node = Process()
-        node.executableURL = URL(fileURLWithPath: drtc)
-        node.arguments = ["node", "--data-dir", dir, "--api", "127.0.0.1:0", "--log-level", "warning", "--geo", "50,8"]
-        let out = Pipe()
-        node.standardOutput = out
-        try node.run()
-        defer {
-            if node.isRunning {
-                node.terminate()
-                node.waitUntilExit()
-            }
-        }
-        guard let line = String(data: out.fileHandleForReading.availableData, encoding: .utf8),
-              let range = line.range(of: "http://"), let end = line[range.lowerBound...].firstIndex(of: " ")
-        else { throw BenchError("node did not report its API address") }
-        let base = String(line[range.lowerBound..<end])
+        let (node, base) = try BenchNode.start(dataDir: dir, extraArguments: ["--log-level", "warning", "--geo", "50,8"])
+        defer { BenchNode.stop(node) }
 
         // Load 10,000 signed records through the public API, 16 requests in flight.
         let records = Bench.makeRecords(10_000, nowMs: UInt64(Date().timeIntervalSince1970 * 1000)).map(\.encoded)
@@ -103,6 +84,41 @@ enum HTTPBench {
             return Double(s.dropLast(unit.count)).map { ($0 * factor * 1000).rounded() / 1000 }
         }
         return nil
+    }
+}
+
+/// A real `drtc node` process (release build, next to drtc-bench) for benchmarks that measure
+/// it from outside.
+enum BenchNode {
+    static var binDir: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    }
+
+    /// Starts a node on ephemeral ports and returns it with its API base URL.
+    static func start(dataDir: String, extraArguments: [String]) throws -> (Process, String) {
+        let drtc = binDir.appendingPathComponent("drtc").path
+        guard FileManager.default.isExecutableFile(atPath: drtc) else {
+            throw BenchError("build drtc first: swift build -c release --product drtc (looked for \(drtc))")
+        }
+        let node = Process()
+        node.executableURL = URL(fileURLWithPath: drtc)
+        node.arguments = ["node", "--data-dir", dataDir, "--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"] + extraArguments
+        let out = Pipe()
+        node.standardOutput = out
+        try node.run()
+        guard let line = String(data: out.fileHandleForReading.availableData, encoding: .utf8),
+              let range = line.range(of: "http://"), let end = line[range.lowerBound...].firstIndex(of: " ")
+        else {
+            stop(node)
+            throw BenchError("node did not report its API address")
+        }
+        return (node, String(line[range.lowerBound..<end]))
+    }
+
+    static func stop(_ node: Process) {
+        guard node.isRunning else { return }
+        node.terminate()
+        node.waitUntilExit()
     }
 }
 

@@ -11,20 +11,10 @@ enum IdleMemoryBench {
     }
 
     static func run() async throws {
-        let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         let dir = NSTemporaryDirectory() + "drtc-bench-idle-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let node = Process()
-        node.executableURL = binDir.appendingPathComponent("drtc")
-        node.arguments = ["node", "--data-dir", dir, "--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "error"]
-        let out = Pipe()
-        node.standardOutput = out
-        try node.run()
-        defer { node.terminate(); node.waitUntilExit() }
-        guard let line = String(data: out.fileHandleForReading.availableData, encoding: .utf8),
-              let r = line.range(of: "http://"), let end = line[r.lowerBound...].firstIndex(of: " ")
-        else { throw BenchError("node did not start") }
-        let base = String(line[r.lowerBound..<end])
+        let (node, base) = try BenchNode.start(dataDir: dir, extraArguments: ["--log-level", "error"])
+        defer { BenchNode.stop(node) }
         let health = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(string: base + "/health")!)) as! [String: Any]
         let target = (health["multiaddrs"] as! [String])[0]
 
@@ -32,7 +22,7 @@ enum IdleMemoryBench {
         let before = rssKB(node.processIdentifier)
         let n = 200
         let probe = Process()
-        probe.executableURL = binDir.appendingPathComponent("drtc-p2p-probe")
+        probe.executableURL = BenchNode.binDir.appendingPathComponent("drtc-p2p-probe")
         probe.arguments = ["hold", target, String(n)]
         let probeIn = Pipe(), probeOut = Pipe()
         probe.standardInput = probeIn

@@ -42,6 +42,16 @@ enum Probe {
         return host
     }
 
+    /// The test harness stops a serving probe by closing its stdin.
+    static func waitForStdinToClose() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                while FileHandle.standardInput.availableData.count > 0 {}
+                done.resume()
+            }
+        }
+    }
+
     static func emit(_ object: [String: Any]) {
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
@@ -53,12 +63,7 @@ enum Probe {
         try await host.listen([try Multiaddr(address)])
         emit(["peerId": host.peerID.description, "addrs": host.listenAddresses.map(\.description)])
         // Serve until the test closes our stdin.
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread {
-                while FileHandle.standardInput.availableData.count > 0 {}
-                done.resume()
-            }
-        }
+        await waitForStdinToClose()
         await host.shutdown()
     }
 
@@ -76,12 +81,7 @@ enum Probe {
             try await group.waitForAll()
         }
         emit(["held": count])
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread {
-                while FileHandle.standardInput.availableData.count > 0 {}
-                done.resume()
-            }
-        }
+        await waitForStdinToClose()
         for h in hosts { await h.shutdown() }
     }
 

@@ -87,21 +87,14 @@ public struct LengthPrefixedDecoder: Sendable {
 }
 
 /// A broken length-prefixed stream.
-public struct LengthPrefixError: Error, Equatable, Sendable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let description: String
+public typealias LengthPrefixError = CodedError<LengthPrefixErrorDomain>
+
+public enum LengthPrefixErrorDomain: ErrorDomain {
+    public enum Code: String, Hashable, Sendable, CustomStringConvertible {
         /// The length prefix is not a valid uvarint (too long or non-minimal).
-        public static let malformedLength = Code(description: "malformedLength")
+        case malformedLength
         /// The announced length is above the decoder's `maxMessageSize`.
-        public static let messageTooLarge = Code(description: "messageTooLarge")
-    }
-
-    public var code: Code
-    public var message: String
-    public var description: String { message }
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
+        case messageTooLarge
+        public var description: String { rawValue }
     }
 }

@@ -184,31 +184,24 @@ public struct Multiaddr: Hashable, Sendable, CustomStringConvertible {
 
 /// A multiaddr that could not be parsed. The message names the offending component, e.g.
 /// `multiaddr: '/ip4/300.1.1.1': not an IPv4 address`.
-public struct MultiaddrError: Error, Equatable, Sendable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let description: String
+public typealias MultiaddrError = CodedError<MultiaddrErrorDomain>
+
+public enum MultiaddrErrorDomain: ErrorDomain {
+    public enum Code: String, Hashable, Sendable, CustomStringConvertible {
         /// No components.
-        public static let empty = Code(description: "empty")
+        case empty
         /// Over `Multiaddr.maxBinarySize` / `maxTextSize`.
-        public static let tooLarge = Code(description: "tooLarge")
+        case tooLarge
         /// A protocol name or code this implementation does not know.
-        public static let unknownProtocol = Code(description: "unknownProtocol")
+        case unknownProtocol
         /// A protocol that takes a value is missing it.
-        public static let missingValue = Code(description: "missingValue")
+        case missingValue
         /// A value that is not valid for its protocol.
-        public static let invalidValue = Code(description: "invalidValue")
+        case invalidValue
         /// The binary form ends inside a component.
-        public static let truncated = Code(description: "truncated")
+        case truncated
         /// Not a multiaddr at all (no leading `/`, broken varint).
-        public static let malformed = Code(description: "malformed")
-    }
-
-    public var code: Code
-    public var message: String
-    public var description: String { message }
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
+        case malformed
+        public var description: String { rawValue }
     }
 }

@@ -258,31 +258,24 @@ public enum MultistreamStep: Equatable, Sendable {
 }
 
 /// A failed negotiation.
-public struct MultistreamError: Error, Equatable, Sendable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let description: String
+public typealias MultistreamError = CodedError<MultistreamErrorDomain>
+
+public enum MultistreamErrorDomain: ErrorDomain {
+    public enum Code: String, Hashable, Sendable, CustomStringConvertible {
         /// The first message was not `/multistream/1.0.0`.
-        public static let unexpectedHeader = Code(description: "unexpectedHeader")
+        case unexpectedHeader
         /// A message longer than `Limits.maxMessageLength`.
-        public static let messageTooLarge = Code(description: "messageTooLarge")
+        case messageTooLarge
         /// Bad framing: broken length prefix, no trailing newline, not UTF-8.
-        public static let malformedMessage = Code(description: "malformedMessage")
+        case malformedMessage
         /// The responder answered neither the echo nor `na`.
-        public static let unexpectedMessage = Code(description: "unexpectedMessage")
+        case unexpectedMessage
         /// The initiator kept proposing past `Limits.maxRejectedProposals`.
-        public static let tooManyRounds = Code(description: "tooManyRounds")
+        case tooManyRounds
         /// A protocol id we were asked to negotiate cannot be sent.
-        public static let invalidProtocolID = Code(description: "invalidProtocolID")
+        case invalidProtocolID
         /// `receive` before `start` or after the end.
-        public static let invalidTransition = Code(description: "invalidTransition")
-    }
-
-    public var code: Code
-    public var message: String
-    public var description: String { message }
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
+        case invalidTransition
+        public var description: String { rawValue }
     }
 }

@@ -71,22 +71,14 @@ public enum UVarint {
 }
 
 /// A malformed unsigned varint.
-public struct UVarintError: Error, Equatable, Sendable, CustomStringConvertible {
-    /// What kind of malformation; compare against the static members.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let description: String
+public typealias UVarintError = CodedError<UVarintErrorDomain>
+
+public enum UVarintErrorDomain: ErrorDomain {
+    public enum Code: String, Hashable, Sendable, CustomStringConvertible {
         /// The varint continues past 9 bytes (more than 63 bits).
-        public static let overflow = Code(description: "overflow")
+        case overflow
         /// The varint ends in a redundant zero byte.
-        public static let nonMinimal = Code(description: "nonMinimal")
-    }
-
-    public var code: Code
-    public var message: String
-    public var description: String { message }
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
+        case nonMinimal
+        public var description: String { rawValue }
     }
 }
