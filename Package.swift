@@ -48,6 +48,8 @@ let package = Package(
             ]
         ),
 
+        .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
+
         // MARK: adapters
         .target(
             name: "Libp2pNIO",
@@ -122,6 +124,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
+        .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [

@@ -1,0 +1,102 @@
+import Identity
+
+/// The message cache (gossipsub-v1.0.md "Message Cache"): the last `historyLength` heartbeat
+/// windows of messages, of which the newest `historyGossip` are advertised in IHAVE.
+struct MessageCache {
+    struct Entry {
+        var message: GossipMessage
+        var topic: String
+        /// Times each peer was sent this message in answer to an IWANT.
+        var iwantCounts: [PeerID: Int] = [:]
+    }
+
+    private(set) var windows: [[MessageID]]
+    private(set) var entries: [MessageID: Entry] = [:]
+    let gossipWindows: Int
+
+    init(historyLength: Int, historyGossip: Int) {
+        windows = Array(repeating: [], count: max(1, historyLength))
+        gossipWindows = max(0, min(historyGossip, historyLength))
+    }
+
+    mutating func put(_ id: MessageID, _ message: GossipMessage, topic: String) {
+        guard entries[id] == nil else { return }
+        entries[id] = Entry(message: message, topic: topic)
+        windows[0].append(id)
+    }
+
+    func message(_ id: MessageID) -> GossipMessage? { entries[id]?.message }
+
+    /// Counts one more IWANT answer of `id` to `peer`; returns the message when the
+    /// retransmission limit still allows sending it.
+    mutating func messageForIWant(_ id: MessageID, peer: PeerID, limit: Int) -> GossipMessage? {
+        guard var entry = entries[id] else { return nil }
+        let count = entry.iwantCounts[peer, default: 0] + 1
+        entry.iwantCounts[peer] = count
+        entries[id] = entry
+        return count <= limit ? entry.message : nil
+    }
+
+    /// IDs of messages in `topic` from the gossip windows, newest window first.
+    func gossipIDs(topic: String) -> [MessageID] {
+        var out: [MessageID] = []
+        for window in windows.prefix(gossipWindows) {
+            for id in window where entries[id]?.topic == topic { out.append(id) }
+        }
+        return out
+    }
+
+    /// Called at every heartbeat: the oldest window falls out.
+    mutating func shift() {
+        for id in windows.removeLast() { entries[id] = nil }
+        windows.insert([], at: 0)
+    }
+}
+
+/// IDs seen within the last `ttl` (gossipsub "seen cache"): duplicates are recognised without
+/// keeping the messages. Expiry is a FIFO because IDs are inserted in time order.
+struct SeenCache {
+    private(set) var firstSeen: [MessageID: Millis] = [:]
+    private var order: [(MessageID, Millis)] = []
+    private var head = 0
+    let ttl: Millis
+
+    init(ttl: Millis) { self.ttl = ttl }
+
+    func contains(_ id: MessageID) -> Bool { firstSeen[id] != nil }
+    var count: Int { firstSeen.count }
+
+    /// Records `id`; returns false if it was already present.
+    @discardableResult
+    mutating func insert(_ id: MessageID, now: Millis) -> Bool {
+        guard firstSeen[id] == nil else { return false }
+        firstSeen[id] = now
+        order.append((id, now))
+        return true
+    }
+
+    mutating func expire(now: Millis) {
+        while head < order.count, order[head].1 &+ ttl <= now {
+            firstSeen[order[head].0] = nil
+            head += 1
+        }
+        if head > 1024 && head * 2 > order.count {
+            order.removeFirst(head)
+            head = 0
+        }
+    }
+}
+
+/// A small deterministic PRNG (SplitMix64) so that the router's random choices are
+/// reproducible in the simulator from a seed.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

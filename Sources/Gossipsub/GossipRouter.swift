@@ -1,0 +1,624 @@
+import Identity
+
+/// What the application says about a message (libp2p/specs pubsub "Message Validation").
+public enum ValidationResult: Sendable, Equatable {
+    /// Deliver and forward.
+    case accept
+    /// Invalid: not forwarded, and the sender's P4 score drops. The reason is a metrics label.
+    case reject(String)
+    /// Not forwarded, no penalty (e.g. a stale but genuine record).
+    case ignore(String)
+}
+
+/// What the router asks its shell to do.
+public enum GossipAction: Sendable, Equatable {
+    /// Write this RPC on the peer's gossip stream.
+    case send(PeerID, GossipRPC)
+    /// A new, valid message for the application.
+    case deliver(GossipMessage, id: MessageID, from: PeerID)
+    /// Peer exchange: candidates learned from a PRUNE of a well-scored peer.
+    case discovered([PeerID])
+}
+
+/// Cumulative counters, read by the shell for `/metrics`.
+public struct GossipCounters: Sendable, Equatable {
+    public var rpcsIn = 0
+    public var rpcsOut = 0
+    public var messagesIn = 0
+    public var messagesOut = 0
+    public var messagesDelivered = 0
+    public var messagesPublished = 0
+    public var duplicates = 0
+    /// Rejected or ignored messages and RPCs, by reason.
+    public var rejected: [String: Int] = [:]
+    public var ignored: [String: Int] = [:]
+    public var graftsIn = 0
+    public var prunesIn = 0
+    public var ihaveIn = 0
+    public var iwantIn = 0
+    public var idontwantIn = 0
+    public var brokenPromises = 0
+    public init() {}
+}
+
+/// The Gossipsub v1.0/v1.1/v1.2 router as a pure state machine (STYLE.md §1). The shell
+/// feeds it peers, decoded RPCs, publish commands and heartbeats, each with the current time,
+/// and carries out the returned actions. It never touches a socket, a clock or a task.
+///
+/// Implements libp2p/specs pubsub/gossipsub: mesh maintenance (D, D_lo, D_hi, D_score,
+/// D_out), fanout with TTL, message cache and IHAVE/IWANT gossip with caps, GRAFT/PRUNE with
+/// backoff and peer exchange, flood publishing, opportunistic grafting, peer scoring P1–P7
+/// with thresholds, IDONTWANT, and StrictSign.
+public struct GossipRouter {
+    public typealias Validator = (GossipMessage, _ from: PeerID) -> ValidationResult
+
+    struct Peer {
+        var protocolID: GossipProtocol
+        var outbound: Bool
+        var topics: Set<String> = []
+        /// IDs the peer asked us not to send (v1.2), with their expiry.
+        var dontWant: [MessageID: Millis] = [:]
+        /// IHAVE messages and IDs received during the current heartbeat.
+        var ihaves = 0
+        var iasked = 0
+    }
+
+    public let localPeer: PeerID
+    public private(set) var parameters: GossipParameters
+    public let thresholds: ScoreThresholds
+    private let signer: Ed25519KeyPair?
+    private var rng: SplitMix64
+
+    var peers: [PeerID: Peer] = [:]
+    public private(set) var subscriptions: Set<String> = []
+    public private(set) var mesh: [String: Set<PeerID>] = [:]
+    public private(set) var fanout: [String: Set<PeerID>] = [:]
+    private var fanoutLastPublish: [String: Millis] = [:]
+    /// (topic, peer) → time before which we must not GRAFT the peer.
+    private var backoff: [String: [PeerID: Millis]] = [:]
+    private var mcache: MessageCache
+    private var seen: SeenCache
+    /// For duplicate accounting: when a message was first seen, who delivered it.
+    private var deliveries: [MessageID: (first: Millis, peers: Set<PeerID>)] = [:]
+    /// IWANT promises: message ID → peer → deadline.
+    private var promises: [MessageID: [PeerID: Millis]] = [:]
+    var scoring: PeerScoring
+    private var seqno: UInt64
+    private var heartbeatTicks = 0
+    public private(set) var counters = GossipCounters()
+    private var outbox: [PeerID: GossipRPC] = [:]
+    private var outboxOrder: [PeerID] = []
+
+    /// - Parameters:
+    ///   - signer: the local key, for StrictSign publishing (nil: this router cannot publish).
+    ///   - seed: seeds the router's random choices (mesh selection, gossip targets).
+    ///   - seqnoStart: first sequence number; production passes the wall-clock nanoseconds so
+    ///     that a restarted node never reuses a message ID.
+    public init(localPeer: PeerID, signer: Ed25519KeyPair?, parameters: GossipParameters = GossipParameters(),
+                score: ScoreParameters = ScoreParameters(), thresholds: ScoreThresholds = ScoreThresholds(),
+                seed: UInt64, seqnoStart: UInt64 = 1) {
+        self.localPeer = localPeer
+        self.signer = signer
+        self.parameters = parameters
+        self.thresholds = thresholds
+        self.rng = SplitMix64(seed: seed)
+        self.mcache = MessageCache(historyLength: parameters.historyLength, historyGossip: parameters.historyGossip)
+        self.seen = SeenCache(ttl: parameters.seenTTLMs)
+        self.scoring = PeerScoring(parameters: score)
+        self.seqno = seqnoStart
+    }
+
+    // MARK: - queries
+
+    public var connectedPeers: [PeerID] { Array(peers.keys) }
+    public func protocolOf(_ peer: PeerID) -> GossipProtocol? { peers[peer]?.protocolID }
+    public func topics(of peer: PeerID) -> Set<String> { peers[peer]?.topics ?? [] }
+    public func score(of peer: PeerID, now: Millis) -> Double { scoring.score(peer, now: now) }
+    public func isGraylisted(_ peer: PeerID, now: Millis) -> Bool { scoring.score(peer, now: now) < thresholds.graylist }
+    public func backoffExpiry(topic: String, peer: PeerID) -> Millis? { backoff[topic]?[peer] }
+    public var seenCount: Int { seen.count }
+    public func hasSeen(_ id: MessageID) -> Bool { seen.contains(id) }
+    public func cachedMessage(_ id: MessageID) -> GossipMessage? { mcache.message(id) }
+
+    /// Sets P5 (application-specific score) for a peer.
+    public mutating func setApplicationScore(_ peer: PeerID, _ value: Double) { scoring.setAppSpecific(peer, value) }
+
+    // MARK: - peers
+
+    /// A gossip stream to `peer` is up. We announce our subscriptions to it.
+    public mutating func addPeer(_ peer: PeerID, protocol proto: GossipProtocol, outbound: Bool, ip: String? = nil, now: Millis) -> [GossipAction] {
+        guard peer != localPeer else { return [] }
+        peers[peer] = Peer(protocolID: proto, outbound: outbound)
+        scoring.connected(peer, ip: ip)
+        if !subscriptions.isEmpty {
+            let options = subscriptions.sorted().map { SubscriptionOption(subscribe: true, topic: $0) }
+            enqueue(peer) { $0.subscriptions += options }
+        }
+        return flush()
+    }
+
+    public mutating func removePeer(_ peer: PeerID, now: Millis) {
+        guard peers.removeValue(forKey: peer) != nil else { return }
+        for topic in Array(mesh.keys) { mesh[topic]?.remove(peer) }
+        for topic in Array(fanout.keys) { fanout[topic]?.remove(peer) }
+        scoring.disconnected(peer, now: now)
+        outbox[peer] = nil
+    }
+
+    // MARK: - subscriptions
+
+    public mutating func subscribe(_ topic: String, now: Millis) -> [GossipAction] {
+        guard subscriptions.insert(topic).inserted else { return [] }
+        for peer in sortedPeers() { enqueue(peer) { $0.subscriptions.append(SubscriptionOption(subscribe: true, topic: topic)) } }
+        // Join (gossipsub-v1.0 "JOIN"): start from fanout peers, fill up to D.
+        var members = fanout.removeValue(forKey: topic) ?? []
+        fanoutLastPublish[topic] = nil
+        members = members.filter { scoring.score($0, now: now) >= 0 }
+        if members.count < parameters.d {
+            members.formUnion(pick(parameters.d - members.count, from: graftCandidates(topic, excluding: members, now: now)))
+        }
+        mesh[topic] = []
+        for peer in members.sorted() { graft(peer, topic: topic, now: now) }
+        return flush()
+    }
+
+    public mutating func unsubscribe(_ topic: String, now: Millis) -> [GossipAction] {
+        guard subscriptions.remove(topic) != nil else { return [] }
+        for peer in sortedPeers() { enqueue(peer) { $0.subscriptions.append(SubscriptionOption(subscribe: false, topic: topic)) } }
+        for peer in (mesh.removeValue(forKey: topic) ?? []).sorted() {
+            sendPrune(peer, topic: topic, backoffMs: parameters.unsubscribeBackoffMs, now: now)
+        }
+        return flush()
+    }
+
+    // MARK: - publishing
+
+    /// Signs and sends a message from this node. Returns its ID.
+    public mutating func publish(_ data: [UInt8], topic: String, now: Millis) throws -> (MessageID, [GossipAction]) {
+        guard let signer else { throw GossipWireError(.badPeerID, "this router has no signing key") }
+        guard data.count <= parameters.limits.maxRPCSize - 512 else {
+            throw GossipWireError(.oversize, "message of \(data.count) bytes exceeds the \(parameters.limits.maxRPCSize)-byte RPC limit")
+        }
+        seqno &+= 1
+        let message = StrictSign.sign(data: data, topic: topic, seqno: seqno, key: signer)
+        let id = StrictSign.messageID(message)
+        seen.insert(id, now: now)
+        deliveries[id] = (now, [])
+        mcache.put(id, message, topic: topic)
+        counters.messagesPublished += 1
+        var targets: Set<PeerID>
+        if parameters.floodPublish {
+            targets = Set(peers.filter { $0.value.topics.contains(topic) && scoring.score($0.key, now: now) >= thresholds.publish }.keys)
+        } else if let members = mesh[topic] {
+            targets = members
+        } else {
+            if fanout[topic] == nil {
+                fanout[topic] = Set(pick(parameters.d, from: peersIn(topic).filter { scoring.score($0, now: now) >= thresholds.publish }))
+            }
+            targets = fanout[topic] ?? []
+        }
+        if !subscriptions.contains(topic) { fanoutLastPublish[topic] = now }
+        for peer in targets.sorted() { sendMessage(message, to: peer) }
+        return (id, flush())
+    }
+
+    // MARK: - incoming RPCs
+
+    /// Decodes and handles one RPC frame. Undecodable frames count against the sender.
+    public mutating func handle(frame: [UInt8], from peer: PeerID, now: Millis, validate: Validator) -> [GossipAction] {
+        guard peers[peer] != nil else { return [] }
+        do {
+            let rpc = try GossipRPC(decoding: frame, limits: parameters.limits)
+            return handle(rpc, from: peer, now: now, validate: validate)
+        } catch let error as GossipWireError {
+            counters.rejected["rpc_" + error.code.rawValue, default: 0] += 1
+            scoring.addPenalty(peer, 1)
+            return []
+        } catch {
+            return []
+        }
+    }
+
+    public mutating func handle(_ rpc: GossipRPC, from peer: PeerID, now: Millis, validate: Validator) -> [GossipAction] {
+        guard peers[peer] != nil else { return [] }
+        counters.rpcsIn += 1
+        if scoring.score(peer, now: now) < thresholds.graylist {
+            counters.ignored["graylisted", default: 0] += 1
+            return []
+        }
+        for option in rpc.subscriptions where !option.topic.isEmpty {
+            if option.subscribe {
+                peers[peer]?.topics.insert(option.topic)
+            } else {
+                peers[peer]?.topics.remove(option.topic)
+                if mesh[option.topic]?.remove(peer) != nil { scoring.prune(peer, topic: option.topic) }
+                fanout[option.topic]?.remove(peer)
+            }
+        }
+        for message in rpc.publish { handleMessage(message, from: peer, now: now, validate: validate) }
+        if !rpc.control.isEmpty { handleControl(rpc.control, from: peer, now: now) }
+        return flush()
+    }
+
+    private mutating func handleMessage(_ message: GossipMessage, from peer: PeerID, now: Millis, validate: Validator) {
+        counters.messagesIn += 1
+        guard let topic = message.topic, !topic.isEmpty else {
+            reject("missing_topic", peer: peer, topic: nil)
+            return
+        }
+        guard subscriptions.contains(topic) else {
+            counters.ignored["unsubscribed_topic", default: 0] += 1
+            return
+        }
+        let id = StrictSign.messageID(message)
+        if seen.contains(id) {
+            counters.duplicates += 1
+            promises[id] = nil
+            if var record = deliveries[id], record.peers.insert(peer).inserted {
+                deliveries[id] = record
+                scoring.nearFirstDelivery(peer, topic: topic, delayMs: now &- record.first)
+            }
+            return
+        }
+        // StrictSign before anything is remembered: a forged message must not poison the seen
+        // cache with the real author's ID.
+        if let failure = StrictSign.verify(message) {
+            reject(failure.rawValue, peer: peer, topic: topic)
+            return
+        }
+        seen.insert(id, now: now)
+        deliveries[id] = (now, [peer])
+        promises[id] = nil
+        if message.from == localPeer.bytes {
+            counters.ignored["own_message", default: 0] += 1
+            return
+        }
+        // v1.2: tell the rest of the mesh we have it, before the (possibly slow) validation.
+        let members = mesh[topic] ?? []
+        if message.data.count >= parameters.idontwantMessageThreshold {
+            for other in members.sorted() where other != peer && peers[other]?.protocolID.supportsIDontWant == true {
+                enqueue(other) { $0.control.idontwant.append(id) }
+            }
+        }
+        switch validate(message, peer) {
+        case .accept:
+            break
+        case .reject(let reason):
+            reject(reason, peer: peer, topic: topic)
+            return
+        case .ignore(let reason):
+            counters.ignored[reason, default: 0] += 1
+            return
+        }
+        scoring.firstDelivery(peer, topic: topic)
+        mcache.put(id, message, topic: topic)
+        counters.messagesDelivered += 1
+        actions.append(.deliver(message, id: id, from: peer))
+        let origin = message.from.flatMap { try? PeerID(multihash: $0) }
+        for target in members.sorted() where target != peer && target != origin {
+            if let expiry = peers[target]?.dontWant[id], expiry > now { continue }
+            if scoring.score(target, now: now) < thresholds.graylist { continue }
+            sendMessage(message, to: target)
+        }
+    }
+
+    private mutating func reject(_ reason: String, peer: PeerID, topic: String?) {
+        counters.rejected[reason, default: 0] += 1
+        if let topic { scoring.invalidMessage(peer, topic: topic) } else { scoring.addPenalty(peer, 1) }
+    }
+
+    private mutating func handleControl(_ control: ControlMessage, from peer: PeerID, now: Millis) {
+        let score = scoring.score(peer, now: now)
+        // IHAVE (v1.1: ignored below the gossip threshold, capped per heartbeat).
+        if !control.ihave.isEmpty {
+            counters.ihaveIn += control.ihave.count
+            peers[peer]?.ihaves += 1
+            if score >= thresholds.gossip, let p = peers[peer], p.ihaves <= parameters.maxIHaveMessages, p.iasked < parameters.maxIHaveLength {
+                var wanted: [MessageID] = []
+                var seenHere = Set<MessageID>()
+                for entry in control.ihave where subscriptions.contains(entry.topic) {
+                    for id in entry.ids where !seen.contains(id) && seenHere.insert(id).inserted { wanted.append(id) }
+                }
+                let budget = parameters.maxIHaveLength - p.iasked
+                if wanted.count > budget {
+                    wanted.shuffle(using: &rng)
+                    wanted.removeLast(wanted.count - budget)
+                }
+                if !wanted.isEmpty {
+                    peers[peer]?.iasked += wanted.count
+                    enqueue(peer) { $0.control.iwant += wanted }
+                    // Track one promise per IWANT, like go-libp2p: enough to catch a peer that
+                    // advertises what it never delivers.
+                    let tracked = wanted[Int(rng.next() % UInt64(wanted.count))]
+                    promises[tracked, default: [:]][peer] = now &+ parameters.iwantFollowupMs
+                }
+            } else if score >= thresholds.gossip {
+                counters.ignored["ihave_flood", default: 0] += 1
+            }
+        }
+        // IWANT
+        if !control.iwant.isEmpty {
+            counters.iwantIn += control.iwant.count
+            if score >= thresholds.gossip {
+                var seenHere = Set<MessageID>()
+                for id in control.iwant where seenHere.insert(id).inserted {
+                    if let message = mcache.messageForIWant(id, peer: peer, limit: parameters.gossipRetransmission) {
+                        sendMessage(message, to: peer)
+                    } else if mcache.message(id) != nil {
+                        counters.ignored["iwant_retransmission_limit", default: 0] += 1
+                    }
+                }
+            }
+        }
+        // GRAFT
+        var prunes: [PruneInfo] = []
+        for topic in control.graft {
+            counters.graftsIn += 1
+            guard subscriptions.contains(topic) else {
+                // Unknown topic: PRUNE without PX, so our peers are not leaked.
+                prunes.append(PruneInfo(topic: topic, peers: [], backoffSeconds: parameters.pruneBackoffMs / 1000))
+                continue
+            }
+            if mesh[topic]?.contains(peer) == true { continue }
+            if let until = backoff[topic]?[peer], until > now {
+                // GRAFT during backoff: a protocol violation (v1.1 §"Prune Backoff").
+                scoring.addPenalty(peer, 1)
+                let pruneTime = until &- parameters.pruneBackoffMs
+                if now &- pruneTime < parameters.graftFloodThresholdMs { scoring.addPenalty(peer, 1) }
+                counters.rejected["graft_backoff", default: 0] += 1
+                addBackoff(peer, topic: topic, ms: parameters.pruneBackoffMs, now: now)
+                prunes.append(PruneInfo(topic: topic, peers: [], backoffSeconds: parameters.pruneBackoffMs / 1000))
+                continue
+            }
+            if score < 0 {
+                addBackoff(peer, topic: topic, ms: parameters.pruneBackoffMs, now: now)
+                prunes.append(PruneInfo(topic: topic, peers: [], backoffSeconds: parameters.pruneBackoffMs / 1000))
+                continue
+            }
+            if (mesh[topic]?.count ?? 0) >= parameters.dHigh && peers[peer]?.outbound != true {
+                addBackoff(peer, topic: topic, ms: parameters.pruneBackoffMs, now: now)
+                prunes.append(pruneMessage(for: peer, topic: topic, backoffMs: parameters.pruneBackoffMs, now: now))
+                continue
+            }
+            mesh[topic, default: []].insert(peer)
+            scoring.graft(peer, topic: topic, now: now)
+        }
+        if !prunes.isEmpty { enqueue(peer) { $0.control.prune += prunes } }
+        // PRUNE
+        for prune in control.prune {
+            counters.prunesIn += 1
+            if mesh[prune.topic]?.remove(peer) != nil { scoring.prune(peer, topic: prune.topic) }
+            let ms = prune.backoffSeconds.map { min($0, 3_600) * 1000 } ?? parameters.pruneBackoffMs
+            addBackoff(peer, topic: prune.topic, ms: ms, now: now)
+            if !prune.peers.isEmpty && score >= thresholds.acceptPX {
+                let candidates = prune.peers.filter { $0 != localPeer && peers[$0] == nil }.prefix(parameters.prunePeers)
+                if !candidates.isEmpty { actions.append(.discovered(Array(candidates))) }
+            }
+        }
+        // IDONTWANT (v1.2)
+        if !control.idontwant.isEmpty, peers[peer]?.protocolID.supportsIDontWant == true {
+            counters.idontwantIn += control.idontwant.count
+            var p = peers[peer]!
+            for id in control.idontwant where p.dontWant.count < parameters.maxIDontWantPerPeer {
+                p.dontWant[id] = now &+ parameters.idontwantTTLMs
+            }
+            peers[peer] = p
+        }
+    }
+
+    // MARK: - heartbeat
+
+    /// Mesh maintenance, gossip emission, cache shifting, score decay. Call every
+    /// `parameters.heartbeatIntervalMs`.
+    public mutating func heartbeat(now: Millis) -> [GossipAction] {
+        heartbeatTicks += 1
+        scoring.refresh(now: now)
+        for key in Array(peers.keys) {
+            peers[key]!.ihaves = 0
+            peers[key]!.iasked = 0
+            if !peers[key]!.dontWant.isEmpty { peers[key]!.dontWant = peers[key]!.dontWant.filter { $0.value > now } }
+        }
+        // Broken IWANT promises (P7).
+        for (id, waiting) in promises {
+            var remaining = waiting
+            for (peer, deadline) in waiting where deadline <= now {
+                scoring.addPenalty(peer, 1)
+                counters.brokenPromises += 1
+                remaining[peer] = nil
+            }
+            promises[id] = remaining.isEmpty ? nil : remaining
+        }
+        for topic in mesh.keys.sorted() { maintainMesh(topic, now: now) }
+        for topic in fanout.keys.sorted() {
+            if let last = fanoutLastPublish[topic], last &+ parameters.fanoutTTLMs < now {
+                fanout[topic] = nil
+                fanoutLastPublish[topic] = nil
+                continue
+            }
+            var members = fanout[topic]!.filter { peers[$0]?.topics.contains(topic) == true && scoring.score($0, now: now) >= thresholds.publish }
+            if members.count < parameters.d {
+                let candidates = peersIn(topic).filter { !members.contains($0) && scoring.score($0, now: now) >= thresholds.publish }
+                members.formUnion(pick(parameters.d - members.count, from: candidates))
+            }
+            fanout[topic] = members
+            emitGossip(topic, exclude: members, now: now)
+        }
+        mcache.shift()
+        seen.expire(now: now)
+        deliveries = deliveries.filter { $0.value.first &+ parameters.seenTTLMs > now }
+        for topic in Array(backoff.keys) {
+            backoff[topic] = backoff[topic]!.filter { $0.value &+ parameters.pruneBackoffSlackMs > now }
+            if backoff[topic]!.isEmpty { backoff[topic] = nil }
+        }
+        return flush()
+    }
+
+    private mutating func maintainMesh(_ topic: String, now: Millis) {
+        var members = mesh[topic] ?? []
+        // Peers with a negative score leave the mesh.
+        for peer in members.sorted() where scoring.score(peer, now: now) < 0 {
+            members.remove(peer)
+            prune(peer, topic: topic, now: now, px: false)
+        }
+        if members.count < parameters.dLow {
+            let candidates = graftCandidates(topic, excluding: members, now: now)
+            for peer in pick(parameters.d - members.count, from: candidates) {
+                members.insert(peer)
+                graft(peer, topic: topic, now: now)
+            }
+        }
+        if members.count > parameters.dHigh {
+            // Keep the D_score best, fill up to D at random, then honour the outbound quota.
+            var ranked = members.sorted().shuffled(using: &rng)
+            ranked.sort { scoring.score($0, now: now) > scoring.score($1, now: now) }
+            var keep = Array(ranked.prefix(parameters.dScore))
+            var rest = Array(ranked.dropFirst(parameters.dScore))
+            rest.shuffle(using: &rng)
+            keep += rest.prefix(parameters.d - keep.count)
+            var outboundKept = keep.filter { peers[$0]?.outbound == true }.count
+            if outboundKept < parameters.dOut {
+                for peer in rest.dropFirst(parameters.d - min(parameters.d, keep.count)) where peers[peer]?.outbound == true && !keep.contains(peer) {
+                    guard outboundKept < parameters.dOut else { break }
+                    if let victim = keep.lastIndex(where: { peers[$0]?.outbound != true }) { keep.remove(at: victim) }
+                    keep.append(peer)
+                    outboundKept += 1
+                }
+            }
+            let keepSet = Set(keep)
+            for peer in members.sorted() where !keepSet.contains(peer) {
+                prune(peer, topic: topic, now: now, px: true)
+            }
+            members = keepSet
+        }
+        if members.count >= parameters.dLow {
+            // Outbound quota (v1.1): an attacker that only connects inbound cannot own our mesh.
+            let outbound = members.filter { peers[$0]?.outbound == true }.count
+            if outbound < parameters.dOut {
+                let candidates = graftCandidates(topic, excluding: members, now: now).filter { peers[$0]?.outbound == true }
+                for peer in pick(parameters.dOut - outbound, from: candidates) {
+                    members.insert(peer)
+                    graft(peer, topic: topic, now: now)
+                }
+            }
+        }
+        if heartbeatTicks % parameters.opportunisticGraftTicks == 0 && members.count > 1 {
+            let scores = members.map { scoring.score($0, now: now) }.sorted()
+            let median = scores[scores.count / 2]
+            if median < thresholds.opportunisticGraft {
+                let candidates = graftCandidates(topic, excluding: members, now: now).filter { scoring.score($0, now: now) > median }
+                for peer in pick(parameters.opportunisticGraftPeers, from: candidates) {
+                    members.insert(peer)
+                    graft(peer, topic: topic, now: now)
+                }
+            }
+        }
+        mesh[topic] = members
+        emitGossip(topic, exclude: members, now: now)
+    }
+
+    private mutating func emitGossip(_ topic: String, exclude: Set<PeerID>, now: Millis) {
+        var ids = mcache.gossipIDs(topic: topic)
+        guard !ids.isEmpty else { return }
+        let candidates = peersIn(topic).filter { !exclude.contains($0) && scoring.score($0, now: now) >= thresholds.gossip }
+        let count = max(parameters.dLazy, Int(parameters.gossipFactor * Double(candidates.count)))
+        for peer in pick(count, from: candidates) {
+            if ids.count > parameters.maxIHaveLength {
+                ids.shuffle(using: &rng)
+                ids.removeLast(ids.count - parameters.maxIHaveLength)
+            }
+            enqueue(peer) { $0.control.ihave.append((topic, ids)) }
+        }
+    }
+
+    // MARK: - helpers
+
+    var actions: [GossipAction] = []
+
+    private mutating func graft(_ peer: PeerID, topic: String, now: Millis) {
+        mesh[topic, default: []].insert(peer)
+        scoring.graft(peer, topic: topic, now: now)
+        enqueue(peer) { $0.control.graft.append(topic) }
+    }
+
+    private mutating func prune(_ peer: PeerID, topic: String, now: Millis, px: Bool) {
+        mesh[topic]?.remove(peer)
+        scoring.prune(peer, topic: topic)
+        addBackoff(peer, topic: topic, ms: parameters.pruneBackoffMs, now: now)
+        let info = px ? pruneMessage(for: peer, topic: topic, backoffMs: parameters.pruneBackoffMs, now: now)
+            : PruneInfo(topic: topic, peers: [], backoffSeconds: parameters.pruneBackoffMs / 1000)
+        enqueue(peer) { $0.control.prune.append(info) }
+    }
+
+    private mutating func sendPrune(_ peer: PeerID, topic: String, backoffMs: Millis, now: Millis) {
+        scoring.prune(peer, topic: topic)
+        addBackoff(peer, topic: topic, ms: backoffMs, now: now)
+        enqueue(peer) { $0.control.prune.append(PruneInfo(topic: topic, peers: [], backoffSeconds: backoffMs / 1000)) }
+    }
+
+    private mutating func pruneMessage(for peer: PeerID, topic: String, backoffMs: Millis, now: Millis) -> PruneInfo {
+        var info = PruneInfo(topic: topic, peers: [], backoffSeconds: backoffMs / 1000)
+        if peers[peer]?.protocolID.supportsPeerExchange == true {
+            let candidates = peersIn(topic).filter { $0 != peer && scoring.score($0, now: now) >= 0 }
+            info.peers = pick(parameters.prunePeers, from: candidates)
+        }
+        return info
+    }
+
+    private mutating func addBackoff(_ peer: PeerID, topic: String, ms: Millis, now: Millis) {
+        let until = now &+ ms
+        if let current = backoff[topic]?[peer], current >= until { return }
+        backoff[topic, default: [:]][peer] = until
+    }
+
+    private func peersIn(_ topic: String) -> [PeerID] {
+        peers.filter { $0.value.topics.contains(topic) }.keys.sorted()
+    }
+
+    private func graftCandidates(_ topic: String, excluding members: Set<PeerID>, now: Millis) -> [PeerID] {
+        peersIn(topic).filter { peer in
+            !members.contains(peer) && (backoff[topic]?[peer]).map { $0 <= now } ?? true && scoring.score(peer, now: now) >= 0
+        }
+    }
+
+    private func sortedPeers() -> [PeerID] { peers.keys.sorted() }
+
+    /// Up to `count` distinct elements of `from`, chosen uniformly with the router's RNG.
+    private mutating func pick(_ count: Int, from candidates: [PeerID]) -> [PeerID] {
+        guard count > 0 else { return [] }
+        if candidates.count <= count { return candidates }
+        var pool = candidates
+        for i in 0..<count {
+            let j = i + Int(rng.next() % UInt64(pool.count - i))
+            pool.swapAt(i, j)
+        }
+        return Array(pool.prefix(count))
+    }
+
+    private mutating func sendMessage(_ message: GossipMessage, to peer: PeerID) {
+        counters.messagesOut += 1
+        enqueue(peer) { $0.publish.append(message) }
+    }
+
+    private mutating func enqueue(_ peer: PeerID, _ edit: (inout GossipRPC) -> Void) {
+        guard peers[peer] != nil else { return }
+        if outbox[peer] == nil {
+            outbox[peer] = GossipRPC()
+            outboxOrder.append(peer)
+        }
+        edit(&outbox[peer]!)
+    }
+
+    private mutating func flush() -> [GossipAction] {
+        var out = actions
+        actions = []
+        for peer in outboxOrder {
+            if let rpc = outbox[peer], !rpc.isEmpty {
+                counters.rpcsOut += 1
+                out.append(.send(peer, rpc))
+            }
+        }
+        outbox = [:]
+        outboxOrder = []
+        return out
+    }
+}

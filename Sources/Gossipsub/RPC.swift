@@ -1,0 +1,384 @@
+import Libp2p
+import Identity
+
+/// A pubsub message ID. With StrictSign it is `from ‖ seqno` (libp2p/specs pubsub/README.md,
+/// "Message Identification").
+public typealias MessageID = [UInt8]
+
+/// One pubsub message as carried in `RPC.publish` (Specs/gossipsub.proto `Message`).
+public struct GossipMessage: Hashable, Sendable {
+    public var from: [UInt8]?
+    public var data: [UInt8]
+    public var seqno: [UInt8]?
+    public var topic: String?
+    public var signature: [UInt8]?
+    public var key: [UInt8]?
+
+    public init(from: [UInt8]? = nil, data: [UInt8], seqno: [UInt8]? = nil, topic: String?, signature: [UInt8]? = nil, key: [UInt8]? = nil) {
+        self.from = from
+        self.data = data
+        self.seqno = seqno
+        self.topic = topic
+        self.signature = signature
+        self.key = key
+    }
+}
+
+public struct SubscriptionOption: Hashable, Sendable {
+    public var subscribe: Bool
+    public var topic: String
+    public init(subscribe: Bool, topic: String) {
+        self.subscribe = subscribe
+        self.topic = topic
+    }
+}
+
+public struct PruneInfo: Hashable, Sendable {
+    public var topic: String
+    /// Peer exchange (v1.1): peers the pruned peer may connect to instead.
+    public var peers: [PeerID]
+    /// Seconds the pruned peer must wait before grafting again (v1.1).
+    public var backoffSeconds: UInt64?
+    public init(topic: String, peers: [PeerID] = [], backoffSeconds: UInt64? = nil) {
+        self.topic = topic
+        self.peers = peers
+        self.backoffSeconds = backoffSeconds
+    }
+}
+
+/// The control part of an RPC.
+public struct ControlMessage: Hashable, Sendable {
+    public var ihave: [(topic: String, ids: [MessageID])] = []
+    public var iwant: [MessageID] = []
+    public var graft: [String] = []
+    public var prune: [PruneInfo] = []
+    public var idontwant: [MessageID] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { ihave.isEmpty && iwant.isEmpty && graft.isEmpty && prune.isEmpty && idontwant.isEmpty }
+
+    public static func == (a: ControlMessage, b: ControlMessage) -> Bool {
+        a.ihave.map(\.topic) == b.ihave.map(\.topic) && a.ihave.map(\.ids) == b.ihave.map(\.ids)
+            && a.iwant == b.iwant && a.graft == b.graft && a.prune == b.prune && a.idontwant == b.idontwant
+    }
+
+    public func hash(into h: inout Hasher) {
+        for entry in ihave {
+            h.combine(entry.topic)
+            h.combine(entry.ids)
+        }
+        h.combine(iwant)
+        h.combine(graft)
+        h.combine(prune)
+        h.combine(idontwant)
+    }
+}
+
+/// One gossipsub RPC frame (Specs/gossipsub.proto `RPC`).
+public struct GossipRPC: Hashable, Sendable {
+    public var subscriptions: [SubscriptionOption] = []
+    public var publish: [GossipMessage] = []
+    public var control = ControlMessage()
+
+    public init(subscriptions: [SubscriptionOption] = [], publish: [GossipMessage] = [], control: ControlMessage = ControlMessage()) {
+        self.subscriptions = subscriptions
+        self.publish = publish
+        self.control = control
+    }
+
+    public var isEmpty: Bool { subscriptions.isEmpty && publish.isEmpty && control.isEmpty }
+}
+
+public enum GossipWireErrorDomain: ErrorDomain {
+    public enum Code: String, Hashable, Sendable, CustomStringConvertible {
+        case truncated, oversize, badWireType, badUTF8, badPeerID, tooMany
+        public var description: String { rawValue }
+    }
+}
+
+public typealias GossipWireError = CodedError<GossipWireErrorDomain>
+
+/// Decoding limits: a peer's RPC is refused as a whole when it exceeds them, before anything
+/// large is allocated.
+public struct RPCLimits: Sendable {
+    /// The largest RPC frame accepted (the 1 MiB).
+    public var maxRPCSize = 1 << 20
+    public var maxMessagesPerRPC = 1_000
+    public var maxSubscriptionsPerRPC = 1_000
+    /// IHAVE/IWANT/IDONTWANT message IDs per RPC, all lists together.
+    public var maxControlIDsPerRPC = 20_000
+    public var maxTopicLength = 256
+    public var maxMessageIDLength = 256
+    public init() {}
+}
+
+// MARK: - encoding (protobuf wire format, fields in number order)
+
+struct ProtoWriter {
+    var bytes: [UInt8] = []
+
+    mutating func tag(_ field: UInt64, _ wireType: UInt64) { ProtoVarint.append(field << 3 | wireType, to: &bytes) }
+
+    mutating func varintField(_ field: UInt64, _ value: UInt64) {
+        tag(field, 0)
+        ProtoVarint.append(value, to: &bytes)
+    }
+
+    mutating func bytesField<C: Collection>(_ field: UInt64, _ value: C) where C.Element == UInt8 {
+        tag(field, 2)
+        ProtoVarint.append(UInt64(value.count), to: &bytes)
+        bytes.append(contentsOf: value)
+    }
+
+    mutating func stringField(_ field: UInt64, _ value: String) { bytesField(field, Array(value.utf8)) }
+
+    mutating func messageField(_ field: UInt64, _ body: (inout ProtoWriter) -> Void) {
+        var inner = ProtoWriter()
+        body(&inner)
+        bytesField(field, inner.bytes)
+    }
+}
+
+extension GossipMessage {
+    /// Fields 1–4 only: the bytes StrictSign signs (after the `libp2p-pubsub:` prefix).
+    func encodeUnsigned(into w: inout ProtoWriter) {
+        if let from { w.bytesField(1, from) }
+        w.bytesField(2, data)
+        if let seqno { w.bytesField(3, seqno) }
+        if let topic { w.stringField(4, topic) }
+    }
+
+    func encode(into w: inout ProtoWriter) {
+        encodeUnsigned(into: &w)
+        if let signature { w.bytesField(5, signature) }
+        if let key { w.bytesField(6, key) }
+    }
+
+    /// The protobuf encoding of this message alone.
+    public var encoded: [UInt8] {
+        var w = ProtoWriter()
+        encode(into: &w)
+        return w.bytes
+    }
+}
+
+extension GossipRPC {
+    /// The protobuf encoding (without the uvarint length prefix of the stream framing).
+    public var encoded: [UInt8] {
+        var w = ProtoWriter()
+        for sub in subscriptions {
+            w.messageField(1) { s in
+                s.varintField(1, sub.subscribe ? 1 : 0)
+                s.stringField(2, sub.topic)
+            }
+        }
+        for message in publish { w.messageField(2) { message.encode(into: &$0) } }
+        if !control.isEmpty {
+            w.messageField(3) { c in
+                for entry in control.ihave {
+                    c.messageField(1) { i in
+                        i.stringField(1, entry.topic)
+                        for id in entry.ids { i.bytesField(2, id) }
+                    }
+                }
+                if !control.iwant.isEmpty {
+                    c.messageField(2) { i in for id in control.iwant { i.bytesField(1, id) } }
+                }
+                for topic in control.graft { c.messageField(3) { $0.stringField(1, topic) } }
+                for prune in control.prune {
+                    c.messageField(4) { p in
+                        p.stringField(1, prune.topic)
+                        for peer in prune.peers { p.messageField(2) { $0.bytesField(1, peer.bytes) } }
+                        if let backoff = prune.backoffSeconds { p.varintField(3, backoff) }
+                    }
+                }
+                if !control.idontwant.isEmpty {
+                    c.messageField(5) { i in for id in control.idontwant { i.bytesField(1, id) } }
+                }
+            }
+        }
+        return w.bytes
+    }
+}
+
+// MARK: - decoding
+
+/// A bounds-checked protobuf reader over a slice. Unknown fields are skipped (forward
+/// compatibility); malformed input throws.
+struct ProtoSliceReader {
+    let bytes: [UInt8]
+    var index: Int
+    let end: Int
+
+    init(_ bytes: [UInt8], from start: Int = 0, to end: Int? = nil) {
+        self.bytes = bytes
+        self.index = start
+        self.end = end ?? bytes.count
+    }
+
+    var atEnd: Bool { index >= end }
+
+    mutating func varint() throws -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard index < end else { throw GossipWireError(.truncated, "truncated varint") }
+            let b = bytes[index]
+            index += 1
+            guard shift < 64 else { throw GossipWireError(.truncated, "varint longer than 10 bytes") }
+            result |= UInt64(b & 0x7f) << shift
+            if b & 0x80 == 0 { return result }
+            shift += 7
+        }
+    }
+
+    /// Returns the (start, end) of a length-delimited field's payload and skips it.
+    mutating func lengthDelimited() throws -> Range<Int> {
+        let length = try varint()
+        guard length <= UInt64(end - index) else { throw GossipWireError(.truncated, "field length \(length) exceeds the \(end - index) bytes left") }
+        let range = index..<(index + Int(length))
+        index = range.upperBound
+        return range
+    }
+
+    mutating func skip(wireType: UInt64) throws {
+        switch wireType {
+        case 0: _ = try varint()
+        case 1: try advance(8)
+        case 2: _ = try lengthDelimited()
+        case 5: try advance(4)
+        default: throw GossipWireError(.badWireType, "unsupported wire type \(wireType)")
+        }
+    }
+
+    mutating func advance(_ n: Int) throws {
+        guard end - index >= n else { throw GossipWireError(.truncated, "truncated fixed-width field") }
+        index += n
+    }
+
+    /// Calls `body(field, wireType, reader)` for every field.
+    mutating func forEachField(_ body: (UInt64, UInt64, inout ProtoSliceReader) throws -> Void) throws {
+        while !atEnd {
+            let key = try varint()
+            try body(key >> 3, key & 7, &self)
+        }
+    }
+
+    func sub(_ range: Range<Int>) -> ProtoSliceReader { ProtoSliceReader(bytes, from: range.lowerBound, to: range.upperBound) }
+    func slice(_ range: Range<Int>) -> [UInt8] { Array(bytes[range]) }
+
+    func string(_ range: Range<Int>, limit: Int, what: String) throws -> String {
+        guard range.count <= limit else { throw GossipWireError(.oversize, "\(what) longer than \(limit) bytes") }
+        guard let s = String(validating: bytes[range], as: UTF8.self) else { throw GossipWireError(.badUTF8, "\(what) is not UTF-8") }
+        return s
+    }
+}
+
+extension GossipRPC {
+    /// Decodes one RPC frame, enforcing `limits`.
+    public init(decoding bytes: [UInt8], limits: RPCLimits = RPCLimits()) throws {
+        guard bytes.count <= limits.maxRPCSize else {
+            throw GossipWireError(.oversize, "RPC of \(bytes.count) bytes exceeds the \(limits.maxRPCSize)-byte limit")
+        }
+        self.init()
+        var idCount = 0
+        func id(_ r: ProtoSliceReader, _ range: Range<Int>) throws -> MessageID {
+            guard range.count <= limits.maxMessageIDLength else { throw GossipWireError(.oversize, "message ID longer than \(limits.maxMessageIDLength) bytes") }
+            idCount += 1
+            guard idCount <= limits.maxControlIDsPerRPC else { throw GossipWireError(.tooMany, "more than \(limits.maxControlIDsPerRPC) message IDs in one RPC") }
+            return r.slice(range)
+        }
+        var reader = ProtoSliceReader(bytes)
+        try reader.forEachField { field, wire, r in
+            switch (field, wire) {
+            case (1, 2):
+                var sub = r.sub(try r.lengthDelimited())
+                var option = SubscriptionOption(subscribe: false, topic: "")
+                try sub.forEachField { f, w, s in
+                    switch (f, w) {
+                    case (1, 0): option.subscribe = try s.varint() != 0
+                    case (2, 2): option.topic = try s.string(try s.lengthDelimited(), limit: limits.maxTopicLength, what: "topic")
+                    default: try s.skip(wireType: w)
+                    }
+                }
+                guard subscriptions.count < limits.maxSubscriptionsPerRPC else { throw GossipWireError(.tooMany, "more than \(limits.maxSubscriptionsPerRPC) subscriptions in one RPC") }
+                subscriptions.append(option)
+            case (2, 2):
+                var m = r.sub(try r.lengthDelimited())
+                var message = GossipMessage(data: [], topic: nil)
+                try m.forEachField { f, w, s in
+                    switch (f, w) {
+                    case (1, 2): message.from = s.slice(try s.lengthDelimited())
+                    case (2, 2): message.data = s.slice(try s.lengthDelimited())
+                    case (3, 2): message.seqno = s.slice(try s.lengthDelimited())
+                    case (4, 2): message.topic = try s.string(try s.lengthDelimited(), limit: limits.maxTopicLength, what: "topic")
+                    case (5, 2): message.signature = s.slice(try s.lengthDelimited())
+                    case (6, 2): message.key = s.slice(try s.lengthDelimited())
+                    default: try s.skip(wireType: w)
+                    }
+                }
+                guard publish.count < limits.maxMessagesPerRPC else { throw GossipWireError(.tooMany, "more than \(limits.maxMessagesPerRPC) messages in one RPC") }
+                publish.append(message)
+            case (3, 2):
+                var c = r.sub(try r.lengthDelimited())
+                try c.forEachField { f, w, s in
+                    guard w == 2 else { return try s.skip(wireType: w) }
+                    var inner = s.sub(try s.lengthDelimited())
+                    switch f {
+                    case 1:
+                        var topic = ""
+                        var ids: [MessageID] = []
+                        try inner.forEachField { f2, w2, i in
+                            switch (f2, w2) {
+                            case (1, 2): topic = try i.string(try i.lengthDelimited(), limit: limits.maxTopicLength, what: "IHAVE topic")
+                            case (2, 2): ids.append(try id(i, try i.lengthDelimited()))
+                            default: try i.skip(wireType: w2)
+                            }
+                        }
+                        control.ihave.append((topic, ids))
+                    case 2, 5:
+                        var ids: [MessageID] = []
+                        try inner.forEachField { f2, w2, i in
+                            if f2 == 1 && w2 == 2 { ids.append(try id(i, try i.lengthDelimited())) } else { try i.skip(wireType: w2) }
+                        }
+                        if f == 2 { control.iwant += ids } else { control.idontwant += ids }
+                    case 3:
+                        var topic = ""
+                        try inner.forEachField { f2, w2, i in
+                            if f2 == 1 && w2 == 2 { topic = try i.string(try i.lengthDelimited(), limit: limits.maxTopicLength, what: "GRAFT topic") } else { try i.skip(wireType: w2) }
+                        }
+                        control.graft.append(topic)
+                    case 4:
+                        var prune = PruneInfo(topic: "")
+                        try inner.forEachField { f2, w2, i in
+                            switch (f2, w2) {
+                            case (1, 2): prune.topic = try i.string(try i.lengthDelimited(), limit: limits.maxTopicLength, what: "PRUNE topic")
+                            case (2, 2):
+                                var info = i.sub(try i.lengthDelimited())
+                                try info.forEachField { f3, w3, p in
+                                    if f3 == 1 && w3 == 2 {
+                                        // Peers we cannot parse are dropped, not fatal: PX is advisory.
+                                        let range = try p.lengthDelimited()
+                                        if let peer = try? PeerID(multihash: p.slice(range)), prune.peers.count < 64 {
+                                            prune.peers.append(peer)
+                                        }
+                                    } else {
+                                        try p.skip(wireType: w3)
+                                    }
+                                }
+                            case (3, 0): prune.backoffSeconds = try i.varint()
+                            default: try i.skip(wireType: w2)
+                            }
+                        }
+                        control.prune.append(prune)
+                    default:
+                        break
+                    }
+                }
+            default:
+                try r.skip(wireType: wire)
+            }
+        }
+    }
+}
