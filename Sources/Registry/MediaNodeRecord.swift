@@ -267,18 +267,24 @@ public final class SignedRecord: Sendable, Hashable {
     public let record: MediaNodeRecord
     public let body: [UInt8]
     public let signature: [UInt8]
+    /// The item this record is in set reconciliation (Specs/registry-sync.md): the first 16
+    /// bytes of SHA-256 over the encoded `SignedMediaNodeRecord`.
+    public let syncID: SyncID
 
     init(record: MediaNodeRecord, body: [UInt8], signature: [UInt8]) {
         self.record = record
         self.body = body
         self.signature = signature
+        self.syncID = SyncID(digestOf: Self.encode(body: body, signature: signature))
     }
 
     public var nodeID: PeerID { record.nodeID }
     public var hlc: HLC { record.hlc }
 
     /// The `SignedMediaNodeRecord` protobuf.
-    public var encoded: [UInt8] {
+    public var encoded: [UInt8] { Self.encode(body: body, signature: signature) }
+
+    static func encode(body: [UInt8], signature: [UInt8]) -> [UInt8] {
         var out: [UInt8] = [0x0a]
         ProtoVarint.append(UInt64(body.count), to: &out)
         out += body

@@ -1,0 +1,512 @@
+import Identity
+
+/// A record's identity in set reconciliation: 128 bits, ordered as a big-endian integer.
+public struct SyncID: Hashable, Comparable, Sendable {
+    public var hi: UInt64
+    public var lo: UInt64
+
+    public init(hi: UInt64, lo: UInt64) {
+        self.hi = hi
+        self.lo = lo
+    }
+
+    public init(digestOf bytes: [UInt8]) {
+        self.init(bytes: SHA256.hash(bytes).prefix(16))
+    }
+
+    /// From up to 16 big-endian bytes; a shorter prefix is zero-padded (how bounds are sent).
+    init<C: Collection>(bytes: C) where C.Element == UInt8 {
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        for (i, b) in bytes.prefix(16).enumerated() {
+            if i < 8 { hi |= UInt64(b) << (56 - 8 * UInt64(i)) } else { lo |= UInt64(b) << (56 - 8 * UInt64(i - 8)) }
+        }
+        self.init(hi: hi, lo: lo)
+    }
+
+    public var bytes: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(16)
+        withUnsafeBytes(of: hi.bigEndian) { out += $0 }
+        withUnsafeBytes(of: lo.bigEndian) { out += $0 }
+        return out
+    }
+
+    public static func < (a: SyncID, b: SyncID) -> Bool { a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo }
+
+    /// Addition mod 2^128.
+    static func &+ (a: SyncID, b: SyncID) -> SyncID {
+        let (lo, carry) = a.lo.addingReportingOverflow(b.lo)
+        return SyncID(hi: a.hi &+ b.hi &+ (carry ? 1 : 0), lo: lo)
+    }
+
+    static func &- (a: SyncID, b: SyncID) -> SyncID {
+        let (lo, borrow) = a.lo.subtractingReportingOverflow(b.lo)
+        return SyncID(hi: a.hi &- b.hi &- (borrow ? 1 : 0), lo: lo)
+    }
+
+    static let zero = SyncID(hi: 0, lo: 0)
+}
+
+/// The upper bound of a range: a SyncID, or +∞ (the end of the space).
+public enum SyncBound: Hashable, Sendable, Comparable {
+    case id(SyncID)
+    case infinity
+
+    public static func < (a: SyncBound, b: SyncBound) -> Bool {
+        switch (a, b) {
+        case (.id(let x), .id(let y)): return x < y
+        case (.id, .infinity): return true
+        default: return false
+        }
+    }
+}
+
+/// An immutable view of one replica's record set for reconciliation: sorted IDs with prefix
+/// sums, so that a range's fingerprint costs two binary searches.
+public struct SyncSnapshot: Sendable {
+    public let ids: [SyncID]
+    private let prefixSums: [SyncID]
+    private let records: [SyncID: SignedRecord]
+
+    public init<S: Sequence>(records: S) where S.Element == SignedRecord {
+        var map: [SyncID: SignedRecord] = [:]
+        for r in records { map[r.syncID] = r }
+        ids = map.keys.sorted()
+        var sums: [SyncID] = [.zero]
+        sums.reserveCapacity(ids.count + 1)
+        for id in ids { sums.append(sums[sums.count - 1] &+ id) }
+        prefixSums = sums
+        self.records = map
+    }
+
+    public var count: Int { ids.count }
+    public func record(_ id: SyncID) -> SignedRecord? { records[id] }
+
+    /// Index of the first ID ≥ bound.
+    func index(of bound: SyncBound) -> Int {
+        guard case .id(let b) = bound else { return ids.count }
+        var lo = 0, hi = ids.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ids[mid] < b { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// Fingerprint of ids[start..<end]: the first 16 bytes of SHA-256(sum mod 2^128 ‖ count).
+    func fingerprint(_ start: Int, _ end: Int) -> [UInt8] {
+        var input = (prefixSums[end] &- prefixSums[start]).bytes
+        ProtoVarint.append(UInt64(end - start), to: &input)
+        return Array(SHA256.hash(input).prefix(16))
+    }
+}
+
+/// Why a sync session was aborted: a stable code and a message naming the peer's mistake.
+public struct SyncError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: String, Hashable, Sendable {
+        case malformed, unsupportedVersion, limitExceeded, protocolViolation
+    }
+
+    public var code: Code
+    public var message: String
+    public var description: String { message }
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// Limits that bound what a peer can make us do in one session.
+public struct SyncLimits: Sendable {
+    public var maxFrameSize = 1 << 20
+    public var maxRounds = 48
+    public var maxRangesPerTurn = 100_000
+    public var maxIDsPerTurn = 400_000
+    public var maxRecordsPerSession = 500_000
+    public init() {}
+}
+
+/// `/drtc/registry-sync/1.0.0`: range-based set reconciliation (A. Meyer, "Range-Based Set
+/// Reconciliation", 2023; the same scheme as Negentropy) of two replicas' record sets, with
+/// the missing records shipped inline. Cost grows with the difference, not the table size.
+/// Wire format and rules: Specs/registry-sync.md.
+///
+/// Pure: the shell moves frames between `start()` / `receive(frame:)` and a libp2p stream and
+/// merges the records it is handed.
+public struct RegistrySyncSession {
+    public enum Role: Sendable { case initiator, responder }
+
+    /// What one step produced.
+    public struct Step {
+        /// Frames to write, in order (each already length-prefixed).
+        public var frames: [[UInt8]] = []
+        /// Encoded `SignedMediaNodeRecord`s received from the peer, to verify and merge.
+        public var records: [[UInt8]] = []
+        /// The session is over: close the stream after writing `frames`.
+        public var done = false
+    }
+
+    /// Entry types (Specs/registry-sync.md).
+    enum EntryType: UInt8 {
+        case skip = 1, fingerprint = 2, idList = 3, want = 4, records = 5
+    }
+
+    enum Flags {
+        static let more: UInt8 = 1
+        static let final: UInt8 = 2
+    }
+
+    public static let protocolID = "/drtc/registry-sync/1.0.0"
+    static let version: UInt8 = 1
+    /// Ranges with at most this many local items are sent as ID lists.
+    public var idListThreshold = 32
+    /// A differing range is split into this many sub-ranges.
+    public var branching = 16
+
+    public let role: Role
+    let snapshot: SyncSnapshot
+    let limits: SyncLimits
+    private var rounds = 0
+    private var recordsReceived = 0
+    private var pending = TurnReader()
+    public private(set) var finished = false
+
+    public init(role: Role, snapshot: SyncSnapshot, limits: SyncLimits = SyncLimits()) {
+        self.role = role
+        self.snapshot = snapshot
+        self.limits = limits
+    }
+
+    /// The initiator's opening turn: the whole space as one range.
+    public mutating func start() -> Step {
+        precondition(role == .initiator, "only the initiator starts")
+        var turn = TurnWriter(maxFrameSize: limits.maxFrameSize)
+        describe(0, snapshot.count, upper: .infinity, into: &turn, forceSplit: false)
+        rounds += 1
+        return Step(frames: turn.finish(final: false), records: [], done: false)
+    }
+
+    /// Feeds one frame body (without its length prefix). A turn may span frames (MORE flag):
+    /// the reply is produced when its last frame arrives.
+    public mutating func receive(frame: [UInt8]) throws(SyncError) -> Step {
+        guard !finished else { throw SyncError(.protocolViolation, "frame after the session ended") }
+        guard frame.count <= limits.maxFrameSize else { throw SyncError(.limitExceeded, "frame of \(frame.count) bytes exceeds \(limits.maxFrameSize)") }
+        var step = Step()
+        let complete = try pending.add(frame, limits: limits, records: &step.records)
+        recordsReceived += step.records.count
+        guard recordsReceived <= limits.maxRecordsPerSession else {
+            throw SyncError(.limitExceeded, "peer sent more than \(limits.maxRecordsPerSession) records")
+        }
+        guard complete else { return step }
+        let turn = pending
+        pending = TurnReader()
+        rounds += 1
+        guard rounds <= limits.maxRounds else { throw SyncError(.limitExceeded, "more than \(limits.maxRounds) rounds") }
+        if turn.final {
+            finished = true
+            step.done = true
+            return step
+        }
+        var reply = TurnWriter(maxFrameSize: limits.maxFrameSize)
+        var lower = 0
+        var needsReply = false
+        for range in turn.ranges {
+            let end = snapshot.index(of: range.upper)
+            let start = min(lower, end)
+            lower = end
+            switch range.kind {
+            case .skip:
+                reply.skip(range.upper)
+            case .fingerprint(let count, let fp):
+                if count == end - start && fp == snapshot.fingerprint(start, end) {
+                    reply.skip(range.upper)
+                } else {
+                    describe(start, end, upper: range.upper, into: &reply, forceSplit: true)
+                    needsReply = true
+                }
+            case .idList(let theirs):
+                let theirSet = Set(theirs)
+                var ours = Set<SyncID>()
+                for i in start..<end {
+                    ours.insert(snapshot.ids[i])
+                    if !theirSet.contains(snapshot.ids[i]), let r = snapshot.record(snapshot.ids[i]) { reply.record(r.encoded) }
+                }
+                let wanted = theirs.filter { !ours.contains($0) }
+                if !wanted.isEmpty {
+                    reply.want(wanted)
+                    needsReply = true
+                }
+                reply.skip(range.upper)
+            }
+        }
+        for id in turn.wants {
+            if let r = snapshot.record(id) { reply.record(r.encoded) }
+        }
+        step.frames = reply.finish(final: !needsReply)
+        if !needsReply {
+            finished = true
+            step.done = true
+        }
+        return step
+    }
+
+    /// Describes local items [start, end) bounded above by `upper`: as an ID list when small
+    /// (or empty), else as a fingerprint, or (when the peer's fingerprint differed) as
+    /// `branching` sub-ranges.
+    private func describe(_ start: Int, _ end: Int, upper: SyncBound, into turn: inout TurnWriter, forceSplit: Bool) {
+        let n = end - start
+        if n <= idListThreshold {
+            turn.idList(Array(snapshot.ids[start..<end]), upper: upper)
+            return
+        }
+        guard forceSplit else {
+            turn.fingerprint(count: n, snapshot.fingerprint(start, end), upper: upper)
+            return
+        }
+        // Every sub-range holds at least one item, so the bounds are strictly ascending.
+        let parts = min(branching, n)
+        var from = start
+        for k in 1...parts {
+            let to = k == parts ? end : start + n * k / parts
+            let bound: SyncBound = k == parts ? upper : .id(snapshot.ids[to])
+            let count = to - from
+            if count <= idListThreshold / 4 {
+                turn.idList(Array(snapshot.ids[from..<to]), upper: bound)
+            } else {
+                turn.fingerprint(count: count, snapshot.fingerprint(from, to), upper: bound)
+            }
+            from = to
+        }
+    }
+}
+
+// MARK: - wire
+
+struct TurnWriter {
+    let maxFrameSize: Int
+    private var frames: [[UInt8]] = []
+    private var body: [UInt8] = []
+    private var pendingSkip: SyncBound?
+
+    init(maxFrameSize: Int) { self.maxFrameSize = maxFrameSize }
+
+    mutating func skip(_ upper: SyncBound) { pendingSkip = upper }
+
+    private mutating func flushSkip() {
+        if let bound = pendingSkip {
+            pendingSkip = nil
+            append(RegistrySyncSession.EntryType.skip) { Self.encode(bound, into: &$0) }
+        }
+    }
+
+    mutating func fingerprint(count: Int, _ fp: [UInt8], upper: SyncBound) {
+        flushSkip()
+        append(.fingerprint) {
+            Self.encode(upper, into: &$0)
+            ProtoVarint.append(UInt64(count), to: &$0)
+            $0 += fp
+        }
+    }
+
+    mutating func idList(_ ids: [SyncID], upper: SyncBound) {
+        flushSkip()
+        // Long lists are cut into several ranges so that each entry fits a frame.
+        let perEntry = max(1, (maxFrameSize - 64) / 16)
+        var rest = ids[...]
+        while rest.count > perEntry {
+            let chunk = rest.prefix(perEntry)
+            rest = rest.dropFirst(perEntry)
+            let bound = SyncBound.id(rest.first!)
+            append(.idList) { out in
+                Self.encode(bound, into: &out)
+                ProtoVarint.append(UInt64(chunk.count), to: &out)
+                for id in chunk { out += id.bytes }
+            }
+        }
+        append(.idList) { out in
+            Self.encode(upper, into: &out)
+            ProtoVarint.append(UInt64(rest.count), to: &out)
+            for id in rest { out += id.bytes }
+        }
+    }
+
+    mutating func want(_ ids: [SyncID]) {
+        flushSkip()
+        let perEntry = max(1, (maxFrameSize - 64) / 16)
+        for start in stride(from: 0, to: ids.count, by: perEntry) {
+            let chunk = ids[start..<min(ids.count, start + perEntry)]
+            append(.want) { out in
+                ProtoVarint.append(UInt64(chunk.count), to: &out)
+                for id in chunk { out += id.bytes }
+            }
+        }
+    }
+
+    mutating func record(_ encoded: [UInt8]) {
+        append(.records) { out in
+            ProtoVarint.append(1, to: &out)
+            ProtoVarint.append(UInt64(encoded.count), to: &out)
+            out += encoded
+        }
+    }
+
+    private mutating func append(_ type: RegistrySyncSession.EntryType, _ payload: (inout [UInt8]) -> Void) {
+        var entry: [UInt8] = [type.rawValue]
+        payload(&entry)
+        if !body.isEmpty && body.count + entry.count > maxFrameSize - 8 { closeFrame(more: true, final: false) }
+        body += entry
+    }
+
+    private mutating func closeFrame(more: Bool, final: Bool) {
+        var frame: [UInt8] = []
+        let header: [UInt8] = [RegistrySyncSession.version, (more ? RegistrySyncSession.Flags.more : 0) | (final ? RegistrySyncSession.Flags.final : 0)]
+        ProtoVarint.append(UInt64(header.count + body.count), to: &frame)
+        frame += header
+        frame += body
+        frames.append(frame)
+        body = []
+    }
+
+    mutating func finish(final: Bool) -> [[UInt8]] {
+        flushSkip()
+        closeFrame(more: false, final: final)
+        return frames
+    }
+
+    static func encode(_ bound: SyncBound, into out: inout [UInt8]) {
+        switch bound {
+        case .infinity:
+            out.append(0xff)
+        case .id(let id):
+            // The shortest prefix is not worth the bookkeeping here: bounds are 1/16 of ranges.
+            var bytes = id.bytes
+            while let last = bytes.last, last == 0 { bytes.removeLast() }
+            out.append(UInt8(bytes.count))
+            out += bytes
+        }
+    }
+}
+
+/// Accumulates one turn (one or more frames).
+struct TurnReader {
+    enum Kind {
+        case skip
+        case fingerprint(count: Int, [UInt8])
+        case idList([SyncID])
+    }
+
+    struct Range {
+        var upper: SyncBound
+        var kind: Kind
+    }
+
+    var ranges: [Range] = []
+    var wants: [SyncID] = []
+    var final = false
+    private var ids = 0
+
+    /// Parses a frame body; returns true once the turn is complete.
+    mutating func add(_ frame: [UInt8], limits: SyncLimits, records: inout [[UInt8]]) throws(SyncError) -> Bool {
+        var r = ByteReader(frame)
+        guard let version = r.byte() else { throw SyncError(.malformed, "empty frame") }
+        guard version == RegistrySyncSession.version else { throw SyncError(.unsupportedVersion, "sync version \(version), expected 1") }
+        guard let flags = r.byte() else { throw SyncError(.malformed, "frame without flags") }
+        while !r.atEnd {
+            guard let typeByte = r.byte(), let type = RegistrySyncSession.EntryType(rawValue: typeByte) else {
+                throw SyncError(.malformed, "unknown entry type")
+            }
+            switch type {
+            case .skip:
+                try addRange(Range(upper: try r.bound(), kind: .skip), limits)
+            case .fingerprint:
+                let upper = try r.bound()
+                let count = try r.varint()
+                guard count <= UInt64(Int32.max), let fp = r.bytes(16) else { throw SyncError(.malformed, "truncated fingerprint") }
+                try addRange(Range(upper: upper, kind: .fingerprint(count: Int(count), fp)), limits)
+            case .idList:
+                let upper = try r.bound()
+                let list = try readIDs(&r, limits)
+                guard list.indices.dropFirst().allSatisfy({ list[$0 - 1] < list[$0] }) else {
+                    throw SyncError(.protocolViolation, "ID list not strictly ascending")
+                }
+                try addRange(Range(upper: upper, kind: .idList(list)), limits)
+            case .want:
+                wants += try readIDs(&r, limits)
+            case .records:
+                let n = try r.varint()
+                guard n <= UInt64(limits.maxRecordsPerSession) else { throw SyncError(.limitExceeded, "too many records in one entry") }
+                for _ in 0..<n {
+                    let length = try r.varint()
+                    guard length <= UInt64(SignedRecord.maxEncodedSize), let bytes = r.bytes(Int(length)) else {
+                        throw SyncError(.malformed, "truncated or oversize record")
+                    }
+                    records.append(bytes)
+                }
+            }
+        }
+        if flags & RegistrySyncSession.Flags.more != 0 { return false }
+        final = flags & RegistrySyncSession.Flags.final != 0
+        if let last = ranges.last, last.upper != .infinity {
+            throw SyncError(.protocolViolation, "ranges do not reach the end of the space")
+        }
+        return true
+    }
+
+    private mutating func addRange(_ range: Range, _ limits: SyncLimits) throws(SyncError) {
+        if let last = ranges.last, !(last.upper < range.upper) {
+            throw SyncError(.protocolViolation, "range bounds not ascending")
+        }
+        guard ranges.count < limits.maxRangesPerTurn else { throw SyncError(.limitExceeded, "more than \(limits.maxRangesPerTurn) ranges") }
+        ranges.append(range)
+    }
+
+    private mutating func readIDs(_ r: inout ByteReader, _ limits: SyncLimits) throws(SyncError) -> [SyncID] {
+        let n = try r.varint()
+        guard n <= UInt64(limits.maxIDsPerTurn - ids) else { throw SyncError(.limitExceeded, "more than \(limits.maxIDsPerTurn) IDs in one turn") }
+        ids += Int(n)
+        var out: [SyncID] = []
+        out.reserveCapacity(Int(n))
+        for _ in 0..<n {
+            guard let b = r.bytes(16) else { throw SyncError(.malformed, "truncated ID") }
+            out.append(SyncID(bytes: b))
+        }
+        return out
+    }
+}
+
+struct ByteReader {
+    let data: [UInt8]
+    var index = 0
+    init(_ data: [UInt8]) { self.data = data }
+    var atEnd: Bool { index >= data.count }
+
+    mutating func byte() -> UInt8? {
+        guard index < data.count else { return nil }
+        defer { index += 1 }
+        return data[index]
+    }
+
+    mutating func bytes(_ n: Int) -> [UInt8]? {
+        guard n >= 0, data.count - index >= n else { return nil }
+        defer { index += n }
+        return Array(data[index..<index + n])
+    }
+
+    mutating func varint() throws(SyncError) -> UInt64 {
+        var result: UInt64 = 0
+        for shift in stride(from: UInt64(0), to: 64, by: 7) {
+            guard let b = byte() else { throw SyncError(.malformed, "truncated varint") }
+            result |= UInt64(b & 0x7f) << shift
+            if b & 0x80 == 0 { return result }
+        }
+        throw SyncError(.malformed, "varint longer than 10 bytes")
+    }
+
+    mutating func bound() throws(SyncError) -> SyncBound {
+        guard let length = byte() else { throw SyncError(.malformed, "truncated bound") }
+        if length == 0xff { return .infinity }
+        guard length <= 16, let prefix = bytes(Int(length)) else { throw SyncError(.malformed, "bad bound length \(length)") }
+        return .id(SyncID(bytes: prefix))
+    }
+}
