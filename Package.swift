@@ -76,7 +76,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO",
+                "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -120,6 +120,10 @@ public struct GossipRouter {
     public func hasSeen(_ id: MessageID) -> Bool { seen.contains(id) }
     public func cachedMessage(_ id: MessageID) -> GossipMessage? { mcache.message(id) }
 
+    /// Adds to a peer's behaviour penalty (P7), for misbehaviour seen by the shell (e.g.
+    /// broken framing on its stream).
+    public mutating func penalise(_ peer: PeerID, _ amount: Double) { scoring.addPenalty(peer, amount) }
+
     /// Sets P5 (application-specific score) for a peer.
     public mutating func setApplicationScore(_ peer: PeerID, _ value: Double) { scoring.setAppSpecific(peer, value) }
 
@@ -128,6 +132,8 @@ public struct GossipRouter {
     /// A gossip stream to `peer` is up. We announce our subscriptions to it.
     public mutating func addPeer(_ peer: PeerID, protocol proto: GossipProtocol, outbound: Bool, ip: String? = nil, now: Millis) -> [GossipAction] {
         guard peer != localPeer else { return [] }
+        // The peer's stream and ours may arrive in either order: the first one registers it.
+        guard peers[peer] == nil else { return [] }
         peers[peer] = Peer(protocolID: proto, outbound: outbound)
         scoring.connected(peer, ip: ip)
         if !subscriptions.isEmpty {

@@ -45,13 +45,26 @@ public final class DrtcMetrics: Sendable {
 
     /// A counter with one label, created once: rejections can arrive at flood rates, and a
     /// registry lookup per increment would cost more than the count.
-    private func counter(_ label: String, _ dimension: String, _ value: String) -> CoreMetrics.Counter {
+    public func counter(_ label: String, _ dimension: String, _ value: String) -> CoreMetrics.Counter {
         let key = "\(label){\(dimension)=\(value)}"
         return counters.withLock { cache in
             if let c = cache[key] { return c }
             let c = CoreMetrics.Counter(label: label, dimensions: [(dimension, value)], factory: factory)
             cache[key] = c
             return c
+        }
+    }
+
+    private let gauges = Mutex<[String: CoreMetrics.Meter]>([:])
+
+    /// A gauge labelled with a pubsub topic, created once.
+    public func gauge(_ label: String, topic: String) -> CoreMetrics.Meter {
+        let key = "\(label){\(topic)}"
+        return gauges.withLock { cache in
+            if let g = cache[key] { return g }
+            let g = CoreMetrics.Meter(label: label, dimensions: [("topic", topic)], factory: factory)
+            cache[key] = g
+            return g
         }
     }
 

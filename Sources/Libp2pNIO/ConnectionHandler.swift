@@ -2,6 +2,7 @@ import Identity
 import Libp2p
 import Logging
 import NIOCore
+import NIOConcurrencyHelpers
 
 /// The NIO shell around one `Libp2pConnection`: moves bytes between the socket and the pure
 /// state machine, runs multistream-select on each Yamux stream, and serves `Libp2pStream`s.
@@ -378,7 +379,12 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         context?.close(promise: nil)
     }
 
+    /// Set (before the host is told) once the connection is gone; read by the host under its
+    /// lock, so a connection that closed while being adopted is never registered.
+    let isClosed = NIOLockedValueBox(false)
+
     private func teardown(reason: String) {
+        isClosed.withLockedValue { $0 = true }
         handshakeTimeout?.cancel()
         keepAlive?.cancel()
         let error = Libp2pStreamError("connection closed: \(reason)")

@@ -35,6 +35,25 @@ public final class Libp2pHost: @unchecked Sendable {
 
     public typealias StreamHandler = @Sendable (Libp2pStream) async -> Void
 
+    /// An authenticated connection as the application sees it.
+    public struct ConnectionInfo: Sendable {
+        public var peer: PeerID
+        /// True when this node dialled (gossipsub's outbound mesh quota counts these).
+        public var outbound: Bool
+        /// The remote IP address, for per-IP scoring.
+        public var remoteIP: String?
+    }
+
+    /// Told about connections as they are adopted and closed (one at a time per peer).
+    public struct ConnectionObserver: Sendable {
+        public var connected: @Sendable (ConnectionInfo) -> Void
+        public var disconnected: @Sendable (PeerID) -> Void
+        public init(connected: @escaping @Sendable (ConnectionInfo) -> Void, disconnected: @escaping @Sendable (PeerID) -> Void) {
+            self.connected = connected
+            self.disconnected = disconnected
+        }
+    }
+
     public let identity: Ed25519KeyPair
     public var peerID: PeerID { identity.peerID }
     let staticKey: X25519KeyPair
@@ -53,6 +72,9 @@ public final class Libp2pHost: @unchecked Sendable {
         var listeners: [any Channel] = []
         var listenAddresses: [Multiaddr] = []
         var closed = false
+        var observers: [ConnectionObserver] = []
+        /// The connection gater: peers refused in both directions.
+        var denied: Set<PeerID> = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -84,6 +106,32 @@ public final class Libp2pHost: @unchecked Sendable {
     }
 
     public var connectedPeers: [PeerID] { state.withLockedValue { Array($0.connections.keys) } }
+
+    /// Connected peers with their direction and address.
+    public var connections: [ConnectionInfo] {
+        state.withLockedValue { s in s.connections.map { Self.info($0.key, $0.value) } }
+    }
+
+    static func info(_ peer: PeerID, _ handler: ConnectionHandler) -> ConnectionInfo {
+        ConnectionInfo(peer: peer, outbound: handler.direction == .outbound, remoteIP: handler.remoteAddress?.ipAddress)
+    }
+
+    public func addConnectionObserver(_ observer: ConnectionObserver) {
+        state.withLockedValue { $0.observers.append(observer) }
+    }
+
+    /// Refuses every connection with `peer` (closing the current one) until `allow`.
+    public func deny(_ peer: PeerID) {
+        let existing = state.withLockedValue { s -> ConnectionHandler? in
+            s.denied.insert(peer)
+            return s.connections[peer]
+        }
+        if let existing { existing.eventLoop.execute { existing.close() } }
+    }
+
+    public func allow(_ peer: PeerID) { state.withLockedValue { _ = $0.denied.remove(peer) } }
+
+    public var deniedPeers: Set<PeerID> { state.withLockedValue { $0.denied } }
 
     public func identifyInfo(for peer: PeerID) -> IdentifyInfo? { state.withLockedValue { $0.identified[peer] } }
 
@@ -161,6 +209,7 @@ public final class Libp2pHost: @unchecked Sendable {
         let plan: Plan = try state.withLockedValue { s in
             if s.closed { throw Libp2pError("host is shut down") }
             guard let expected else { return .dial(nil) }
+            if s.denied.contains(expected) { throw Libp2pError("dial \(address): peer is denied by the connection gater") }
             if s.connections[expected] != nil { return .connected(expected) }
             if let pending = s.pendingDials[expected] { return .wait(pending) }
             let promise = group.next().makePromise(of: ConnectionHandler.self)
@@ -214,7 +263,17 @@ public final class Libp2pHost: @unchecked Sendable {
     @discardableResult
     private func adopt(_ handler: ConnectionHandler) -> ConnectionHandler {
         guard let peer = handler.remotePeer else { return handler }
+        let refused = state.withLockedValue { $0.denied.contains(peer) }
+        if refused {
+            logger.info("libp2p connection refused by the gater", metadata: ["peer": "\(peer)"])
+            countClose(reason: "denied")
+            handler.eventLoop.execute { handler.close() }
+            return handler
+        }
         let (kept, dropped): (ConnectionHandler, ConnectionHandler?) = state.withLockedValue { s in
+            // Closed between its handshake and now (e.g. the remote's gater): never register it,
+            // or it would stay in the table with nobody left to remove it.
+            if handler.isClosed.withLockedValue({ $0 }) { return (handler, handler) }
             guard let existing = s.connections[peer], existing !== handler else {
                 s.connections[peer] = handler
                 return (handler, nil)
@@ -230,16 +289,23 @@ public final class Libp2pHost: @unchecked Sendable {
         if dropped !== handler {
             logger.debug("libp2p connection established", metadata: ["peer": "\(peer)", "direction": "\(handler.direction.rawValue)"])
             Task { try? await self.identify(peer) }
+            let info = Self.info(peer, handler)
+            for observer in state.withLockedValue({ $0.observers }) { observer.connected(info) }
         }
         return kept
     }
 
     func connectionClosed(_ handler: ConnectionHandler) {
-        state.withLockedValue { s in
+        let lost: PeerID? = state.withLockedValue { s in
             s.openChannels -= 1
             if let peer = handler.remotePeer, s.connections[peer] === handler {
                 s.connections[peer] = nil
+                return peer
             }
+            return nil
+        }
+        if let lost {
+            for observer in state.withLockedValue({ $0.observers }) { observer.disconnected(lost) }
         }
     }
 

@@ -27,6 +27,7 @@ public final class DrtcNode: Sendable {
     public let registry: RegistryService
     public let metrics: DrtcMetrics
     public let host: Libp2pHost
+    let gossip: MeshGossip
     let logger: Logger
     private let dataDirLock: DataDirLock
 
@@ -48,7 +49,17 @@ public final class DrtcNode: Sendable {
         registry = try RegistryService(directory: config.dataDir + "/registry", metrics: metrics, logger: logger, clock: clock)
         var hostConfig = Libp2pHost.Configuration()
         hostConfig.agentVersion = "drtc/\(Self.version)"
+        hostConfig.maxConnections = max(hostConfig.maxConnections, config.maxPeers * 4)
         host = Libp2pHost(identity: identity, configuration: hostConfig, logger: logger, metricsFactory: metrics.factory)
+        gossip = MeshGossip(host: host, identity: identity, registry: registry, metrics: metrics, logger: logger,
+                            heartbeatMs: config.gossipHeartbeatMs, clock: clock)
+    }
+
+    /// The refresh interval and TTL this node promises now (Specs/gossip.md "Liveness").
+    func livenessSchedule() -> (interval: UInt32, ttl: UInt32) {
+        let now = registry.clock()
+        let live = registry.withReplica { $0.table.liveCount(nowMs: now) }
+        return LivenessRule.schedule(baseInterval: config.refreshIntervalSeconds, baseTTL: config.ttlSeconds, liveRecords: live)
     }
 
     /// The addresses this node listens on (bound: a port 0 is resolved), each ending in
@@ -58,7 +69,7 @@ public final class DrtcNode: Sendable {
     }
 
     /// This node's own record as of `hlc`.
-    func ownRecord(hlc: HLC, status: NodeStatus, apiPort: Int) -> MediaNodeRecord {
+    func ownRecord(hlc: HLC, status: NodeStatus, apiPort: Int, schedule: (interval: UInt32, ttl: UInt32)) -> MediaNodeRecord {
         let base = config.publicURL ?? "http://\(HostPort(host: config.api.host, port: apiPort))"
         var load = Load()
         var avg = [0.0, 0.0, 0.0]
@@ -69,7 +80,7 @@ public final class DrtcNode: Sendable {
             publicKey: identity.publicKey, region: config.region.rawValue, geo: config.geo, url: base,
             discoveryURL: base, ip: config.api.host, metricsURL: base + "/metrics", version: Self.version,
             multiaddrs: announcedMultiaddrs, capacity: config.capacity, load: load, status: status, hlc: hlc,
-            refreshIntervalSeconds: config.refreshIntervalSeconds, ttlSeconds: config.ttlSeconds)
+            refreshIntervalSeconds: schedule.interval, ttlSeconds: schedule.ttl)
     }
 
     func health() -> HealthReport {
@@ -85,6 +96,7 @@ public final class DrtcNode: Sendable {
     public func run(onListening: @escaping @Sendable (HostPort) async -> Void = { _ in }) async throws {
         let boundPort = PortBox()
         let router = RegistryAPI.router(backend: Backend(node: self), metrics: metrics)
+        if config.adminAPI { AdminAPI.add(to: router, host: host, logger: logger) }
         let app = Application(
             router: router,
             // Idle keep-alive connections (and requests that never complete) are closed.
@@ -132,9 +144,15 @@ struct RegistryLifecycle: Service {
     let node: DrtcNode
     let apiPort: PortBox
 
-    func publish(_ status: NodeStatus) async throws {
+    /// Signs, stores and gossips the node's record; returns the interval until the next one.
+    @discardableResult
+    func publish(_ status: NodeStatus) async throws -> UInt32 {
         let port = apiPort.get() ?? node.config.api.port
-        try await node.registry.publishOwn({ node.ownRecord(hlc: $0, status: status, apiPort: port) }, key: node.identity)
+        let schedule = node.livenessSchedule()
+        let signed = try await node.registry.publishOwn(
+            { node.ownRecord(hlc: $0, status: status, apiPort: port, schedule: schedule) }, key: node.identity)
+        node.gossip.publish(signed)
+        return schedule.interval
     }
 
     func run() async throws {
@@ -147,14 +165,16 @@ struct RegistryLifecycle: Service {
             node.registry.close()
             return
         }
-        try await publish(.active)
-        node.logger.info("published own record", metadata: ["peerId": "\(node.peerID)"])
+        let first = try await publish(.active)
+        node.logger.info("published own record", metadata: ["peerId": "\(node.peerID)", "refreshIntervalSeconds": "\(first)"])
         try? await cancelWhenGracefulShutdown {
+            var interval = first
             var sinceGC = 0
             while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(Int(node.config.refreshIntervalSeconds)))
-                try await publish(.active)
-                sinceGC += Int(node.config.refreshIntervalSeconds)
+                try await Task.sleep(for: .seconds(Int(interval)))
+                let slept = Int(interval)
+                interval = try await publish(.active)
+                sinceGC += slept
                 if sinceGC >= 600 {
                     sinceGC = 0
                     try node.registry.collectGarbage()
@@ -168,42 +188,6 @@ struct RegistryLifecycle: Service {
             node.logger.error("could not write the tombstone", metadata: ["error": "\(error)"])
         }
         node.registry.close()
-    }
-}
-
-/// Joins the mesh through the bootstrap peers, redialling lost ones with backoff; closes every
-/// connection on shutdown.
-struct MeshService: Service {
-    let node: DrtcNode
-
-    func run() async throws {
-        let bootstrap = node.config.bootstrap
-        try? await cancelWhenGracefulShutdown {
-            var backoff: [String: Int] = [:]
-            while !Task.isCancelled {
-                for address in bootstrap {
-                    guard let peer = address.peerID, !node.host.connectedPeers.contains(peer) else { continue }
-                    let key = address.description
-                    let wait = backoff[key, default: 0]
-                    if wait > 0 {
-                        backoff[key] = wait - 1
-                        continue
-                    }
-                    do {
-                        try await node.host.dial(address)
-                        node.logger.info("connected to bootstrap peer", metadata: ["address": "\(address)"])
-                        backoff[key] = 0
-                    } catch {
-                        // 1, 2, 4 … 32 ticks of one second between attempts.
-                        let next = min(32, max(1, (backoff[key] ?? 0) * 2))
-                        backoff[key] = next
-                        node.logger.warning("bootstrap dial failed", metadata: ["address": "\(address)", "error": "\(error)", "retryInSeconds": "\(next)"])
-                    }
-                }
-                try await Task.sleep(for: .seconds(1))
-            }
-        }
-        await node.host.shutdown()
     }
 }
 
@@ -227,8 +211,14 @@ struct Backend: RegistryBackend {
         return node.registry.withReplica { $0.listMediaNodes(after: cursor, limit: limit, nowMs: now) }
     }
 
+    /// Registration (whitepaper 4.2.3.1): a record that wins the merge is gossiped to the mesh
+    /// like any update; the owner's signature, not ours, is what every peer checks.
     func submit(encodedRecord: [UInt8]) async throws -> SubmitResult {
-        try await node.registry.submit(encoded: encodedRecord)
+        let result = try await node.registry.submit(encoded: encodedRecord)
+        if case .merged(let record, .accepted) = result, record.isLive(nowMs: node.registry.clock()) || record.record.status == .leaving {
+            node.gossip.publish(record)
+        }
+        return result
     }
 
     func nowMs() -> UInt64 { node.registry.clock() }

@@ -61,6 +61,14 @@ public struct NodeConfig: Sendable {
     public var refreshIntervalSeconds = MediaNodeRecord.defaultRefreshIntervalSeconds
     public var ttlSeconds = MediaNodeRecord.defaultTTLSeconds
     public var logLevel = "info"
+    /// Connections the node keeps: it dials below `minPeers` and trims above `maxPeers`.
+    public var minPeers = 8
+    public var maxPeers = 12
+    public var gossipHeartbeatMs: UInt64 = 1_000
+    /// Seconds between anti-entropy syncs with one random peer.
+    public var syncIntervalSeconds: UInt64 = 30
+    /// Enables the loopback-only `/admin/*` endpoints (connection gater), for tests and operators.
+    public var adminAPI = false
 
     public init() {}
 
@@ -88,6 +96,11 @@ public struct NodeConfig: Sendable {
         Setting(name: "refresh-interval", repeats: false, help: "seconds between republications of this node's record (default 30)"),
         Setting(name: "ttl", repeats: false, help: "seconds after which peers drop this node's record if not refreshed (default 90)"),
         Setting(name: "log-level", repeats: false, help: "trace|debug|info|notice|warning|error|critical (default info)"),
+        Setting(name: "min-peers", repeats: false, help: "connections below which the node dials more peers (default 8)"),
+        Setting(name: "max-peers", repeats: false, help: "connections above which the node closes some (default 12)"),
+        Setting(name: "gossip-heartbeat-ms", repeats: false, help: "gossipsub heartbeat interval in ms (default 1000)"),
+        Setting(name: "sync-interval", repeats: false, help: "seconds between anti-entropy syncs with a random peer (default 30)"),
+        Setting(name: "admin-api", repeats: false, help: "true|false: serve /admin/deny and /admin/allow (connection gater) to loopback clients (default false)"),
     ]
 
     /// Resolves settings from their sources. `flags` holds what was given on the command line
@@ -188,6 +201,20 @@ public struct NodeConfig: Sendable {
         else if one("refresh-interval") != nil { ttlSeconds = max(ttlSeconds, refreshIntervalSeconds * 3) }
         guard ttlSeconds >= refreshIntervalSeconds else {
             throw ConfigError("--ttl", "must be at least --refresh-interval (\(refreshIntervalSeconds) s), got \(ttlSeconds)")
+        }
+        if let v: Int = try uint("min-peers", 1...1_000) { minPeers = v }
+        if let v: Int = try uint("max-peers", 1...1_000) { maxPeers = v }
+        guard maxPeers >= minPeers else {
+            throw ConfigError("--max-peers", "must be at least --min-peers (\(minPeers)), got \(maxPeers)")
+        }
+        if let v: UInt64 = try uint("gossip-heartbeat-ms", 50...60_000) { gossipHeartbeatMs = v }
+        if let v: UInt64 = try uint("sync-interval", 1...86_400) { syncIntervalSeconds = v }
+        if let a = one("admin-api") {
+            guard a == "true" || a == "false" else { throw ConfigError("--admin-api", "expected true or false, got '\(a)'") }
+            adminAPI = a == "true"
+            guard !adminAPI || ["127.0.0.1", "::1", "localhost"].contains(api.host) else {
+                throw ConfigError("--admin-api", "only allowed with a loopback --api (127.0.0.1, ::1, localhost), got \(api.host)")
+            }
         }
         if let l = one("log-level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]

@@ -69,6 +69,16 @@ struct NodeCommand: AsyncParsableCommand {
     var ttl: String?
     @Option(name: .customLong("log-level"), help: "trace|debug|info|notice|warning|error|critical (default info).")
     var logLevel: String?
+    @Option(name: .customLong("min-peers"), help: "Connections below which the node dials more peers (default 8).")
+    var minPeers: String?
+    @Option(name: .customLong("max-peers"), help: "Connections above which the node closes some (default 12).")
+    var maxPeers: String?
+    @Option(name: .customLong("gossip-heartbeat-ms"), help: "Gossipsub heartbeat interval in ms (default 1000).")
+    var gossipHeartbeatMs: String?
+    @Option(name: .customLong("sync-interval"), help: "Seconds between anti-entropy syncs with one random peer (default 30).")
+    var syncInterval: String?
+    @Option(name: .customLong("admin-api"), help: "true|false: serve /admin/deny and /admin/allow to loopback clients (default false).")
+    var adminAPI: String?
 
     func run() async throws {
         var flags: [String: [String]] = [:]
@@ -76,7 +86,8 @@ struct NodeCommand: AsyncParsableCommand {
             ("data-dir", dataDir), ("api", api), ("media", media), ("region", region), ("geo", geo),
             ("public-url", publicURL), ("max-sessions", maxSessions), ("bandwidth-up-kbps", bandwidthUp),
             ("bandwidth-down-kbps", bandwidthDown), ("cpu-cores", cpuCores), ("refresh-interval", refreshInterval),
-            ("ttl", ttl), ("log-level", logLevel),
+            ("ttl", ttl), ("log-level", logLevel), ("min-peers", minPeers), ("max-peers", maxPeers),
+            ("gossip-heartbeat-ms", gossipHeartbeatMs), ("sync-interval", syncInterval), ("admin-api", adminAPI),
         ]
         for (name, value) in single { if let value { flags[name] = [value] } }
         if !listen.isEmpty { flags["listen"] = listen }

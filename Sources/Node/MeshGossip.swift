@@ -1,0 +1,349 @@
+import Gossipsub
+import HTTPAPI
+import Identity
+import Libp2p
+import Libp2pNIO
+import Logging
+import Registry
+import Synchronization
+
+/// The shell around the Gossipsub router and the registry sync sessions: it owns the gossip
+/// streams of every connected peer, feeds the router, and carries out its actions
+/// (STYLE.md §1). All protocol decisions are in `GossipRouter` and `RegistrySyncSession`.
+final class MeshGossip: Sendable {
+    static let topic = "drtc/registry/1"
+    /// Frames queued for one peer beyond which further RPCs to it are dropped (the peer is not
+    /// reading; gossip and anti-entropy repair what it misses).
+    static let maxQueuedBytes = 8 << 20
+
+    let host: Libp2pHost
+    let registry: RegistryService
+    let metrics: DrtcMetrics
+    let logger: Logger
+    let clock: @Sendable () -> UInt64
+    let heartbeatMs: UInt64
+
+    private let router: Mutex<GossipRouter>
+    private let writers = Mutex<[PeerID: PeerWriter]>([:])
+    /// Records verified by the validator, waiting for their `.deliver` action.
+    private let verified = Mutex<[MessageID: SignedRecord]>([:])
+    private let exported = Mutex(GossipCounters())
+    let discovered = Mutex<[PeerID]>([])
+
+    init(host: Libp2pHost, identity: Ed25519KeyPair, registry: RegistryService, metrics: DrtcMetrics, logger: Logger,
+         heartbeatMs: UInt64, clock: @escaping @Sendable () -> UInt64) {
+        self.host = host
+        self.registry = registry
+        self.metrics = metrics
+        self.logger = logger
+        self.clock = clock
+        self.heartbeatMs = heartbeatMs
+        var parameters = GossipParameters()
+        parameters.heartbeatIntervalMs = heartbeatMs
+        router = Mutex(GossipRouter(
+            localPeer: identity.peerID, signer: identity, parameters: parameters, score: Self.scoreParameters(),
+            seed: UInt64.random(in: .min ... .max), seqnoStart: clock() &* 1_000_000))
+    }
+
+    /// Scoring for the registry topic; the reasoning is in Specs/gossip.md.
+    static func scoreParameters() -> ScoreParameters {
+        var score = ScoreParameters()
+        score.topics[topic] = TopicScoreParameters()
+        return score
+    }
+
+    // MARK: wiring
+
+    func start() {
+        for proto in GossipProtocol.preference {
+            host.setStreamHandler(proto.rawValue) { [weak self] stream in await self?.readGossip(stream, protocol: proto) }
+        }
+        host.setStreamHandler(RegistrySyncSession.protocolID) { [weak self] stream in
+            await self?.runSync(.responder, stream: stream)
+        }
+        host.addConnectionObserver(.init(
+            connected: { [weak self] info in self?.peerConnected(info) },
+            disconnected: { [weak self] peer in self?.peerDisconnected(peer) }))
+        execute(router.withLock { $0.subscribe(Self.topic, now: clock()) })
+        metrics.onScrape { [weak self] in self?.exportMetrics() }
+    }
+
+    func stop() {
+        let all = writers.withLock { w -> [PeerWriter] in
+            defer { w = [:] }
+            return Array(w.values)
+        }
+        for writer in all { writer.finish() }
+    }
+
+    private func peerConnected(_ info: Libp2pHost.ConnectionInfo) {
+        let now = clock()
+        let writer = PeerWriter()
+        let previous = writers.withLock { w -> PeerWriter? in
+            defer { w[info.peer] = writer }
+            return w[info.peer]
+        }
+        if let previous {
+            // A replaced connection (simultaneous dial): start the peer afresh.
+            previous.finish()
+            router.withLock { $0.removePeer(info.peer, now: now) }
+        }
+        Task { await self.openGossipStream(info, writer: writer) }
+        if info.outbound {
+            // The dialler reconciles: a new or returning peer gets the whole difference now,
+            // not at the next refresh.
+            Task { await self.syncWith(info.peer) }
+        }
+    }
+
+    private func peerDisconnected(_ peer: PeerID) {
+        writers.withLock { $0.removeValue(forKey: peer) }?.finish()
+        router.withLock { $0.removePeer(peer, now: clock()) }
+    }
+
+    private func openGossipStream(_ info: Libp2pHost.ConnectionInfo, writer: PeerWriter) async {
+        let stream: Libp2pStream
+        do {
+            stream = try await host.newStream(to: info.peer, protocols: GossipProtocol.preference.map(\.rawValue))
+        } catch {
+            logger.debug("peer does not speak gossipsub", metadata: ["peer": "\(info.peer)", "error": "\(error)"])
+            return
+        }
+        guard let proto = GossipProtocol(rawValue: stream.protocolID) else { return stream.reset() }
+        execute(router.withLock { $0.addPeer(info.peer, protocol: proto, outbound: info.outbound, ip: info.remoteIP, now: clock()) })
+        for await frame in writer.frames {
+            writer.wrote(frame.count)
+            do { try await stream.write(frame) } catch {
+                logger.debug("gossip stream write failed", metadata: ["peer": "\(info.peer)", "error": "\(error)"])
+                break
+            }
+        }
+        await stream.closeWrite()
+    }
+
+    /// Reads the RPCs a peer sends on the stream it opened to us.
+    private func readGossip(_ stream: Libp2pStream, protocol proto: GossipProtocol) async {
+        let peer = stream.remotePeer
+        let info = host.connections.first { $0.peer == peer }
+        execute(router.withLock { $0.addPeer(peer, protocol: proto, outbound: info?.outbound ?? false, ip: info?.remoteIP, now: clock()) })
+        var decoder = LengthPrefixedDecoder(maxMessageSize: GossipParameters().limits.maxRPCSize)
+        do {
+            while let chunk = try await stream.read() {
+                decoder.append(chunk)
+                while let frame = try decoder.next() {
+                    let now = clock()
+                    let actions = router.withLock { r in
+                        r.handle(frame: frame, from: peer, now: now) { message, _ in self.validate(message, now: now) }
+                    }
+                    execute(actions)
+                }
+            }
+        } catch {
+            // Oversize or malformed framing: the stream is unusable.
+            metrics.counter("drtc_gossip_rejected_total", "reason", "bad_framing").increment()
+            logger.info("gossip stream closed: bad framing", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            router.withLock { $0.penalise(peer, 10) }
+            stream.reset()
+        }
+    }
+
+    /// The `drtc/registry/1` validation pipeline after the router's StrictSign check: record
+    /// signature and fields, then HLC bounds, then the LWW comparison with the table.
+    private func validate(_ message: GossipMessage, now: UInt64) -> ValidationResult {
+        let record: SignedRecord
+        do { record = try SignedRecord.verify(encoded: message.data, nowMs: now) } catch {
+            return .reject("record_" + error.reason)
+        }
+        // A record already past its owner's TTL is a replay: honest peers gossip fresh
+        // updates only (old ones travel by sync, which is not subject to this).
+        if record.expiresAtMs <= now { return .reject("record_replayed") }
+        switch registry.withReplica({ $0.table.outcome(of: record, nowMs: now) }) {
+        case .accepted:
+            verified.withLock { $0[StrictSign.messageID(message)] = record }
+            return .accept
+        case .duplicate: return .ignore("record_duplicate")
+        case .stale: return .ignore("record_stale")
+        case .expired: return .reject("record_replayed")
+        }
+    }
+
+    // MARK: actions
+
+    func execute(_ actions: [GossipAction]) {
+        for action in actions {
+            switch action {
+            case .send(let peer, let rpc):
+                let frame = LengthPrefixedDecoder.frame(rpc.encoded)
+                let queued = writers.withLock { $0[peer] }?.enqueue(frame, limit: Self.maxQueuedBytes) ?? false
+                if !queued { metrics.counter("drtc_gossip_dropped_total", "reason", "send_queue_full").increment() }
+            case .deliver(_, let id, _):
+                guard let record = verified.withLock({ $0.removeValue(forKey: id) }) else { continue }
+                Task {
+                    do { _ = try await registry.merge([record]) } catch {
+                        logger.warning("could not store a gossiped record", metadata: ["error": "\(error)"])
+                    }
+                }
+            case .discovered(let peers):
+                discovered.withLock { list in
+                    list += peers
+                    if list.count > 256 { list.removeFirst(list.count - 256) }
+                }
+            }
+        }
+    }
+
+    func publish(_ record: SignedRecord) {
+        do {
+            let (_, actions) = try router.withLock { try $0.publish(record.encoded, topic: Self.topic, now: clock()) }
+            execute(actions)
+        } catch {
+            logger.error("could not publish own record", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func heartbeat() {
+        execute(router.withLock { $0.heartbeat(now: clock()) })
+    }
+
+    /// Gossip-level view for `/health` and tests.
+    func meshPeers() -> Set<PeerID> { router.withLock { $0.mesh[Self.topic] ?? [] } }
+
+    // MARK: sync
+
+    func syncWith(_ peer: PeerID) async {
+        do {
+            let stream = try await host.newStream(to: peer, protocols: [RegistrySyncSession.protocolID])
+            await runSync(.initiator, stream: stream)
+        } catch {
+            logger.debug("registry sync not started", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        }
+    }
+
+    private func runSync(_ role: RegistrySyncSession.Role, stream: Libp2pStream) async {
+        let started = ContinuousClock.now
+        let snapshot = registry.withReplica { SyncSnapshot(records: $0.table.entries.values) }
+        var session = RegistrySyncSession(role: role, snapshot: snapshot)
+        var decoder = LengthPrefixedDecoder(maxMessageSize: SyncLimits().maxFrameSize)
+        var received = 0, bytesIn = 0, bytesOut = 0
+        do {
+            if role == .initiator {
+                for frame in session.start().frames {
+                    bytesOut += frame.count
+                    try await stream.write(frame)
+                }
+            }
+            reading: while let chunk = try await stream.read() {
+                bytesIn += chunk.count
+                decoder.append(chunk)
+                while let frame = try decoder.next() {
+                    let step = try session.receive(frame: frame)
+                    if !step.records.isEmpty {
+                        received += step.records.count
+                        try await mergeSynced(step.records)
+                    }
+                    for out in step.frames {
+                        bytesOut += out.count
+                        try await stream.write(out)
+                    }
+                    if step.done { break reading }
+                }
+            }
+            await stream.closeWrite()
+            metrics.counter("drtc_registry_sync_sessions_total", "result", "ok").increment()
+            metrics.counter("drtc_registry_sync_records_total", "direction", "in").increment(by: received)
+            metrics.counter("drtc_registry_sync_bytes_total", "direction", "in").increment(by: bytesIn)
+            metrics.counter("drtc_registry_sync_bytes_total", "direction", "out").increment(by: bytesOut)
+            if received > 0 {
+                logger.info("registry synced", metadata: [
+                    "peer": "\(stream.remotePeer)", "role": "\(role)", "recordsReceived": "\(received)",
+                    "bytesIn": "\(bytesIn)", "bytesOut": "\(bytesOut)", "ms": "\((ContinuousClock.now - started) / .milliseconds(1))"])
+            }
+        } catch {
+            metrics.counter("drtc_registry_sync_sessions_total", "result", "error").increment()
+            logger.info("registry sync aborted", metadata: ["peer": "\(stream.remotePeer)", "error": "\(error)"])
+            stream.reset()
+        }
+    }
+
+    /// Verifies and merges synced records. Invalid ones are counted by the registry; they end
+    /// the session only if the peer sends nothing but garbage.
+    private func mergeSynced(_ encoded: [[UInt8]]) async throws {
+        let now = clock()
+        var good: [SignedRecord] = []
+        for bytes in encoded {
+            do { good.append(try SignedRecord.verify(encoded: bytes, nowMs: now)) } catch {
+                metrics.mergeRejected(error)
+            }
+        }
+        if good.isEmpty && !encoded.isEmpty { throw SyncError(.protocolViolation, "peer sent only invalid records") }
+        _ = try await registry.merge(good)
+    }
+
+    // MARK: metrics
+
+    private func exportMetrics() {
+        let now = clock()
+        let (counters, meshSize, scores, peers) = router.withLock { r in
+            (r.counters, r.mesh[Self.topic]?.count ?? 0, r.connectedPeers.map { r.score(of: $0, now: now) }.sorted(), r.connectedPeers.count)
+        }
+        let previous = exported.withLock { e -> GossipCounters in
+            defer { e = counters }
+            return e
+        }
+        func add(_ label: String, _ dim: String, _ value: String, _ delta: Int) {
+            if delta > 0 { metrics.counter(label, dim, value).increment(by: delta) }
+        }
+        let deltas: [(String, String, String, Int)] = [
+            ("drtc_gossip_messages_total", "kind", "in", counters.messagesIn - previous.messagesIn),
+            ("drtc_gossip_messages_total", "kind", "out", counters.messagesOut - previous.messagesOut),
+            ("drtc_gossip_messages_total", "kind", "delivered", counters.messagesDelivered - previous.messagesDelivered),
+            ("drtc_gossip_messages_total", "kind", "published", counters.messagesPublished - previous.messagesPublished),
+            ("drtc_gossip_messages_total", "kind", "duplicate", counters.duplicates - previous.duplicates),
+            ("drtc_gossip_rpcs_total", "direction", "in", counters.rpcsIn - previous.rpcsIn),
+            ("drtc_gossip_rpcs_total", "direction", "out", counters.rpcsOut - previous.rpcsOut),
+            ("drtc_gossip_control_total", "type", "graft", counters.graftsIn - previous.graftsIn),
+            ("drtc_gossip_control_total", "type", "prune", counters.prunesIn - previous.prunesIn),
+            ("drtc_gossip_control_total", "type", "ihave", counters.ihaveIn - previous.ihaveIn),
+            ("drtc_gossip_control_total", "type", "iwant", counters.iwantIn - previous.iwantIn),
+            ("drtc_gossip_control_total", "type", "idontwant", counters.idontwantIn - previous.idontwantIn),
+        ]
+        for (label, dim, value, delta) in deltas { add(label, dim, value, delta) }
+        add("drtc_gossip_broken_promises_total", "topic", Self.topic, counters.brokenPromises - previous.brokenPromises)
+        for (reason, n) in counters.rejected { add("drtc_gossip_rejected_total", "reason", reason, n - (previous.rejected[reason] ?? 0)) }
+        for (reason, n) in counters.ignored { add("drtc_gossip_ignored_total", "reason", reason, n - (previous.ignored[reason] ?? 0)) }
+        metrics.gauge("drtc_gossip_mesh_peers", topic: Self.topic).set(meshSize)
+        metrics.gauge("drtc_gossip_peers", topic: Self.topic).set(peers)
+        metrics.gauge("drtc_gossip_peer_score_min", topic: Self.topic).set(scores.first ?? 0)
+        metrics.gauge("drtc_gossip_peer_score_median", topic: Self.topic).set(scores.isEmpty ? 0 : scores[scores.count / 2])
+        metrics.gauge("drtc_gossip_peer_score_max", topic: Self.topic).set(scores.last ?? 0)
+        metrics.gauge("drtc_gossip_graylisted_peers", topic: Self.topic).set(scores.filter { $0 < ScoreThresholds().graylist }.count)
+    }
+}
+
+/// The outgoing queue of one peer's gossip stream.
+final class PeerWriter: Sendable {
+    let frames: AsyncStream<[UInt8]>
+    private let continuation: AsyncStream<[UInt8]>.Continuation
+    private let queued = Mutex(0)
+
+    init() {
+        (frames, continuation) = AsyncStream.makeStream(of: [UInt8].self)
+    }
+
+    /// False when the queue is over `limit` bytes (the frame is dropped).
+    func enqueue(_ frame: [UInt8], limit: Int) -> Bool {
+        // The count is approximate (decremented lazily by the reader side being gone); it
+        // exists to stop unbounded growth behind a peer that stopped reading.
+        let ok = queued.withLock { q -> Bool in
+            guard q + frame.count <= limit else { return false }
+            q += frame.count
+            return true
+        }
+        if ok { continuation.yield(frame) }
+        return ok
+    }
+
+    func wrote(_ count: Int) { queued.withLock { $0 -= count } }
+
+    func finish() { continuation.finish() }
+}

@@ -1,0 +1,206 @@
+import Hummingbird
+import Identity
+import Libp2p
+import Libp2pNIO
+import Logging
+import Registry
+import ServiceLifecycle
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Keeps the node in the mesh: runs the gossip heartbeat and anti-entropy, dials peers (the
+/// bootstrap list, peers learned by PX, and nodes in the table) while it has fewer than
+/// `minPeers` connections, trims above `maxPeers`, and closes everything on shutdown.
+struct MeshService: Service {
+    let node: DrtcNode
+
+    /// Candidate choice and dial backoff, kept apart from the I/O so the policy reads on its own.
+    struct DialPlanner {
+        var failures: [PeerID: (count: Int, retryAt: UInt64)] = [:]
+
+        mutating func failed(_ peer: PeerID, now: UInt64) {
+            let count = (failures[peer]?.count ?? 0) + 1
+            // 2, 4, 8 … 256 s between attempts at a peer that does not answer.
+            failures[peer] = (count, now + UInt64(1 << min(8, count)) * 1000)
+        }
+
+        mutating func succeeded(_ peer: PeerID) { failures[peer] = nil }
+
+        func mayDial(_ peer: PeerID, now: UInt64) -> Bool { (failures[peer]?.retryAt ?? 0) <= now }
+
+        /// Up to `count` candidates, round-robin over regions so the connections spread across
+        /// them, random within a region.
+        static func spread(_ candidates: [(peer: PeerID, region: String)], count: Int) -> [PeerID] {
+            var byRegion: [String: [PeerID]] = [:]
+            for c in candidates { byRegion[c.region, default: []].append(c.peer) }
+            for key in byRegion.keys { byRegion[key]!.shuffle() }
+            var regions = byRegion.keys.shuffled()
+            var out: [PeerID] = []
+            while out.count < count && !regions.isEmpty {
+                regions = regions.filter { !(byRegion[$0]?.isEmpty ?? true) }
+                for region in regions where out.count < count {
+                    if let peer = byRegion[region]?.popLast() { out.append(peer) }
+                }
+            }
+            return out
+        }
+    }
+
+    func run() async throws {
+        let gossip = node.gossip
+        gossip.start()
+        try? await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await heartbeats() }
+                group.addTask { await antiEntropy() }
+                group.addTask { await maintainConnections() }
+                await group.waitForAll()
+            }
+        }
+        // Give the tombstone (gossiped during the registry's shutdown) a moment on the wire.
+        try? await Task.sleep(for: .milliseconds(300))
+        gossip.stop()
+        await node.host.shutdown()
+    }
+
+    private func heartbeats() async {
+        let interval = Duration.milliseconds(Int64(node.config.gossipHeartbeatMs))
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            node.gossip.heartbeat()
+        }
+    }
+
+    private func antiEntropy() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(Int64(node.config.syncIntervalSeconds))) } catch { return }
+            if let peer = node.host.connectedPeers.randomElement() { await node.gossip.syncWith(peer) }
+        }
+    }
+
+    private func maintainConnections() async {
+        var planner = DialPlanner()
+        var lastExplore = node.registry.clock()
+        while !Task.isCancelled {
+            let now = node.registry.clock()
+            let connected = Set(node.host.connectedPeers)
+            if connected.count < node.config.minPeers {
+                await dialMore(node.config.minPeers - connected.count, connected: connected, planner: &planner, now: now)
+            } else if connected.count > node.config.maxPeers {
+                trim(connected.count - node.config.maxPeers)
+            } else if connected.count < node.config.maxPeers && now - lastExplore >= node.config.syncIntervalSeconds * 1000 {
+                // Exploration: one extra random peer per sync interval keeps the graph random
+                // and reconnects the two sides of a healed partition, whose nodes each still
+                // have enough peers on their own side never to dial otherwise.
+                lastExplore = now
+                await dialMore(1, connected: connected, planner: &planner, now: now, preferLive: false)
+            }
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+        }
+    }
+
+    private func dialMore(_ missing: Int, connected: Set<PeerID>, planner: inout DialPlanner, now: UInt64, preferLive: Bool = true) async {
+        let denied = node.host.deniedPeers
+        var addresses: [PeerID: Multiaddr] = [:]
+        var candidates: [(peer: PeerID, region: String)] = []
+        // The table: every active record carries its owner's multiaddrs. Expired ones count
+        // too (a partition expires the other side's records; dial backoff covers dead nodes),
+        // but live ones are preferred.
+        let (live, expired) = node.registry.withReplica { r in
+            let all = r.table.entries.values.filter { $0.record.status == .active }
+            return (all.filter { $0.isLive(nowMs: now) }, all.filter { !$0.isLive(nowMs: now) })
+        }
+        func collect(_ records: [SignedRecord]) {
+            for record in records {
+                let peer = record.nodeID
+                guard peer != node.peerID, !connected.contains(peer), !denied.contains(peer), planner.mayDial(peer, now: now),
+                      let address = record.record.multiaddrs.lazy.compactMap({ try? Multiaddr($0) }).first(where: { $0.tcpEndpoint != nil })
+                else { continue }
+                addresses[peer] = address
+                candidates.append((peer, record.record.region))
+            }
+        }
+        collect(live)
+        if candidates.count < missing || !preferLive { collect(expired) }
+        // Peer exchange: PX names peers; the table supplies their addresses.
+        let exchanged = node.gossip.discovered.withLock { d -> [PeerID] in
+            defer { d = [] }
+            return d
+        }
+        let preferred = exchanged.filter { addresses[$0] != nil }
+        var targets = Array(preferred.prefix(missing))
+        targets += DialPlanner.spread(candidates.filter { !targets.contains($0.peer) }, count: missing - targets.count)
+        // The bootstrap peers, when the table cannot fill the gap (first start, partition).
+        if targets.count < missing {
+            for address in node.config.bootstrap {
+                guard let peer = address.peerID, !connected.contains(peer), !denied.contains(peer), !targets.contains(peer),
+                      planner.mayDial(peer, now: now) else { continue }
+                addresses[peer] = address
+                targets.append(peer)
+                if targets.count >= missing { break }
+            }
+        }
+        await withTaskGroup(of: (PeerID, Bool).self) { group in
+            for peer in targets {
+                guard let address = addresses[peer] else { continue }
+                let full = address.peerID == nil ? (try? Multiaddr(address.description + "/p2p/\(peer)")) ?? address : address
+                group.addTask {
+                    do {
+                        try await node.host.dial(full)
+                        return (peer, true)
+                    } catch {
+                        node.logger.debug("dial failed", metadata: ["address": "\(full)", "error": "\(error)"])
+                        return (peer, false)
+                    }
+                }
+            }
+            for await (peer, ok) in group {
+                if ok { planner.succeeded(peer) } else { planner.failed(peer, now: now) }
+            }
+        }
+    }
+
+    /// Closes `count` connections, inbound ones outside the gossip mesh first.
+    private func trim(_ count: Int) {
+        let mesh = node.gossip.meshPeers()
+        let ranked = node.host.connections.shuffled().sorted { a, b in
+            func rank(_ c: Libp2pHost.ConnectionInfo) -> Int { (mesh.contains(c.peer) ? 2 : 0) + (c.outbound ? 1 : 0) }
+            return rank(a) < rank(b)
+        }
+        for connection in ranked.prefix(count) {
+            node.logger.debug("trimming connection", metadata: ["peer": "\(connection.peer)"])
+            node.host.disconnect(connection.peer)
+        }
+    }
+}
+
+/// `/admin/deny` and `/admin/allow` (only with `--admin-api true`, which the configuration
+/// accepts only for a loopback `--api`): the connection gater, which tests use to cut and heal
+/// the mesh. Specs/gossip.md documents them.
+enum AdminAPI {
+    static func add(to router: Router<BasicRequestContext>, host: Libp2pHost, logger: Logger) {
+        router.post("/admin/deny") { request, context in try gate(request, context, host: host, logger: logger, deny: true) }
+        router.post("/admin/allow") { request, context in try gate(request, context, host: host, logger: logger, deny: false) }
+    }
+
+    static func gate(_ request: Request, _ context: BasicRequestContext, host: Libp2pHost, logger: Logger, deny: Bool) throws -> Response {
+        guard let text = request.uri.queryParameters.get("peer") else {
+            return error(.badRequest, "peer: required, a PeerID (12D3KooW…)", code: "invalid_parameter")
+        }
+        guard let peer = try? PeerID(text) else {
+            return error(.badRequest, "peer: not a PeerID: '\(text)'", code: "invalid_parameter")
+        }
+        if deny { host.deny(peer) } else { host.allow(peer) }
+        logger.notice(deny ? "peer denied by admin request" : "peer allowed by admin request", metadata: ["peer": "\(peer)"])
+        return Response(status: .noContent)
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String, code: String) -> Response {
+        let body = "{\"error\":\"\(message.replacingOccurrences(of: "\"", with: "'"))\",\"code\":\"\(code)\"}"
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: body)))
+    }
+}
