@@ -1,0 +1,137 @@
+"""Gossipsub interop with py-libp2p 0.8.1 (Tests/Interop/py_gossip_peer.py: heartbeat 1 s,
+adaptive gossip off, strict signing): a py peer joins a 5-node drtc mesh, subscribes to
+drtc/registry/1, receives drtc's records and verifies them with Specs/registry.proto; a
+message it publishes that is not a valid record is rejected by the drtc node it is connected
+to and reaches no one else.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import drtc_helpers as h
+from conftest import NodeFactory
+
+TOPIC = "drtc/registry/1"
+PEER_SCRIPT = Path(__file__).with_name("py_gossip_peer.py")
+
+
+class PyPeer:
+    """A py_gossip_peer.py process; its JSON events are collected by a reader thread."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(PEER_SCRIPT), "--topic", TOPIC, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.events: list[dict] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            self.events.append(event)
+            if event.get("event") in ("ready", "error", "done"):
+                self.ready.set()
+
+    def wait_ready(self, timeout: float = 30) -> dict:
+        assert self.ready.wait(timeout), "py peer never became ready"
+        first = next(e for e in self.events if e["event"] in ("ready", "error", "done"))
+        assert first["event"] == "ready", f"py peer failed: {first} {self.proc.stderr.read() if self.proc.poll() is not None else ''}"
+        return first
+
+    def messages(self) -> list[dict]:
+        return [e for e in self.events if e["event"] == "message"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def five(tmp_path_factory: pytest.TempPathFactory, registry_pb2) -> Iterator[list[h.NodeProcess]]:
+    factory = NodeFactory(tmp_path_factory.mktemp("gossip"))
+    args = ["--refresh-interval", "2", "--ttl", "30"]
+    try:
+        seed = factory.start(extra=args)
+        bootstrap = ["--bootstrap", seed.health()["multiaddrs"][0]]
+        for _ in range(4):
+            factory.start(extra=args + bootstrap)
+        deadline = time.monotonic() + 30
+        while not all(n.health()["records"] == 5 for n in factory.nodes):
+            assert time.monotonic() < deadline, "the 5-node mesh did not converge"
+            time.sleep(0.2)
+        yield factory.nodes
+    finally:
+        factory.cleanup()
+
+
+def rejected(node: h.NodeProcess, reason: str) -> float:
+    return h.parse_metric(node.metrics(), "drtc_gossip_rejected_total", {"reason": reason})
+
+
+def test_py_libp2p_peer_receives_and_verifies_drtc_records(five: list[h.NodeProcess]) -> None:
+    addrs = [five[0].health()["multiaddrs"][0], five[3].health()["multiaddrs"][0]]
+    peer = PyPeer(*sum((["--connect", a] for a in addrs), []), "--duration", "8")
+    try:
+        ready = peer.wait_ready()
+        # py negotiated the newest protocol drtc offers.
+        assert set(ready["peers"].values()) == {"/meshsub/1.2.0"}, ready
+        peer.proc.wait(timeout=30)
+    finally:
+        peer.stop()
+    owners = set()
+    for m in peer.messages():
+        record = h.verify_signed_record(bytes.fromhex(m["data"]))  # raises unless genuine
+        owners.add(record.node_id)
+    # Every drtc node refreshes every 2 s, so all five records arrive within the 8 s window.
+    assert owners == {n.peer_id for n in five}, f"records from {len(owners)} of 5 nodes"
+    # The py peer joined the drtc nodes' mesh.
+    meshes = [e for e in peer.events if e["event"] == "mesh"]
+    assert meshes and set(meshes[-1]["peers"]) & {five[0].peer_id, five[3].peer_id}
+
+
+def test_invalid_record_from_py_is_rejected_and_not_forwarded(five: list[h.NodeProcess]) -> None:
+    listener = PyPeer("--connect", five[4].health()["multiaddrs"][0], "--duration", "10")
+    try:
+        listener.wait_ready()
+        garbage = b"this is not a SignedMediaNodeRecord".hex()
+        before = rejected(five[1], "record_malformed")
+        publisher = PyPeer("--connect", five[1].health()["multiaddrs"][0], "--publish-hex", garbage,
+                           "--publish-after", "2", "--duration", "5")
+        try:
+            publisher.wait_ready()
+            publisher.proc.wait(timeout=30)
+            published = [e for e in publisher.events if e["event"] == "published"]
+            assert published, publisher.events
+        finally:
+            publisher.stop()
+        deadline = time.monotonic() + 5
+        while rejected(five[1], "record_malformed") <= before:
+            assert time.monotonic() < deadline, "drtc did not count the invalid record"
+            time.sleep(0.2)
+        listener.proc.wait(timeout=30)
+    finally:
+        listener.stop()
+    # Rejected messages are never forwarded: the other py peer saw drtc records only.
+    data = {m["data"] for m in listener.messages()}
+    assert garbage not in data
+    assert data, "the listener received nothing at all"
+    for other in (five[0], five[2], five[3], five[4]):
+        assert rejected(other, "record_malformed") == 0
