@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "drtc-bench",
             dependencies: [
-                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO",
+                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

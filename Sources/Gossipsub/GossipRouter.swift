@@ -38,6 +38,9 @@ public struct GossipCounters: Sendable, Equatable {
     public var iwantIn = 0
     public var idontwantIn = 0
     public var brokenPromises = 0
+    /// Forwards dropped at transmission time because the peer had sent IDONTWANT or the
+    /// message itself in the meantime.
+    public var suppressed = 0
     public init() {}
 }
 
@@ -86,6 +89,8 @@ public struct GossipRouter {
     private var seqno: UInt64
     private var heartbeatTicks = 0
     public private(set) var counters = GossipCounters()
+    /// Validated messages waiting out `forwardDelayMs`: (due, message, id, targets).
+    private var pendingForwards: [(due: Millis, message: GossipMessage, id: MessageID, targets: [PeerID])] = []
     private var outbox: [PeerID: GossipRPC] = [:]
     private var outboxOrder: [PeerID] = []
 
@@ -301,11 +306,43 @@ public struct GossipRouter {
         counters.messagesDelivered += 1
         actions.append(.deliver(message, id: id, from: peer))
         let origin = message.from.flatMap { try? PeerID(multihash: $0) }
-        for target in members.sorted() where target != peer && target != origin {
-            if let expiry = peers[target]?.dontWant[id], expiry > now { continue }
+        let targets = members.sorted().filter { $0 != peer && $0 != origin }
+        if parameters.forwardDelayMs > 0 {
+            pendingForwards.append((now &+ parameters.forwardDelayMs, message, id, targets))
+        } else {
+            forward(message, id: id, to: targets, now: now)
+        }
+    }
+
+    private mutating func forward(_ message: GossipMessage, id: MessageID, to targets: [PeerID], now: Millis) {
+        for target in targets {
+            if let expiry = peers[target]?.dontWant[id], expiry > now {
+                counters.suppressed += 1
+                continue
+            }
+            if deliveries[id]?.peers.contains(target) == true {
+                counters.suppressed += 1
+                continue
+            }
             if scoring.score(target, now: now) < thresholds.graylist { continue }
             sendMessage(message, to: target)
         }
+    }
+
+    /// When the next held-back forward is due (nil: none). The shell calls `flushForwards` then.
+    public var nextForwardDue: Millis? { pendingForwards.first?.due }
+
+    /// Sends the forwards whose delay has passed, skipping peers that meanwhile sent IDONTWANT
+    /// or the message itself.
+    public mutating func flushForwards(now: Millis) -> [GossipAction] {
+        var index = 0
+        while index < pendingForwards.count, pendingForwards[index].due <= now {
+            let f = pendingForwards[index]
+            forward(f.message, id: f.id, to: f.targets, now: now)
+            index += 1
+        }
+        pendingForwards.removeFirst(index)
+        return flush()
     }
 
     private mutating func reject(_ reason: String, peer: PeerID, topic: String?) {
@@ -410,6 +447,21 @@ public struct GossipRouter {
             }
             peers[peer] = p
         }
+    }
+
+    /// Called by the shell just before it writes `rpc` to `peer` (the RPC may have waited in a
+    /// send queue): drops messages the peer has meanwhile said it does not want (v1.2
+    /// IDONTWANT), or has sent us itself. Returns false when nothing is left to send.
+    public mutating func filterOutgoing(_ rpc: inout GossipRPC, to peer: PeerID, now: Millis) -> Bool {
+        guard !rpc.publish.isEmpty, let p = peers[peer] else { return !rpc.isEmpty }
+        let before = rpc.publish.count
+        rpc.publish.removeAll { message in
+            let id = StrictSign.messageID(message)
+            if let expiry = p.dontWant[id], expiry > now { return true }
+            return deliveries[id]?.peers.contains(peer) == true
+        }
+        counters.suppressed += before - rpc.publish.count
+        return !rpc.isEmpty
     }
 
     // MARK: - heartbeat

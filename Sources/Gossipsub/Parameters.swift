@@ -60,6 +60,11 @@ public struct GossipParameters: Sendable {
     /// IDONTWANT IDs remembered per peer; older ones are dropped first.
     public var maxIDontWantPerPeer = 10_000
     public var idontwantTTLMs: Millis = 3_000
+    /// How long a validated message waits before it is forwarded to the mesh, while the
+    /// IDONTWANT sent on its receipt travels ahead of it. Mesh neighbours that received the
+    /// message at about the same time then skip each other instead of crossing copies
+    /// (Specs/gossip.md "Duplicates"). 0 forwards at once.
+    public var forwardDelayMs: Millis = 0
     public var limits = RPCLimits()
 
     public init() {}

@@ -135,7 +135,8 @@ final class Synchronization_Box<T>: @unchecked Sendable {
     var value: T { lock.lock(); defer { lock.unlock() }; return _value }
 }
 
-let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory"]
+let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
+           "gossip-mesh", "registry-sync"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
@@ -145,6 +146,8 @@ for name in requested {
     case "noise-yamux-throughput": try await Libp2pBench.throughput()
     case "handshakes": try await Libp2pBench.handshakes()
     case "idle-connection-memory": try await IdleMemoryBench.run()
+    case "gossip-mesh": try await MeshBench.gossipMesh()
+    case "registry-sync": try await MeshBench.registrySync()
     default:
         FileHandle.standardError.write(Data("unknown benchmark '\(name)'; known: \(all.joined(separator: ", "))\n".utf8))
         exit(2)

@@ -312,3 +312,44 @@ func graftRPC(_ topic: String = Harness.topic) -> GossipRPC {
         #expect(actions[mesh[2]]?.control.idontwant.isEmpty ?? true)
     }
 }
+
+@Suite struct ForwardDelayTests {
+    /// With a forward delay, a neighbour's IDONTWANT (or its own copy) that arrives while the
+    /// forward waits removes that neighbour from the forward: no crossing duplicates.
+    @Test func heldBackForwardSkipsPeersThatAlreadyHaveTheMessage() {
+        var params = GossipParameters()
+        params.forwardDelayMs = 5
+        var h = Harness(peers: 6, parameters: params)
+        _ = h.heartbeat()
+        let mesh = h.mesh().sorted()
+        let m = h.message(from: h.peerKeys.first { $0.peerID == mesh[0] }!, seqno: 7)
+        let id = StrictSign.messageID(m)
+        let first = sent(h.receive(GossipRPC(publish: [m]), from: mesh[0]))
+        // IDONTWANT goes out at once; the message itself is held back.
+        #expect(first[mesh[1]]?.control.idontwant == [id])
+        #expect(first.values.allSatisfy { $0.publish.isEmpty })
+        #expect(h.router.nextForwardDue == h.now + 5)
+        // Within the delay: mesh[1] says IDONTWANT, mesh[2] sends the message itself.
+        var c = ControlMessage()
+        c.idontwant = [id]
+        _ = h.receive(GossipRPC(control: c), from: mesh[1])
+        _ = h.receive(GossipRPC(publish: [m]), from: mesh[2])
+        h.now += 5
+        let later = sent(h.router.flushForwards(now: h.now))
+        #expect(Set(later.filter { !$0.value.publish.isEmpty }.keys) == Set(mesh).subtracting([mesh[0], mesh[1], mesh[2]]))
+        #expect(h.router.counters.suppressed == 2)
+        #expect(h.router.nextForwardDue == nil)
+    }
+
+    @Test func filterOutgoingDropsWhatThePeerSaidItDoesNotWant() {
+        var h = Harness(peers: 3)
+        let p = h.peerIDs[0]
+        let m = h.message(from: h.peerKeys[1], seqno: 1)
+        var c = ControlMessage()
+        c.idontwant = [StrictSign.messageID(m)]
+        _ = h.receive(GossipRPC(control: c), from: p)
+        var rpc = GossipRPC(publish: [m])
+        #expect(!h.router.filterOutgoing(&rpc, to: p, now: h.now))
+        #expect(rpc.publish.isEmpty)
+    }
+}
