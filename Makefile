@@ -58,7 +58,8 @@ bench: deps
 	./.build/release/drtc-bench
 
 # libFuzzer targets for the decoders that read untrusted bytes (not part of CI):
-# multiaddr, multistream-select, Noise frames + handshake, Yamux frames + session.
+# multiaddr, multistream-select, Noise frames + handshake, Yamux frames + session, Gossipsub RPCs
+# (through the router), registry-sync frames.
 FUZZ_SECONDS ?= 180
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)

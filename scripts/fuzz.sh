@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets in Fuzz/ against the real Libp2p module and runs each one.
+# Builds the libFuzzer targets in Fuzz/ against the real Libp2p, Gossipsub and Registry modules
+# and runs each one.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (make fuzz FUZZ_SECONDS=300)
 # The package modules are compiled with -sanitize=fuzzer,address into .build-fuzz/, then each
 # Fuzz/<Name>.swift is linked with libFuzzer's main. Crashes land in fuzz-out/<Name>/; add each
@@ -9,13 +10,15 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-120}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(MultiaddrFuzz MultistreamFuzz NoiseFrameFuzz YamuxFrameFuzz)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(MultiaddrFuzz MultistreamFuzz NoiseFrameFuzz YamuxFrameFuzz GossipRPCFuzz RegistrySyncFuzz)
 
 SCRATCH=.build-fuzz
-swift build -c release --scratch-path "$SCRATCH" --target Libp2p \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
+for module in Libp2p Gossipsub Registry; do
+    swift build -c release --scratch-path "$SCRATCH" --target "$module" \
+        -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
+done
 BIN="$SCRATCH/release"
-OBJECTS=$(find "$BIN/Libp2p.build" "$BIN/Identity.build" "$BIN/SwiftProtobuf.build" -name '*.o')
+OBJECTS=$(find "$BIN/Libp2p.build" "$BIN/Gossipsub.build" "$BIN/Registry.build" "$BIN/Identity.build" "$BIN/SwiftProtobuf.build" -name '*.o')
 mkdir -p fuzz-out
 for target in "${TARGETS[@]}"; do
     exe="fuzz-out/$target"
