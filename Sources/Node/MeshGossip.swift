@@ -155,10 +155,15 @@ public final class MeshGossip: Sendable {
         let info = host.connections.first { $0.peer == peer }
         execute(router.withLock { $0.addPeer(peer, protocol: proto, outbound: info?.outbound ?? false, ip: info?.remoteIP, now: clock()) })
         var decoder = LengthPrefixedDecoder(maxMessageSize: GossipParameters().limits.maxRPCSize)
-        do {
-            while let chunk = try await stream.read() {
-                traffic.withLock { $0.in += chunk.count }
-                decoder.append(chunk)
+        while true {
+            let chunk: [UInt8]?
+            do { chunk = try await stream.read() } catch {
+                return  // the connection or stream went away: nothing to blame the peer for
+            }
+            guard let chunk else { return }
+            traffic.withLock { $0.in += chunk.count }
+            decoder.append(chunk)
+            do {
                 while let frame = try decoder.next() {
                     let now = clock()
                     let actions = router.withLock { r in
@@ -166,13 +171,14 @@ public final class MeshGossip: Sendable {
                     }
                     execute(actions)
                 }
+            } catch {
+                // Oversize or malformed framing: the stream is unusable.
+                metrics.counter("drtc_gossip_rejected_total", "reason", "bad_framing").increment()
+                logger.info("gossip stream closed: bad framing", metadata: ["peer": "\(peer)", "error": "\(error)"])
+                router.withLock { $0.penalise(peer, 10) }
+                stream.reset()
+                return
             }
-        } catch {
-            // Oversize or malformed framing: the stream is unusable.
-            metrics.counter("drtc_gossip_rejected_total", "reason", "bad_framing").increment()
-            logger.info("gossip stream closed: bad framing", metadata: ["peer": "\(peer)", "error": "\(error)"])
-            router.withLock { $0.penalise(peer, 10) }
-            stream.reset()
         }
     }
 

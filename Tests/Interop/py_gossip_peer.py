@@ -79,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="dial nobody, just listen (combine with --topic to be dialled)")
     p.add_argument("--listen", default="/ip4/127.0.0.1/tcp/0", help="listen multiaddr")
     p.add_argument("--topic", required=True)
-    p.add_argument("--publish-hex", help="raw bytes to publish once, hex-encoded")
+    p.add_argument("--publish-hex", action="append",
+                   help="raw bytes to publish, hex-encoded; repeatable (published 0.3 s apart, in order)")
     p.add_argument("--publish-after", type=float, default=1.0,
                    help="seconds after the ready event to publish (default 1)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds to run after ready")
@@ -97,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("give at least one --connect, or --listen-only")
     if args.publish_hex is not None:
         try:
-            args.publish_bytes = bytes.fromhex(args.publish_hex)
+            args.publish_bytes = [bytes.fromhex(x) for x in args.publish_hex]
         except ValueError:
             p.error("--publish-hex is not valid hex")
     return args
@@ -198,13 +199,16 @@ async def main(args: argparse.Namespace) -> int:
 
             async def publish_once() -> None:
                 await trio.sleep(args.publish_after)
-                seq_before = pubsub.counter
-                await pubsub.publish(topic, args.publish_bytes)
-                seqno = (seq_before + 1).to_bytes(8, "big")  # Pubsub._next_seqno: counter + 1
-                emit("published", **{"from": my_id.to_base58(), "seqno": seqno.hex(),
-                                     "data": args.publish_bytes.hex(), "topic": topic,
-                                     "msgId": (my_id.to_bytes() + seqno).hex(),
-                                     "meshPeers": sorted(str(p) for p in router.mesh.get(topic, ()))})
+                for i, payload in enumerate(args.publish_bytes):
+                    if i:
+                        await trio.sleep(0.3)
+                    seq_before = pubsub.counter
+                    await pubsub.publish(topic, payload)
+                    seqno = (seq_before + 1).to_bytes(8, "big")  # Pubsub._next_seqno: counter + 1
+                    emit("published", **{"from": my_id.to_base58(), "seqno": seqno.hex(),
+                                         "data": payload.hex(), "topic": topic,
+                                         "msgId": (my_id.to_bytes() + seqno).hex(),
+                                         "meshPeers": sorted(str(p) for p in router.mesh.get(topic, ()))})
 
             async def stop_on_signal(cancel_scope: trio.CancelScope) -> None:
                 with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -135,3 +135,45 @@ def test_invalid_record_from_py_is_rejected_and_not_forwarded(five: list[h.NodeP
     assert data, "the listener received nothing at all"
     for other in (five[0], five[2], five[3], five[4]):
         assert rejected(other, "record_malformed") == 0
+
+
+def test_forged_and_replayed_records_graylist_the_sender_and_honest_traffic_flows(five: list[h.NodeProcess]) -> None:
+    """Valid pubsub signatures around bad records: a record signed by another key than its
+    node_id's (forged), a genuine record past its own TTL (replayed), and a truncated one. Each
+    is rejected and counted; after three the py peer is graylisted and even its valid record
+    is ignored; the drtc mesh keeps exchanging records."""
+    victim = h.Identity.from_seed(777)
+    attacker = h.Identity.from_seed(778)
+    forged = h.sign_record(h.make_record(victim), attacker)  # victim's node_id, attacker's signature
+    replayed = h.signed(victim, wall_ms=h.now_ms() - 120_000, ttl_s=60)  # genuine, but expired
+    truncated = forged[:-5]
+    honest_after = h.signed(attacker, ttl_s=600)  # valid, but from a graylisted peer
+    target = five[2]
+    before = {r: rejected(target, r) for r in ("record_bad_signature", "record_replayed", "record_malformed")}
+    digest_before = [n.health()["tableDigest"] for n in five]
+    peer = PyPeer("--connect", target.health()["multiaddrs"][0], "--publish-after", "2", "--duration", "8",
+                  *sum((["--publish-hex", m.hex()] for m in (forged, replayed, truncated, honest_after)), []))
+    try:
+        peer.wait_ready()
+        deadline = time.monotonic() + 15
+        while h.parse_metric(target.metrics(), "drtc_gossip_graylisted_peers", {"topic": TOPIC}) < 1:
+            assert time.monotonic() < deadline, "the py peer was never graylisted"
+            time.sleep(0.2)
+        peer.proc.wait(timeout=30)
+    finally:
+        peer.stop()
+    metrics = target.metrics()
+    for reason in ("record_bad_signature", "record_replayed", "record_malformed"):
+        assert h.parse_metric(metrics, "drtc_gossip_rejected_total", {"reason": reason}) == before[reason] + 1, reason
+    assert h.parse_metric(metrics, "drtc_gossip_ignored_total", {"reason": "graylisted"}) >= 1
+    assert h.parse_metric(metrics, "drtc_gossip_rejected_total", {"reason": "bad_framing"}) == 0
+    # Nothing of it reached any table, and the mesh still agrees and refreshes.
+    for ident in (victim, attacker):
+        assert all(n.get("/nodeById", check=False, id=ident.peer_id).status_code == 404 for n in five)
+    deadline = time.monotonic() + 10
+    while True:
+        digests = {n.health()["tableDigest"] for n in five}
+        if len(digests) == 1 and digests.isdisjoint(digest_before):
+            break
+        assert time.monotonic() < deadline, "the mesh stopped converging after the attack"
+        time.sleep(0.3)
