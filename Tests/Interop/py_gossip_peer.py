@@ -81,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--topic", required=True)
     p.add_argument("--publish-hex", action="append",
                    help="raw bytes to publish, hex-encoded; repeatable (published 0.3 s apart, in order)")
+    p.add_argument("--no-subscribe", action="store_true",
+                   help="do not subscribe: publish through fanout and receive nothing")
     p.add_argument("--publish-after", type=float, default=1.0,
                    help="seconds after the ready event to publish (default 1)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds to run after ready")
@@ -148,7 +150,9 @@ async def main(args: argparse.Namespace) -> int:
             await pubsub.wait_until_ready()
             pubsub.set_topic_validator(topic, record_forwarder, False)
             # Subscribing first puts the topic into the hello packet of every new stream.
-            subscription = await pubsub.subscribe(topic)
+            # --no-subscribe: publish through fanout only (a publisher that is not a member of
+            # the topic's mesh, so the mesh PRUNEing it cannot stop its messages).
+            subscription = None if args.no_subscribe else await pubsub.subscribe(topic)
 
             for addr in args.connect:
                 try:
@@ -199,6 +203,11 @@ async def main(args: argparse.Namespace) -> int:
 
             async def publish_once() -> None:
                 await trio.sleep(args.publish_after)
+                # Publishing before any peer is known on the topic would go nowhere: wait (up
+                # to 10 s) until a subscribed peer is known.
+                with trio.move_on_after(10):
+                    while not pubsub.peer_topics.get(topic):
+                        await trio.sleep(0.1)
                 for i, payload in enumerate(args.publish_bytes):
                     if i:
                         await trio.sleep(0.3)
@@ -219,7 +228,8 @@ async def main(args: argparse.Namespace) -> int:
             with trio.move_on_after(args.duration) as scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(stop_on_signal, scope)
-                    nursery.start_soon(receive_loop)
+                    if subscription is not None:
+                        nursery.start_soon(receive_loop)
                     if args.mesh_interval > 0:
                         nursery.start_soon(mesh_loop)
                     if args.publish_hex is not None:
