@@ -177,7 +177,7 @@ public struct GossipRouter {
         guard subscriptions.remove(topic) != nil else { return [] }
         for peer in sortedPeers() { enqueue(peer) { $0.subscriptions.append(SubscriptionOption(subscribe: false, topic: topic)) } }
         for peer in (mesh.removeValue(forKey: topic) ?? []).sorted() {
-            sendPrune(peer, topic: topic, backoffMs: parameters.unsubscribeBackoffMs, now: now)
+            prune(peer, topic: topic, now: now, px: false, backoffMs: parameters.unsubscribeBackoffMs)
         }
         return flush()
     }
@@ -233,7 +233,8 @@ public struct GossipRouter {
     public mutating func handle(_ rpc: GossipRPC, from peer: PeerID, now: Millis, validate: Validator) -> [GossipAction] {
         guard peers[peer] != nil else { return [] }
         counters.rpcsIn += 1
-        if scoring.score(peer, now: now) < thresholds.graylist {
+        let score = scoring.score(peer, now: now)
+        if score < thresholds.graylist {
             counters.ignored["graylisted", default: 0] += 1
             return []
         }
@@ -247,7 +248,7 @@ public struct GossipRouter {
             }
         }
         for message in rpc.publish { handleMessage(message, from: peer, now: now, validate: validate) }
-        if !rpc.control.isEmpty { handleControl(rpc.control, from: peer, now: now) }
+        if !rpc.control.isEmpty { handleControl(rpc.control, from: peer, score: score, now: now) }
         return flush()
     }
 
@@ -350,8 +351,8 @@ public struct GossipRouter {
         if let topic { scoring.invalidMessage(peer, topic: topic) } else { scoring.addPenalty(peer, 1) }
     }
 
-    private mutating func handleControl(_ control: ControlMessage, from peer: PeerID, now: Millis) {
-        let score = scoring.score(peer, now: now)
+    /// `score` is the sender's score when its RPC arrived (control is judged by it).
+    private mutating func handleControl(_ control: ControlMessage, from peer: PeerID, score: Double, now: Millis) {
         // IHAVE (v1.1: ignored below the gossip threshold, capped per heartbeat).
         if !control.ihave.isEmpty {
             counters.ihaveIn += control.ihave.count
@@ -598,19 +599,14 @@ public struct GossipRouter {
         enqueue(peer) { $0.control.graft.append(topic) }
     }
 
-    private mutating func prune(_ peer: PeerID, topic: String, now: Millis, px: Bool) {
+    private mutating func prune(_ peer: PeerID, topic: String, now: Millis, px: Bool, backoffMs: Millis? = nil) {
+        let backoffMs = backoffMs ?? parameters.pruneBackoffMs
         mesh[topic]?.remove(peer)
         scoring.prune(peer, topic: topic)
-        addBackoff(peer, topic: topic, ms: parameters.pruneBackoffMs, now: now)
-        let info = px ? pruneMessage(for: peer, topic: topic, backoffMs: parameters.pruneBackoffMs, now: now)
-            : PruneInfo(topic: topic, peers: [], backoffSeconds: parameters.pruneBackoffMs / 1000)
-        enqueue(peer) { $0.control.prune.append(info) }
-    }
-
-    private mutating func sendPrune(_ peer: PeerID, topic: String, backoffMs: Millis, now: Millis) {
-        scoring.prune(peer, topic: topic)
         addBackoff(peer, topic: topic, ms: backoffMs, now: now)
-        enqueue(peer) { $0.control.prune.append(PruneInfo(topic: topic, peers: [], backoffSeconds: backoffMs / 1000)) }
+        let info = px ? pruneMessage(for: peer, topic: topic, backoffMs: backoffMs, now: now)
+            : PruneInfo(topic: topic, peers: [], backoffSeconds: backoffMs / 1000)
+        enqueue(peer) { $0.control.prune.append(info) }
     }
 
     private mutating func pruneMessage(for peer: PeerID, topic: String, backoffMs: Millis, now: Millis) -> PruneInfo {

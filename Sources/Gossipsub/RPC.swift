@@ -220,17 +220,8 @@ struct ProtoSliceReader {
     var atEnd: Bool { index >= end }
 
     mutating func varint() throws -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard index < end else { throw GossipWireError(.truncated, "truncated varint") }
-            let b = bytes[index]
-            index += 1
-            guard shift < 64 else { throw GossipWireError(.truncated, "varint longer than 10 bytes") }
-            result |= UInt64(b & 0x7f) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
-        }
+        guard let v = ProtoVarint.read(bytes, &index, end: end) else { throw GossipWireError(.truncated, "truncated or over-long varint") }
+        return v
     }
 
     /// Returns the (start, end) of a length-delimited field's payload and skips it.

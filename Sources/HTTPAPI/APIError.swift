@@ -17,7 +17,7 @@ public struct APIError: Error, Sendable {
         self.parameter = parameter
     }
 
-    static func badParameter(_ name: String, _ message: String) -> APIError {
+    public static func badParameter(_ name: String, _ message: String) -> APIError {
         APIError(.badRequest, code: "invalid_parameter", "\(name): \(message)", parameter: name)
     }
 }

@@ -86,6 +86,25 @@ public enum ProtoVarint {
         }
         out.append(UInt8(v))
     }
+
+    /// Reads a varint from `bytes[index..<end]`, advancing `index`. Nil when it is truncated or
+    /// longer than 10 bytes. The one decoder behind every protobuf-style reader in drtc.
+    public static func read(_ bytes: [UInt8], _ index: inout Int, end: Int) -> UInt64? {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        var i = index
+        while i < end, shift < 64 {
+            let b = bytes[i]
+            i += 1
+            result |= UInt64(b & 0x7f) << shift
+            if b & 0x80 == 0 {
+                index = i
+                return result
+            }
+            shift += 7
+        }
+        return nil
+    }
 }
 
 struct ProtoReader {
@@ -95,17 +114,8 @@ struct ProtoReader {
     var atEnd: Bool { index >= bytes.count }
 
     mutating func varint() throws -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard index < bytes.count else { throw IdentityError("truncated varint") }
-            let b = bytes[index]
-            index += 1
-            guard shift < 64 else { throw IdentityError("varint longer than 10 bytes") }
-            result |= UInt64(b & 0x7f) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
-        }
+        guard let v = ProtoVarint.read(bytes, &index, end: bytes.count) else { throw IdentityError("truncated or over-long varint") }
+        return v
     }
 
     mutating func lengthDelimited() throws -> [UInt8] {

@@ -1,3 +1,4 @@
+import HTTPAPI
 import Hummingbird
 import Identity
 import Libp2p
@@ -189,18 +190,11 @@ enum AdminAPI {
 
     static func gate(_ request: Request, _ context: BasicRequestContext, host: Libp2pHost, logger: Logger, deny: Bool) throws -> Response {
         guard let text = request.uri.queryParameters.get("peer") else {
-            return error(.badRequest, "peer: required, a PeerID (12D3KooW…)", code: "invalid_parameter")
+            throw APIError.badParameter("peer", "required, a PeerID (12D3KooW…)")
         }
-        guard let peer = try? PeerID(text) else {
-            return error(.badRequest, "peer: not a PeerID: '\(text)'", code: "invalid_parameter")
-        }
+        guard let peer = try? PeerID(text) else { throw APIError.badParameter("peer", "not a PeerID: '\(text)'") }
         if deny { host.deny(peer) } else { host.allow(peer) }
         logger.notice(deny ? "peer denied by admin request" : "peer allowed by admin request", metadata: ["peer": "\(peer)"])
         return Response(status: .noContent)
-    }
-
-    static func error(_ status: HTTPResponse.Status, _ message: String, code: String) -> Response {
-        let body = "{\"error\":\"\(message.replacingOccurrences(of: "\"", with: "'"))\",\"code\":\"\(code)\"}"
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: .init(string: body)))
     }
 }

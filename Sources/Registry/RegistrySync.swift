@@ -494,13 +494,8 @@ struct ByteReader {
     }
 
     mutating func varint() throws(SyncError) -> UInt64 {
-        var result: UInt64 = 0
-        for shift in stride(from: UInt64(0), to: 64, by: 7) {
-            guard let b = byte() else { throw SyncError(.malformed, "truncated varint") }
-            result |= UInt64(b & 0x7f) << shift
-            if b & 0x80 == 0 { return result }
-        }
-        throw SyncError(.malformed, "varint longer than 10 bytes")
+        guard let v = ProtoVarint.read(data, &index, end: data.count) else { throw SyncError(.malformed, "truncated or over-long varint") }
+        return v
     }
 
     mutating func bound() throws(SyncError) -> SyncBound {
