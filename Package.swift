@@ -50,6 +50,11 @@ let package = Package(
 
         .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
 
+        // STUN, ICE-lite, DTLS (OpenSSL memory BIOs), SRTP (libsrtp2), SDP, RTP/RTCP: value types
+        // and state machines; OpenSSL and libsrtp2 only ever see memory buffers.
+        .target(name: "RTC", dependencies: ["Identity", "COpenSSL", "CSRTP"]),
+        .target(name: "SFU", dependencies: ["RTC"]),
+
         // MARK: adapters
         .target(
             name: "Libp2pNIO",
@@ -113,6 +118,8 @@ let package = Package(
         // MARK: tests
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CSodium", "CLMDB", "CSRTP", "COpenSSL"]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity"]),
+        .testTarget(name: "RTCTests", dependencies: ["RTC", "CSRTP"]),
+        .testTarget(name: "SFUTests", dependencies: ["SFU", "RTC"]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "Libp2pTests", dependencies: ["Libp2p", "Identity"]),
         .testTarget(

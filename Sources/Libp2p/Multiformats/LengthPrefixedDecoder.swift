@@ -1,3 +1,5 @@
+import Identity
+
 /// Incremental decoder for uvarint-length-prefixed messages (`uvarint(n) ‖ n bytes`), the
 /// framing of multistream-select lines, Identify and most libp2p protobuf streams.
 ///

@@ -1,3 +1,5 @@
+import Identity
+
 /// multistream-select 1.0 protocol negotiation (multiformats/multistream-select; libp2p/specs
 /// `connections/README.md` § Protocol Negotiation) as a sans-I/O state machine.
 ///

@@ -1,3 +1,5 @@
+import Identity
+
 /// The multiformats unsigned varint (multiformats/unsigned-varint): 7 bits per byte, least
 /// significant group first, the high bit of each byte set when another byte follows.
 ///

@@ -1,0 +1,416 @@
+// The room (mediasoup's Router): every producer and consumer of one conference, as one value-type
+// state machine (STYLE.md §1). Each input takes `now` (milliseconds since the Unix epoch, which SR
+// NTP timestamps are derived from) and appends what the shell must do to `outputs`, an array the
+// shell owns and reuses so that forwarding does not allocate per packet beyond one copy per consumer.
+//
+// Why a struct and not a class: it is `Sendable` by construction, the simulator can copy or
+// snapshot a room, and tests compare states. It is owned by one event loop in production; all
+// mutation goes through `inout` accessors on its dictionaries, so no copy-on-write copies happen
+// on the hot path (see `ingest`/`forward`, which mutate in place).
+import RTC
+
+struct TransportState: Sendable {
+    struct Route: Sendable {
+        var producer: ProducerID
+        var layer: Int
+        var isRTX: Bool
+    }
+
+    var producers: [ProducerID] = []
+    var consumers: [ConsumerID] = []
+    /// Incoming SSRC → producer layer.
+    var routes: [UInt32: Route] = [:]
+    /// Outgoing SSRC (media and RTX) → consumer, for RTCP feedback from the subscriber.
+    var consumerBySSRC: [UInt32: ConsumerID] = [:]
+    /// From REMB or `setEstimatedBandwidth(transport:)`: shared by the transport's video consumers.
+    var estimatedBitrate: Int?
+}
+
+/// Per-consumer figures for metrics and tests.
+public struct ConsumerStats: Hashable, Sendable {
+    public var currentLayer: Int?
+    public var targetLayer: Int
+    public var packetsSent: UInt32
+    public var octetsSent: UInt32
+    public var retransmitted: Int
+    /// The bandwidth this consumer's layer choice is capped by, if any.
+    public var bitrateBudget: Int?
+}
+
+/// Heap estimate for the memory target (≤ 200 KiB per consumer, buffer share included).
+public struct MemoryFootprint: Hashable, Sendable {
+    public var retransmissionBufferBytes: Int
+    public var producerStateBytes: Int
+    public var consumerStateBytes: Int
+    public var consumers: Int
+    /// Consumer state plus an equal share of all producer state and buffers.
+    public var bytesPerConsumer: Int {
+        consumers == 0 ? 0 : (retransmissionBufferBytes + producerStateBytes + consumerStateBytes) / consumers
+    }
+}
+
+public struct Room: Sendable {
+    public let configuration: RoomConfiguration
+    public internal(set) var counters = RoomCounters()
+
+    var transports: [TransportID: TransportState] = [:]
+    /// Insertion order, so reports and events come out deterministically (hash seeds are random).
+    var transportOrder: [TransportID] = []
+    var producers: [ProducerID: ProducerState] = [:]
+    var consumers: [ConsumerID: ConsumerState] = [:]
+    private var nextProducer: UInt32 = 1
+    private var nextConsumer: UInt32 = 1
+    var lastReportAt: Int64 = .min
+
+    public init(configuration: RoomConfiguration = RoomConfiguration()) {
+        self.configuration = configuration
+    }
+
+    // MARK: topology
+
+    /// Registers a participant's transport (idempotent).
+    public mutating func addTransport(_ id: TransportID) {
+        guard transports[id] == nil else { return }
+        transports[id] = TransportState()
+        transportOrder.append(id)
+    }
+
+    /// Removes a transport with its producers (and their consumers everywhere) and its consumers.
+    public mutating func removeTransport(_ id: TransportID, into outputs: inout [RoomOutput]) {
+        guard let t = transports[id] else { return }
+        for p in t.producers { removeProducer(p, into: &outputs) }
+        for c in t.consumers { removeConsumer(c, into: &outputs) }
+        transports[id] = nil
+        transportOrder.removeAll { $0 == id }
+    }
+
+    /// Adds an incoming track on `transport`.
+    public mutating func addProducer(on transport: TransportID, _ description: ProducerDescription,
+                                     into outputs: inout [RoomOutput]) throws(SFUError) -> ProducerID {
+        guard let t = transports[transport] else {
+            throw SFUError(.unknownTransport, "addProducer: \(transport) was never added")
+        }
+        guard !description.layers.isEmpty, description.layers.count <= 8 else {
+            throw SFUError(.invalidDescription, "a producer needs 1…8 layers, got \(description.layers.count)")
+        }
+        let ssrcs = description.layers.flatMap { [$0.ssrc, $0.rtxSSRC].compactMap { $0 } }
+        if let clash = ssrcs.first(where: { t.routes[$0] != nil }) ?? (Set(ssrcs).count == ssrcs.count ? nil : ssrcs.first) {
+            throw SFUError(.invalidDescription, "SSRC \(clash) is already used on \(transport)")
+        }
+        if description.layers.contains(where: { $0.ssrc == nil }), description.ridExtensionID == nil {
+            throw SFUError(.invalidDescription, "layers without an SSRC need the rtp-stream-id extension to be identified")
+        }
+        let id = ProducerID(nextProducer)
+        nextProducer += 1
+        let capacity = description.kind == .video ? configuration.videoRetransmissionPackets : configuration.audioRetransmissionPackets
+        let layers = description.layers.map {
+            ProducerLayer(rid: $0.rid, ssrc: $0.ssrc, rtxSSRC: $0.rtxSSRC, buffer: RetransmissionBuffer(capacity: capacity))
+        }
+        producers[id] = ProducerState(id: id, transport: transport, description: description, layers: layers)
+        transports[transport]!.producers.append(id)
+        for (i, layer) in description.layers.enumerated() {
+            if let s = layer.ssrc { transports[transport]!.routes[s] = .init(producer: id, layer: i, isRTX: false) }
+            if let r = layer.rtxSSRC { transports[transport]!.routes[r] = .init(producer: id, layer: i, isRTX: true) }
+        }
+        outputs.append(.event(.producerAdded(id, transport, description.kind)))
+        return id
+    }
+
+    /// Removes a producer and all its consumers.
+    public mutating func removeProducer(_ id: ProducerID, into outputs: inout [RoomOutput]) {
+        guard let p = producers[id] else { return }
+        for c in p.consumers { removeConsumer(c, into: &outputs) }
+        transports[p.transport]?.producers.removeAll { $0 == id }
+        if let routes = transports[p.transport]?.routes.filter({ $0.value.producer != id }) {
+            transports[p.transport]?.routes = routes
+        }
+        producers[id] = nil
+        outputs.append(.event(.producerRemoved(id)))
+    }
+
+    /// Starts sending `producer` to the subscriber on `transport`. Video waits for a keyframe,
+    /// which is requested at once.
+    public mutating func addConsumer(on transport: TransportID, of producer: ProducerID, _ description: ConsumerDescription,
+                                     now: Int64, into outputs: inout [RoomOutput]) throws(SFUError) -> ConsumerID {
+        guard let t = transports[transport] else {
+            throw SFUError(.unknownTransport, "addConsumer: \(transport) was never added")
+        }
+        guard let p = producers[producer] else {
+            throw SFUError(.unknownProducer, "addConsumer: \(producer) does not exist (removed?)")
+        }
+        for s in [description.ssrc, description.rtxSSRC].compactMap({ $0 }) where t.consumerBySSRC[s] != nil || t.routes[s] != nil {
+            throw SFUError(.invalidDescription, "outgoing SSRC \(s) is already used on \(transport)")
+        }
+        let id = ConsumerID(nextConsumer)
+        nextConsumer += 1
+        let top = p.layers.count - 1
+        let preferred = min(max(description.preferredLayer ?? top, 0), top)
+        var c = ConsumerState(id: id, transport: transport, producer: producer, description: description,
+                              remap: ExtensionRemap(description.extensionIDs), kind: p.description.kind,
+                              clockRate: p.description.clockRate, preferredLayer: preferred, targetLayer: preferred,
+                              rtxSequence: description.initialSequenceNumber &+ 0x8000,
+                              history: SentPacketHistory(capacity: p.layers[0].buffer.capacity),
+                              retransmitTokens: Double(configuration.maxRetransmissionsPerSecond))
+        c.targetLayer = selectLayer(for: c, transport: t, producer: p, now: now)
+        consumers[id] = c
+        producers[producer]!.consumers.append(id)
+        transports[transport]!.consumers.append(id)
+        transports[transport]!.consumerBySSRC[description.ssrc] = id
+        if let r = description.rtxSSRC { transports[transport]!.consumerBySSRC[r] = id }
+        if p.description.kind == .video { requestKeyframe(producer, layer: c.targetLayer, now: now, into: &outputs) }
+        return id
+    }
+
+    public mutating func removeConsumer(_ id: ConsumerID, into outputs: inout [RoomOutput]) {
+        guard let c = consumers[id] else { return }
+        producers[c.producer]?.consumers.removeAll { $0 == id }
+        transports[c.transport]?.consumers.removeAll { $0 == id }
+        transports[c.transport]?.consumerBySSRC[c.description.ssrc] = nil
+        if let r = c.description.rtxSSRC { transports[c.transport]?.consumerBySSRC[r] = nil }
+        consumers[id] = nil
+        outputs.append(.event(.consumerRemoved(id)))
+    }
+
+    // MARK: layer control
+
+    /// The subscriber's preferred simulcast layer, by rid (nil: the highest).
+    public mutating func setPreferredLayer(_ consumer: ConsumerID, rid: String?, now: Int64,
+                                           into outputs: inout [RoomOutput]) throws(SFUError) {
+        guard let c = consumers[consumer], let p = producers[c.producer] else {
+            throw SFUError(.unknownConsumer, "setPreferredLayer: \(consumer) does not exist")
+        }
+        let index: Int
+        if let rid {
+            guard let i = p.layers.firstIndex(where: { $0.rid == rid }) else {
+                throw SFUError(.unknownLayer, "\(c.producer) has no layer rid=\(rid); it has \(p.layers.compactMap(\.rid))")
+            }
+            index = i
+        } else {
+            index = p.layers.count - 1
+        }
+        consumers[consumer]!.preferredLayer = index
+        updateTargetLayer(consumer, now: now, into: &outputs)
+    }
+
+    /// Caps one consumer's layer by an estimate of the bandwidth toward its subscriber (nil: none).
+    public mutating func setEstimatedBandwidth(consumer: ConsumerID, bitsPerSecond: Int?, now: Int64,
+                                               into outputs: inout [RoomOutput]) {
+        guard consumers[consumer] != nil else { return }
+        consumers[consumer]!.estimatedBitrate = bitsPerSecond
+        updateTargetLayer(consumer, now: now, into: &outputs)
+    }
+
+    /// Bandwidth toward a whole subscriber transport, split evenly among its video consumers.
+    public mutating func setEstimatedBandwidth(transport: TransportID, bitsPerSecond: Int?, now: Int64,
+                                               into outputs: inout [RoomOutput]) {
+        guard transports[transport] != nil else { return }
+        transports[transport]!.estimatedBitrate = bitsPerSecond
+        for c in transports[transport]!.consumers { updateTargetLayer(c, now: now, into: &outputs) }
+    }
+
+    func bitrateBudget(for c: ConsumerState, transport t: TransportState) -> Int? {
+        var budget = c.estimatedBitrate
+        if let total = t.estimatedBitrate, c.kind == .video {
+            let videoConsumers = max(1, t.consumers.lazy.filter { self.consumers[$0]?.kind == .video }.count)
+            budget = min(budget ?? .max, total / videoConsumers)
+        }
+        return budget
+    }
+
+    /// Preferred layer capped by the budget: the highest active layer at or below the preference
+    /// whose measured bitrate fits; else the lowest active layer (the core never pauses a track).
+    func selectLayer(for c: ConsumerState, transport t: TransportState, producer p: ProducerState, now: Int64) -> Int {
+        let n = p.layers.count
+        guard n > 1 else { return 0 }
+        let inactiveAfter = configuration.layerInactiveAfterMs
+        let anyActive = p.layers.contains { $0.isActive(now: now, inactiveAfter: inactiveAfter) }
+        let budget = bitrateBudget(for: c, transport: t)
+        var lowestActive: Int?
+        for l in 0..<n where !anyActive || p.layers[l].isActive(now: now, inactiveAfter: inactiveAfter) {
+            lowestActive = l
+            break
+        }
+        for l in stride(from: min(c.preferredLayer, n - 1), through: 0, by: -1) {
+            if anyActive, !p.layers[l].isActive(now: now, inactiveAfter: inactiveAfter) { continue }
+            if let budget, p.layers[l].meter.bitsPerSecond(now: now) > budget { continue }
+            return l
+        }
+        return lowestActive ?? 0
+    }
+
+    mutating func updateTargetLayer(_ id: ConsumerID, now: Int64, into outputs: inout [RoomOutput]) {
+        guard let c = consumers[id], let p = producers[c.producer], let t = transports[c.transport] else { return }
+        let target = selectLayer(for: c, transport: t, producer: p, now: now)
+        guard target != c.targetLayer else { return }
+        consumers[id]!.targetLayer = target
+        if target != c.currentLayer, c.kind == .video {
+            requestKeyframe(c.producer, layer: target, now: now, into: &outputs)
+        }
+    }
+
+    /// PLI to the publisher for one layer, at most once per `keyframeRequestIntervalMs`.
+    @discardableResult
+    mutating func requestKeyframe(_ producer: ProducerID, layer: Int, now: Int64, into outputs: inout [RoomOutput]) -> Bool {
+        guard let p = producers[producer], p.description.kind == .video, p.layers.indices.contains(layer),
+              let ssrc = p.layers[layer].ssrc else { return false }
+        let last = p.layers[layer].lastKeyframeRequestAt
+        if last != .min, now - last < configuration.keyframeRequestIntervalMs {
+            counters.keyframeRequestsSuppressed += 1
+            return false
+        }
+        producers[producer]!.layers[layer].lastKeyframeRequestAt = now
+        let pli = RTCPPacket.encodeCompound([.pictureLossIndication(.init(senderSSRC: configuration.rtcpSenderSSRC, mediaSSRC: ssrc))])
+        outputs.append(.sendRTCP(p.transport, pli))
+        outputs.append(.event(.keyframeRequested(producer, layer: layer, ssrc: ssrc)))
+        counters.keyframeRequestsSent += 1
+        counters.rtcpSent += 1
+        return true
+    }
+
+    // MARK: queries
+
+    public func consumerStats(_ id: ConsumerID) -> ConsumerStats? {
+        guard let c = consumers[id], let t = transports[c.transport] else { return nil }
+        return ConsumerStats(currentLayer: c.currentLayer, targetLayer: c.targetLayer, packetsSent: c.packetsSent,
+                             octetsSent: c.octetsSent, retransmitted: c.retransmitted,
+                             bitrateBudget: bitrateBudget(for: c, transport: t))
+    }
+
+    /// Measured bitrate of each layer of a producer over the last second, lowest layer first.
+    public func layerBitrates(_ id: ProducerID, now: Int64) -> [Int] {
+        producers[id]?.layers.map { $0.meter.bitsPerSecond(now: now) } ?? []
+    }
+
+    /// SSRCs of a producer's layers (learned from RIDs once packets arrived).
+    public func layerSSRCs(_ id: ProducerID) -> [UInt32?] {
+        producers[id]?.layers.map(\.ssrc) ?? []
+    }
+
+    public func memoryFootprint() -> MemoryFootprint {
+        var buffers = 0
+        var producerBytes = 0
+        for p in producers.values {
+            producerBytes += MemoryLayout<ProducerState>.stride + p.consumers.capacity * 4
+            for l in p.layers {
+                buffers += l.buffer.memoryBytes
+                producerBytes += MemoryLayout<ProducerLayer>.stride + 2 * BitrateMeter.buckets * 8 + 64
+            }
+        }
+        var consumerBytes = 0
+        for c in consumers.values {
+            // State, history ring, remap table, and a slot in three dictionaries/arrays.
+            consumerBytes += MemoryLayout<ConsumerState>.stride + c.history.memoryBytes
+                + (c.remap.isPassthrough ? 0 : 256 + 32) + 3 * 16
+        }
+        return MemoryFootprint(retransmissionBufferBytes: buffers, producerStateBytes: producerBytes,
+                               consumerStateBytes: consumerBytes, consumers: consumers.count)
+    }
+}
+
+// MARK: - media path
+
+extension Room {
+    /// One RTP packet (SRTP already removed) from `transport`: validated, recorded for
+    /// retransmission and reports, and copied to every consumer that receives its layer.
+    public mutating func receiveRTP(from transport: TransportID, _ bytes: [UInt8], now: Int64,
+                                    into outputs: inout [RoomOutput]) {
+        counters.rtpReceived += 1
+        guard let route0 = transports[transport].map({ $0.routes }) else {
+            counters.unknownTransport += 1
+            return
+        }
+        do {
+            _ = try RTPPacketBuffer(bytes)
+        } catch {
+            counters.malformedRTP += 1
+            return
+        }
+        let view = RTPHeaderView(validated: bytes)
+        guard let route = route0[view.ssrc] ?? bindLayerByRID(transport: transport, view: view, bytes: bytes, into: &outputs) else {
+            counters.unknownSSRC += 1
+            return
+        }
+        if route.isRTX {
+            counters.publisherRTXDropped += 1
+            return
+        }
+        let producerID = route.producer
+        let layer = route.layer
+        let maxAge = configuration.retransmissionMaxAgeMs
+        var isKeyframe = false
+        var consumerIDs: [ConsumerID] = []
+        enum Verdict { case accepted, wrongPayloadType, duplicate, sequenceJump }
+        var verdict = Verdict.accepted
+        // One in-place access to the producer (no copy of its buffers).
+        withProducer(producerID) { p in
+            guard view.payloadType == p.description.payloadType else { verdict = .wrongPayloadType; return }
+            if p.layers[layer].buffer.contains(view.sequenceNumber, now: now, maxAge: maxAge) { verdict = .duplicate; return }
+            guard p.layers[layer].statistics.update(sequence: view.sequenceNumber, rtpTimestamp: view.timestamp,
+                                                    arrivalMs: now, clockRate: p.description.clockRate) else {
+                verdict = .sequenceJump
+                return
+            }
+            p.layers[layer].buffer.store(bytes, sequence: view.sequenceNumber, now: now, maxAge: maxAge)
+            p.layers[layer].meter.add(bytes.count, now: now)
+            p.layers[layer].lastPacketAt = now
+            p.layers[layer].bytesReceived += bytes.count
+            isKeyframe = !view.payload.isEmpty
+                && KeyframeDetector.isKeyframeStart(codec: p.description.codec, payload: bytes[view.payload])
+            if isKeyframe { p.layers[layer].lastKeyframeAt = now }
+            consumerIDs = p.consumers
+        }
+        switch verdict {
+        case .accepted: break
+        case .wrongPayloadType: counters.unexpectedPayloadType += 1; return
+        case .duplicate: counters.duplicateRTP += 1; return
+        case .sequenceJump: counters.sequenceJump += 1; return
+        }
+        for id in consumerIDs {
+            // One in-place dictionary access per consumer; the consumer appends its copy itself.
+            switch consumers[id]?.forward(bytes, view: view, layer: layer, isKeyframe: isKeyframe, now: now, into: &outputs) {
+            case .drop?, nil:
+                continue
+            case .forward?:
+                break
+            case .switched(let from)?:
+                outputs.append(.event(.layerSwitched(id, from: from, to: layer)))
+                counters.layerSwitches += 1
+            }
+            counters.rtpForwarded += 1
+        }
+    }
+
+    private mutating func withProducer(_ id: ProducerID, _ body: (inout ProducerState) -> Void) {
+        guard producers[id] != nil else { return }
+        body(&producers[id]!)
+    }
+
+    /// RFC 8852: a simulcast layer announced only by rid gets its SSRC from the first packet
+    /// carrying that rid (repaired-rid for its RTX stream), and the mid when the producer has one.
+    private mutating func bindLayerByRID(transport: TransportID, view: RTPHeaderView, bytes: [UInt8],
+                                         into outputs: inout [RoomOutput]) -> TransportState.Route? {
+        guard let t = transports[transport] else { return nil }
+        for pid in t.producers {
+            guard let p = producers[pid] else { continue }
+            let d = p.description
+            if let midID = d.midExtensionID, let mid = d.mid, let value = view.extensionValue(id: midID, in: bytes),
+               !value.elementsEqual(mid.utf8) { continue }
+            for (isRTX, extID) in [(false, d.ridExtensionID), (true, d.repairedRidExtensionID)] {
+                guard let extID, let value = view.extensionValue(id: extID, in: bytes) else { continue }
+                guard let i = p.layers.firstIndex(where: { $0.rid.map { value.elementsEqual($0.utf8) } ?? false }) else { continue }
+                if isRTX {
+                    guard p.layers[i].rtxSSRC == nil else { continue }
+                    producers[pid]!.layers[i].rtxSSRC = view.ssrc
+                } else {
+                    guard p.layers[i].ssrc == nil else { continue }
+                    producers[pid]!.layers[i].ssrc = view.ssrc
+                    outputs.append(.event(.layerBound(pid, layer: i, ssrc: view.ssrc)))
+                }
+                let route = TransportState.Route(producer: pid, layer: i, isRTX: isRTX)
+                transports[transport]!.routes[view.ssrc] = route
+                return route
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,265 @@
+// Reception statistics for one incoming SSRC (RFC 3550 Appendix A.1 sequence validation,
+// A.3 loss, A.8 interarrival jitter), the bitrate of a layer over a sliding window, and the
+// retransmission ring.
+import RTC
+
+/// RFC 3550 A.1 and A.3, without the probation period (WebRTC senders start sequences at random
+/// values but never restart them mid-stream).
+struct ReceiveStatistics: Sendable {
+    static let maxDropout: UInt16 = 3000
+    static let maxMisorder: UInt16 = 100
+
+    private(set) var started = false
+    private var baseSequence: UInt32 = 0
+    private(set) var maxSequence: UInt16 = 0
+    private var cycles: UInt32 = 0
+    private var badSequence: UInt32 = 0x1_0001
+    private(set) var received: UInt64 = 0
+    private var expectedPrior: UInt64 = 0
+    private var receivedPrior: UInt64 = 0
+    /// A.8: relative transit time of the previous in-order packet, in timestamp units.
+    private var transit: Int64 = 0
+    private var hasTransit = false
+    /// Jitter scaled by 16, the integer form of A.8.
+    private var jitterScaled: UInt32 = 0
+    /// Middle 32 bits of the last SR's NTP timestamp and when it arrived (ms).
+    private var lastSenderReport: UInt32 = 0
+    private var lastSenderReportAt: Int64?
+
+    /// Records a packet; false when A.1 judges it a wild jump to ignore (until confirmed).
+    mutating func update(sequence seq: UInt16, rtpTimestamp: UInt32, arrivalMs: Int64, clockRate: UInt32) -> Bool {
+        if !started {
+            started = true
+            restart(at: seq)
+            received = 1
+            updateJitter(rtpTimestamp: rtpTimestamp, arrivalMs: arrivalMs, clockRate: clockRate)
+            return true
+        }
+        let delta = seq &- maxSequence
+        if delta == 0 {
+            received += 1  // duplicate; A.1 counts it, so cumulative loss may go negative
+            return true
+        } else if delta < Self.maxDropout {
+            if seq < maxSequence { cycles &+= 0x1_0000 }
+            maxSequence = seq
+            received += 1
+            updateJitter(rtpTimestamp: rtpTimestamp, arrivalMs: arrivalMs, clockRate: clockRate)
+            return true
+        } else if delta <= UInt16.max - Self.maxMisorder {
+            // A very large jump: accept only if the next packet follows it (source restarted).
+            if UInt32(seq) == badSequence {
+                restart(at: seq)
+                received = 1
+                hasTransit = false
+                return true
+            }
+            badSequence = UInt32(seq &+ 1)
+            return false
+        } else {
+            received += 1  // late or reordered
+            return true
+        }
+    }
+
+    private mutating func restart(at seq: UInt16) {
+        baseSequence = UInt32(seq)
+        maxSequence = seq
+        badSequence = 0x1_0001
+        cycles = 0
+        received = 0
+        receivedPrior = 0
+        expectedPrior = 0
+    }
+
+    /// A.8: J += (|D| − J)/16 with D the change of relative transit time, for in-order packets.
+    private mutating func updateJitter(rtpTimestamp: UInt32, arrivalMs: Int64, clockRate: UInt32) {
+        let arrival = arrivalMs &* Int64(clockRate) / 1000
+        let t = arrival &- Int64(rtpTimestamp)
+        if hasTransit {
+            var d = t &- transit
+            if d < 0 { d = -d }
+            let dd = UInt32(truncatingIfNeeded: min(d, Int64(UInt32.max >> 5)))
+            jitterScaled = jitterScaled &+ dd &- ((jitterScaled &+ 8) >> 4)
+        }
+        transit = t
+        hasTransit = true
+    }
+
+    mutating func recordSenderReport(ntp: UInt64, at now: Int64) {
+        lastSenderReport = UInt32(truncatingIfNeeded: ntp >> 16)
+        lastSenderReportAt = now
+    }
+
+    var extendedHighestSequence: UInt32 { cycles &+ UInt32(maxSequence) }
+    var expected: UInt64 { UInt64(extendedHighestSequence) &- UInt64(baseSequence) &+ 1 }
+    var jitter: UInt32 { jitterScaled >> 4 }
+
+    /// A.3 report block; advances the "prior" counters, so call once per report.
+    mutating func makeReportBlock(ssrc: UInt32, now: Int64) -> RTCPReportBlock {
+        let expected = Int64(self.expected)
+        var lost = expected - Int64(received)
+        lost = min(max(lost, -0x80_0000), 0x7F_FFFF)
+        let expectedInterval = expected - Int64(expectedPrior)
+        let receivedInterval = Int64(received) - Int64(receivedPrior)
+        expectedPrior = UInt64(max(expected, 0))
+        receivedPrior = received
+        let lostInterval = expectedInterval - receivedInterval
+        let fraction: UInt8 = (expectedInterval == 0 || lostInterval <= 0) ? 0 : UInt8(min(255, (lostInterval << 8) / expectedInterval))
+        var dlsr: UInt32 = 0
+        if let at = lastSenderReportAt {
+            dlsr = UInt32(truncatingIfNeeded: max(0, now - at) * 65536 / 1000)
+        }
+        return RTCPReportBlock(ssrc: ssrc, fractionLost: fraction, cumulativeLost: Int32(lost),
+                               extendedHighestSequence: extendedHighestSequence, jitter: jitter,
+                               lastSenderReport: lastSenderReportAt == nil ? 0 : lastSenderReport,
+                               delaySinceLastSenderReport: dlsr)
+    }
+}
+
+/// Bytes received over the last second, in ten 100 ms buckets.
+struct BitrateMeter: Sendable {
+    static let bucketMs: Int64 = 100
+    static let buckets = 10
+    private var bytes = [Int](repeating: 0, count: BitrateMeter.buckets)
+    private var epochs = [Int64](repeating: -1, count: BitrateMeter.buckets)
+
+    mutating func add(_ count: Int, now: Int64) {
+        let epoch = now / Self.bucketMs
+        let slot = Int(epoch % Int64(Self.buckets))
+        if epochs[slot] != epoch {
+            epochs[slot] = epoch
+            bytes[slot] = 0
+        }
+        bytes[slot] += count
+    }
+
+    /// Bits per second over the window ending at `now`.
+    func bitsPerSecond(now: Int64) -> Int {
+        let epoch = now / Self.bucketMs
+        var total = 0
+        for i in 0..<Self.buckets where epochs[i] > epoch - Int64(Self.buckets) && epochs[i] <= epoch {
+            total += bytes[i]
+        }
+        return total * 8 * 1000 / Int(Self.bucketMs * Int64(Self.buckets))
+    }
+}
+
+/// The last packets of one incoming SSRC, indexed by sequence number modulo a power of two.
+/// It keeps the received arrays themselves (shared, copy-on-write), so storing is free.
+struct RetransmissionBuffer: Sendable {
+    private var packets: [[UInt8]]
+    private var sequences: [UInt16]
+    private var arrivals: [Int64]
+    private let mask: Int
+    /// Newest stored sequence number, and the oldest one not yet examined for expiry.
+    private var head: UInt16 = 0
+    private var tail: UInt16 = 0
+    private var isEmpty = true
+
+    init(capacity: Int) {
+        var size = 1
+        while size < max(1, capacity) { size <<= 1 }
+        packets = Array(repeating: [], count: size)
+        sequences = Array(repeating: 0, count: size)
+        arrivals = Array(repeating: .min, count: size)
+        mask = size - 1
+    }
+
+    var capacity: Int { mask + 1 }
+
+    /// True if this sequence number is already held (a duplicate).
+    func contains(_ seq: UInt16, now: Int64, maxAge: Int64) -> Bool {
+        let i = Int(seq) & mask
+        return sequences[i] == seq && arrivals[i] != .min && now - arrivals[i] <= maxAge
+    }
+
+    /// Stores a packet and frees a few expired ones from the tail, so the ring holds about
+    /// `maxAge` worth of media rather than `capacity` packets.
+    mutating func store(_ packet: [UInt8], sequence seq: UInt16, now: Int64, maxAge: Int64) {
+        let i = Int(seq) & mask
+        packets[i] = packet
+        sequences[i] = seq
+        arrivals[i] = now
+        if isEmpty {
+            head = seq
+            tail = seq
+            isEmpty = false
+        } else if Int16(bitPattern: seq &- head) > 0 {
+            head = seq
+            if Int(head &- tail) >= capacity { tail = head &- UInt16(capacity - 1) }
+        }
+        let cutoff = now - maxAge
+        var steps = 0
+        while tail != head, steps < 4 {  // bounded work per packet; expiry outpaces arrival
+            let t = Int(tail) & mask
+            if sequences[t] == tail, arrivals[t] != .min {
+                if arrivals[t] >= cutoff { break }
+                packets[t] = []
+                arrivals[t] = .min
+            }
+            tail &+= 1
+            steps += 1
+        }
+    }
+
+    func packet(_ seq: UInt16, now: Int64, maxAge: Int64) -> [UInt8]? {
+        let i = Int(seq) & mask
+        guard sequences[i] == seq, arrivals[i] != .min, now - arrivals[i] <= maxAge else { return nil }
+        return packets[i]
+    }
+
+    /// Frees packets too old to be worth retransmitting.
+    mutating func evict(olderThan cutoff: Int64) {
+        for i in 0...mask where arrivals[i] != .min && arrivals[i] < cutoff {
+            packets[i] = []
+            arrivals[i] = .min
+        }
+    }
+
+    /// Heap bytes held: packet storage plus the ring's own arrays.
+    var memoryBytes: Int {
+        var total = capacity * (MemoryLayout<[UInt8]>.stride + 2 + 8)
+        for p in packets where p.capacity > 0 { total += p.capacity + 32 }  // 32: array header
+        return total
+    }
+}
+
+/// What a consumer sent, by outgoing sequence number, so a NACK can find the source packet.
+struct SentPacketHistory: Sendable {
+    struct Entry: Sendable {
+        var outgoingSequence: UInt16 = 0
+        var sourceSequence: UInt16 = 0
+        var layer: UInt8 = 0
+        var valid = false
+        var outgoingTimestamp: UInt32 = 0
+        var sentAt: Int64 = 0
+        var lastRetransmitAt: Int64 = .min
+    }
+
+    private(set) var entries: [Entry]
+    private let mask: Int
+
+    init(capacity: Int) {
+        var size = 1
+        while size < max(1, capacity) { size <<= 1 }
+        entries = Array(repeating: Entry(), count: size)
+        mask = size - 1
+    }
+
+    mutating func record(outgoing: UInt16, source: UInt16, layer: Int, timestamp: UInt32, now: Int64) {
+        entries[Int(outgoing) & mask] = Entry(outgoingSequence: outgoing, sourceSequence: source,
+                                              layer: UInt8(truncatingIfNeeded: layer), valid: true,
+                                              outgoingTimestamp: timestamp, sentAt: now)
+    }
+
+    func lookup(_ outgoing: UInt16) -> Entry? {
+        let e = entries[Int(outgoing) & mask]
+        return e.valid && e.outgoingSequence == outgoing ? e : nil
+    }
+
+    mutating func markRetransmitted(_ outgoing: UInt16, at now: Int64) {
+        entries[Int(outgoing) & mask].lastRetransmitAt = now
+    }
+
+    var memoryBytes: Int { entries.capacity * MemoryLayout<Entry>.stride + 32 }
+}
