@@ -67,6 +67,16 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        .target(
+            name: "MediaNIO",
+            dependencies: [
+                "RTC", "SFU",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(name: "Store", dependencies: ["CLMDB"]),
         .target(
             name: "HTTPAPI",
@@ -82,6 +92,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
+                "RTC", "SFU", "MediaNIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -59,10 +59,15 @@ public final class DrtcMetrics: Sendable {
 
     /// A gauge labelled with a pubsub topic, created once.
     public func gauge(_ label: String, topic: String) -> CoreMetrics.Meter {
-        let key = "\(label){\(topic)}"
+        gauge(label, "topic", topic)
+    }
+
+    /// A gauge with one label, created once.
+    public func gauge(_ label: String, _ dimension: String, _ value: String) -> CoreMetrics.Meter {
+        let key = "\(label){\(dimension)=\(value)}"
         return gauges.withLock { cache in
             if let g = cache[key] { return g }
-            let g = CoreMetrics.Meter(label: label, dimensions: [("topic", topic)], factory: factory)
+            let g = CoreMetrics.Meter(label: label, dimensions: [(dimension, value)], factory: factory)
             cache[key] = g
             return g
         }

@@ -97,6 +97,9 @@ public final class DrtcNode: Sendable {
         let boundPort = PortBox()
         let router = RegistryAPI.router(backend: Backend(node: self), metrics: metrics)
         if config.adminAPI { AdminAPI.add(to: router, host: host, logger: logger) }
+        let media = MediaService(config: config, metrics: metrics, logger: logger)
+        await media.start()
+        MediaAPI.add(to: router, media: media)
         let app = Application(
             router: router,
             // Idle keep-alive connections (and requests that never complete) are closed.
@@ -121,7 +124,7 @@ public final class DrtcNode: Sendable {
         // Shutdown runs in reverse order: the API stops first, then the registry writes the
         // tombstone and closes LMDB, then the mesh closes its connections.
         let group = ServiceGroup(configuration: .init(
-            services: [mesh, lifecycle, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [mesh, media, lifecycle, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch where boundPort.get() == nil {
