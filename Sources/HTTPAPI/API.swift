@@ -29,6 +29,12 @@ public enum RegistryAPI {
 
     public static func router(backend: some RegistryBackend, metrics: DrtcMetrics) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
+        // Browsers call WHIP/WHEP from pages on other origins (RFC 9725 §4.8); the API is
+        // public and takes no credentials, so any origin may read it.
+        router.add(middleware: CORSMiddleware(
+            allowOrigin: .all, allowHeaders: [.contentType, .ifMatch],
+            allowMethods: [.get, .head, .post, .delete, .patch, .options],
+            exposedHeaders: ["Location", "ETag", "Retry-After", "Accept-Post"], maxAge: .seconds(600)))
         router.add(middleware: APIMiddleware(metrics: metrics))
         let cache = RecordJSONCache()
 

@@ -178,7 +178,7 @@ public final class MediaEngine: Sendable {
             case .sessionClosed(let id, let reason):
                 logger.info("media session closed", metadata: ["session": "\(id)", "reason": "\(reason)"])
             case .layerSwitched(let room, let consumer, let from, let to):
-                logger.debug("simulcast layer switched", metadata: ["room": "\(room)", "consumer": "\(consumer)", "from": "\(from.map(String.init) ?? "-")", "to": "\(to)"])
+                logger.info("simulcast layer switched", metadata: ["room": "\(room)", "consumer": "\(consumer)", "from": "\(from.map(String.init) ?? "-")", "to": "\(to)"])
             }
         }
     }

@@ -107,10 +107,14 @@ public struct ConsumerDescription: Hashable, Sendable {
     public var initialTimestamp: UInt32
     /// Preferred simulcast layer index (nil: the highest).
     public var preferredLayer: Int?
+    /// When false the preferred layer is kept whatever the subscriber's bandwidth estimate (a
+    /// viewer that asked for a layer by rid); it still falls back when that layer stops.
+    public var followsBandwidthEstimate: Bool
 
     public init(ssrc: UInt32, payloadType: UInt8, rtxSSRC: UInt32? = nil, rtxPayloadType: UInt8? = nil,
                 extensionIDs: [UInt8: UInt8]? = nil, initialSequenceNumber: UInt16 = 1,
-                initialTimestamp: UInt32 = 0, preferredLayer: Int? = nil) {
+                initialTimestamp: UInt32 = 0, preferredLayer: Int? = nil, followsBandwidthEstimate: Bool = true) {
+        self.followsBandwidthEstimate = followsBandwidthEstimate
         self.ssrc = ssrc
         self.payloadType = payloadType
         self.rtxSSRC = rtxSSRC

@@ -199,6 +199,12 @@ public final class MediaServer {
             counters.offersRejected += 1
             throw MediaServerError(.badOffer, "the offer sends no audio or video this server can receive (a WHIP offer needs sendonly or sendrecv m-sections)")
         }
+        // Transport-wide feedback when the answer kept both the extension and the rtcp-fb.
+        let twccURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+        if let m = answer.media.first(where: { $0.port != 0 && $0.codecs.contains { $0.feedback.contains("transport-cc") } }),
+           let ext = m.extmaps.first(where: { $0.uri == twccURI }), let id = UInt8(exactly: ext.id) {
+            state.room.enableTransportWideFeedback(on: session.transport, extensionID: id)
+        }
         state.producers += producers
         rooms[name] = state
         session.published = producers.map(\.id)
@@ -551,7 +557,8 @@ public final class MediaServer {
                 ssrc: plan.ssrc, payloadType: plan.payloadType, rtxSSRC: plan.rtxPayloadType == nil ? nil : plan.rtxSSRC,
                 rtxPayloadType: plan.rtxPayloadType, extensionIDs: plan.extensionIDs,
                 initialSequenceNumber: UInt16.random(in: 0...UInt16.max, using: &random),
-                initialTimestamp: UInt32.random(in: 0...UInt32.max, using: &random), preferredLayer: plan.layer)
+                initialTimestamp: UInt32.random(in: 0...UInt32.max, using: &random), preferredLayer: plan.layer,
+                followsBandwidthEstimate: plan.layer == nil)
             // The producer may have left since the offer; its m-section then stays silent.
             if let c = try? rooms[s.room]!.room.addConsumer(on: s.transport, of: plan.producer, description, now: Int64(now), into: &roomOutputs) {
                 s.consumers.append((c, plan.producer))

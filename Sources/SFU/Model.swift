@@ -81,6 +81,9 @@ public struct RoomConfiguration: Hashable, Sendable {
     public var maxRetransmissionsPerSecond = 250
     /// Keyframe requests (PLI) to a publisher, per producer layer.
     public var keyframeRequestIntervalMs: Int64 = 1000
+    /// Transport-wide congestion control feedback to publishers goes out at this period (libwebrtc
+    /// sends it every 50–100 ms), when `tick` is called at least that often.
+    public var transportFeedbackIntervalMs: Int64 = 50
     /// Receiver and sender reports (and REMB) go out at this period on `tick`.
     public var reportIntervalMs: Int64 = 1000
     /// When set, REMB toward every publisher never exceeds this.

@@ -103,6 +103,7 @@ extension Room {
     /// Timers: layer re-selection (bitrates changed), keyframe retries for consumers still waiting,
     /// and every `reportIntervalMs` the RTCP reports plus eviction of expired buffered packets.
     public mutating func tick(now: Int64, into outputs: inout [RoomOutput]) {
+        sendTransportWideFeedback(now: now, into: &outputs)
         for t in transportOrder {
             for id in transports[t]?.consumers ?? [] {
                 updateTargetLayer(id, now: now, into: &outputs)

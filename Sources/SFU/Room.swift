@@ -24,6 +24,8 @@ struct TransportState: Sendable {
     var consumerBySSRC: [UInt32: ConsumerID] = [:]
     /// From REMB or `setEstimatedBandwidth(transport:)`: shared by the transport's video consumers.
     var estimatedBitrate: Int?
+    /// Set when the publisher negotiated transport-cc.
+    var transportWide: TransportWideFeedbackState?
 }
 
 /// Per-consumer figures for metrics and tests.
@@ -209,6 +211,7 @@ public struct Room: Sendable {
     }
 
     func bitrateBudget(for c: ConsumerState, transport t: TransportState) -> Int? {
+        guard c.description.followsBandwidthEstimate else { return nil }
         var budget = c.estimatedBitrate
         if let total = t.estimatedBitrate, c.kind == .video {
             let videoConsumers = max(1, t.consumers.lazy.filter { self.consumers[$0]?.kind == .video }.count)
@@ -326,6 +329,7 @@ extension Room {
             return
         }
         let view = RTPHeaderView(validated: bytes)
+        recordTransportWide(transport, view: view, bytes: bytes, now: now)
         guard let route = route0[view.ssrc] ?? bindLayerByRID(transport: transport, view: view, bytes: bytes, into: &outputs) else {
             counters.unknownSSRC += 1
             return
@@ -395,7 +399,11 @@ extension Room {
             let d = p.description
             if let midID = d.midExtensionID, let mid = d.mid, let value = view.extensionValue(id: midID, in: bytes),
                !value.elementsEqual(mid.utf8) { continue }
-            for (isRTX, extID) in [(false, d.ridExtensionID), (true, d.repairedRidExtensionID)] {
+            // The payload type says whether this is the layer's RTX stream: libwebrtc's RTX
+            // padding probes carry the rid itself, not only repaired-rid, and binding one of them
+            // as the media SSRC would leave the layer's real packets unroutable.
+            let isRTX = d.rtxPayloadType == view.payloadType
+            for extID in [d.ridExtensionID, d.repairedRidExtensionID] {
                 guard let extID, let value = view.extensionValue(id: extID, in: bytes) else { continue }
                 guard let i = p.layers.firstIndex(where: { $0.rid.map { value.elementsEqual($0.utf8) } ?? false }) else { continue }
                 if isRTX {
