@@ -494,23 +494,24 @@ public final class MediaServer {
         for action in s.ice.receive(datagram, from: source, now: now) {
             switch action {
             case .send(let bytes, let to):
+                // RFC 8489 §5: class bits C1 (0x0100) and C0 (0x0010) of the message type.
+                let type = bytes.count >= 2 ? UInt16(bytes[0]) << 8 | UInt16(bytes[1]) : 0
+                if type & 0x0110 == 0x0110 {
+                    counters.stunRejected += 1
+                } else if s.address == nil, byAddress[source] == nil {
+                    // RFC 8445 §7.3.1.4: an authenticated check makes a valid pair even before
+                    // nomination, and some clients start DTLS right after the first success.
+                    s.address = source
+                    byAddress[source] = s.id
+                }
                 send(bytes, to: to, into: &out)
             case .drop:
                 counters.stunRejected += 1
-            case .nominated(let address):
+            case .nominated(let address), .selectedAddressChanged(_, let address):
+                if let old = s.address, old != address, byAddress[old] == s.id { byAddress[old] = nil }
                 s.address = address
                 byAddress[address] = s.id
-            case .selectedAddressChanged(let from, let to):
-                if byAddress[from] == s.id { byAddress[from] = nil }
-                s.address = to
-                byAddress[to] = s.id
             }
-        }
-        // RFC 8445 §7.3.1.4: a check's source is a valid pair even before nomination; DTLS may
-        // start right after the first successful check, so answer it from there too.
-        if s.address == nil, s.ice.lastConsent == now, byAddress[source] == nil {
-            s.address = source
-            byAddress[source] = s.id
         }
     }
 
