@@ -114,6 +114,8 @@ let package = Package(
             name: "drtc-bench",
             dependencies: [
                 "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
+                "RTC", "SFU", "MediaNIO",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -79,7 +79,12 @@ public enum MediaAPI {
         if let rid, rid.isEmpty || rid.count > 16 || !rid.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
             throw APIError.badParameter("rid", "expected a simulcast rid (RFC 8851: 1–16 alphanumerics), got '\(rid.prefix(32))'")
         }
-        let body = try await request.body.collect(upTo: maxOfferBytes)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maxOfferBytes)
+        } catch {
+            throw APIError(.contentTooLarge, code: "offer_too_large", "an SDP offer may be at most \(maxOfferBytes / 1024) KiB")
+        }
         let sdp = String(decoding: body.readableBytesView, as: UTF8.self)
         guard !sdp.isEmpty else {
             throw APIError(.badRequest, code: "bad_offer", "empty body: POST the SDP offer")

@@ -198,8 +198,8 @@ final class MediaChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         guard let server, let engine, let source = RTC.SocketAddress(nio: envelope.remoteAddress) else { return }
-        let bytes = Array(envelope.data.readableBytesView)
-        server.receive(bytes, from: source, now: engine.now, into: &pending)
+        var bytes = Array(envelope.data.readableBytesView)
+        server.receive(taking: &bytes, from: source, now: engine.now, into: &pending)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

@@ -139,11 +139,19 @@ private func store32(_ p: UnsafeMutableBufferPointer<UInt8>, _ v: UInt32, at i: 
 }
 
 enum PacketRewriter {
+    /// Largest SRTP/SRTCP trailer of the profiles in use (AEAD_AES_128_GCM's 16-byte tag).
+    static let srtpTrailerRoom = 16
+
     /// One copy of `source` with the consumer's PT, sequence number, timestamp and SSRC, and its
     /// extension IDs. Marker, CSRCs, payload and padding are unchanged.
     static func rewrite(_ source: [UInt8], view: RTPHeaderView, payloadType: UInt8, sequenceNumber: UInt16,
                         timestamp: UInt32, ssrc: UInt32, remap: ExtensionRemap) -> [UInt8] {
-        var out = source
+        // Spare capacity for the SRTP trailer (≤ 16 bytes: GCM's tag), so the shell protects
+        // in place instead of reallocating every forwarded copy.
+        var out = [UInt8](unsafeUninitializedCapacity: source.count + srtpTrailerRoom) { p, count in
+            source.withUnsafeBufferPointer { s in _ = p.initialize(fromContentsOf: s) }
+            count = source.count
+        }
         out.withUnsafeMutableBufferPointer { p in
             p[1] = (p[1] & 0x80) | (payloadType & 0x7F)
             store16(p, sequenceNumber, at: 2)
@@ -163,7 +171,7 @@ enum PacketRewriter {
                     timestamp: UInt32, ssrc: UInt32, originalSequenceNumber: UInt16, remap: ExtensionRemap) -> [UInt8] {
         let headerLength = view.payload.lowerBound
         let total = headerLength + 2 + view.payload.count
-        return [UInt8](unsafeUninitializedCapacity: total) { p, count in
+        return [UInt8](unsafeUninitializedCapacity: total + srtpTrailerRoom) { p, count in
             source.withUnsafeBufferPointer { s in
                 for i in 0..<headerLength { p[i] = s[i] }
                 p[headerLength] = UInt8(truncatingIfNeeded: originalSequenceNumber >> 8)

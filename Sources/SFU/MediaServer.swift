@@ -290,6 +290,13 @@ public final class MediaServer {
 
     /// One datagram from `source`.
     public func receive(_ datagram: [UInt8], from source: SocketAddress, now: UInt64, into out: inout [Datagram]) {
+        var bytes = datagram
+        receive(taking: &bytes, from: source, now: now, into: &out)
+    }
+
+    /// Same, taking the buffer over (SRTP is removed in place, without a copy); `datagram` is
+    /// left empty.
+    public func receive(taking datagram: inout [UInt8], from source: SocketAddress, now: UInt64, into out: inout [Datagram]) {
         counters.datagramsIn += 1
         counters.bytesIn += datagram.count
         let kind = DatagramKind(classifying: datagram)
@@ -301,7 +308,9 @@ public final class MediaServer {
             handle(s.dtls.receive(datagram: datagram, now: now), session: s, now: now, into: &out)
         case .rtp, .rtcp:
             guard let s = session(at: source) else { return }
-            receiveMedia(datagram, rtcp: kind == .rtcp, session: s, now: now, into: &out)
+            var packet: [UInt8] = []
+            swap(&packet, &datagram)
+            receiveMedia(packet, rtcp: kind == .rtcp, session: s, now: now, into: &out)
         default:
             counters.unknownKind += 1
         }
@@ -570,7 +579,7 @@ public final class MediaServer {
     }
 
     /// SRTP or SRTCP from a session: decrypted once, then into the room.
-    private func receiveMedia(_ datagram: [UInt8], rtcp: Bool, session s: Session, now: UInt64, into out: inout [Datagram]) {
+    private func receiveMedia(_ datagram: consuming [UInt8], rtcp: Bool, session s: Session, now: UInt64, into out: inout [Datagram]) {
         guard let srtp = s.srtpIn else {
             counters.notReady += 1
             return
