@@ -47,7 +47,8 @@ public enum MediaAPI {
                 }
                 return Response(status: .ok)
             }
-            router.patch("\(base)/:room/:session") { _, _ -> Response in
+            router.patch("\(base)/:room/:session") { _, context -> Response in
+                _ = try roomName(context)
                 // RFC 9725 §4.3.1: a resource that supports neither trickle ICE nor ICE restarts
                 // answers PATCH with 405.
                 var error = APIError(.methodNotAllowed, code: "method_not_allowed",
