@@ -18,8 +18,10 @@ import Testing
         #expect(text.contains("LMDB"))
     }
 
-    @Test func libsrtp2Initialises() {
-        #expect(srtp_init() == srtp_err_status_ok)
+    /// srtp_init() itself belongs to RTC's `LibSRTP` (once per process, under a lock); calling it
+    /// here too would race with the RTC tests running in the same process.
+    @Test func libsrtp2IsVersion2() {
+        #expect(srtp_get_version() >= 0x0200_0000)
         let version = String(cString: srtp_get_version_string())
         #expect(version.contains("libsrtp2"))
     }
