@@ -49,6 +49,11 @@ let package = Package(
         ),
 
         .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
+        // The registry's gossip policy (validation pipeline, parameters, dial planner), shared
+        // by the production shell (Node) and the simulator.
+        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub"]),
+        // The simulator: virtual clock, simulated links, scenarios, reports (Specs/simulation.md).
+        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip"]),
 
         // MARK: adapters
         .target(
@@ -76,7 +81,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
+                "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RegistryGossip",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -89,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "drtc",
             dependencies: [
-                "Node", "Identity",
+                "Node", "Identity", "Simulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -97,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "drtc-bench",
             dependencies: [
-                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
+                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -125,6 +130,7 @@ let package = Package(
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [

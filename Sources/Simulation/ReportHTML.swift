@@ -1,0 +1,5 @@
+public enum ReportHTML {
+    public static func render(_ r: SimReport, run: RunInfo) -> String {
+        "<html><body><pre>\(r.json())</pre></body></html>"
+    }
+}
