@@ -48,7 +48,11 @@ public enum RegistryGossip {
         if record.expiresAtMs <= now { return (.reject("record_replayed"), nil) }
         switch outcome(record) {
         case .accepted: return (.accept, record)
-        case .duplicate: return (.ignore("record_duplicate"), nil)
+        // Already held, typically learned by sync while this message travelled: still a
+        // valid, fresh message, so it is delivered (the merge is a no-op) and forwarded.
+        // Ignoring it would cut the gossip flood wherever sync got there first
+        // (`drtc sim --scenario join-storm`, Specs/simulation.md).
+        case .duplicate: return (.accept, record)
         case .stale: return (.ignore("record_stale"), nil)
         case .expired: return (.reject("record_replayed"), nil)
         }

@@ -81,12 +81,16 @@ extension Simulator {
             p.fingerprint = fingerprint
             p.knownEarlier = Int(p.index)
             p.caughtUpAt = 0
+            p.announce = AnnouncePolicy(isolated: false)
         }
         prewire()
         measureFrom = UInt64(config.warmupSeconds * 1_000_000)
         for p in peers {
             startTimers(p, publishNow: false)
-            if let t = firstRefresh[p.index] { queue.push(t, .refresh(p.index)) }
+            if let t = firstRefresh[p.index] {
+                p.nextRefreshAt = t
+                queue.push(t, .refresh(p.index))
+            }
         }
         switch config.scenario {
         case .churn:

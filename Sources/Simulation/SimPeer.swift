@@ -71,6 +71,8 @@ final class SimPeer {
     var caughtUpAt: SimTime?
     var ownRecord: SignedRecord?
     var refreshIntervalMs: UInt64 = 30_000
+    var nextRefreshAt: SimTime = 0
+    var announce = AnnouncePolicy()
     /// Partition side (partition-heal).
     var side = 0
     var attackCounter: UInt64 = 0

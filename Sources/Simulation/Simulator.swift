@@ -35,8 +35,11 @@ public final class Simulator {
     let snapshots = SnapshotMemo()
     var nextConnectionID: UInt32 = 1
     var updates: [TrackedUpdate] = []
+    var updateHLC: [HLC] = []
     var updateByMessage: [MessageID: Int32] = [:]
     var updateByRecord: [SyncID: Int32] = [:]
+    /// Tracked updates by node, oldest first: a newer version being live makes an older one live.
+    var updatesByNode: [PeerID: [Int32]] = [:]
     var bootstrap: [Int32] = []
     var partitioned = false
     /// Measurement window start (after the warm-up).
@@ -153,6 +156,9 @@ public final class Simulator {
             guard p.alive else { return }
             execute(p, p.router.heartbeat(now: nowMs), accepted: [:])
             if p.role == .flooder && now >= measureFrom { floodAttack(p) }
+            if p.role == .honest && !p.leaving && p.announce.shouldAnnounce(meshPeers: p.router.mesh[RegistryGossip.topic]?.count ?? 0) {
+                publishOwn(p, status: .active)
+            }
             queue.push(now + config.heartbeatMs * 1000, .heartbeat(i))
         case .forwards(let i):
             let p = peers[Int(i)]
@@ -161,9 +167,8 @@ public final class Simulator {
             execute(p, p.router.flushForwards(now: nowMs), accepted: [:])
         case .refresh(let i):
             let p = peers[Int(i)]
-            guard p.alive, !p.leaving, p.role == .honest else { return }
+            guard p.alive, !p.leaving, p.role == .honest, now >= p.nextRefreshAt else { return }
             publishOwn(p, status: .active)
-            queue.push(now + p.refreshIntervalMs * 1000, .refresh(i))
         case .maintain(let i):
             let p = peers[Int(i)]
             guard p.alive, !p.leaving else { return }
@@ -202,6 +207,10 @@ public final class Simulator {
         let live = p.replica.table.liveCount(nowMs: nowMs)
         let schedule = LivenessRule.schedule(baseInterval: config.refreshIntervalSeconds, baseTTL: config.ttlSeconds, liveRecords: live)
         p.refreshIntervalMs = UInt64(schedule.interval) * 1000
+        if status == .active {
+            p.nextRefreshAt = now + p.refreshIntervalMs * 1000
+            queue.push(p.nextRefreshAt, .refresh(p.index))
+        }
         let hlc = p.replica.nextTimestamp(nowMs: nowMs)
         let record = makeRecord(p, hlc: hlc, status: status, schedule: schedule)
         p.ownRecord = record
@@ -222,6 +231,8 @@ public final class Simulator {
         updates.append(TrackedUpdate(origin: origin, publishedAt: now, liveAfter: live, copies: [UInt8](repeating: 0, count: peers.count)))
         updateByMessage[message] = u
         updateByRecord[record.syncID] = u
+        updatesByNode[record.nodeID, default: []].append(u)
+        updateHLC.append(record.hlc)
     }
 
     /// Merges a verified record into a peer's replica and keeps the measurements.
@@ -233,9 +244,11 @@ public final class Simulator {
         if record.hlc.wallMs + Self.settleMs > nowMs {
             p.recent.append(RecentMerge(wallMs: record.hlc.wallMs, added: record.syncID, removed: previous?.syncID))
         }
-        if let u = updateByRecord[record.syncID] {
+        if let tracked = updatesByNode[record.nodeID] {
             let i = Int(p.index)
-            if i < updates[Int(u)].liveAfter.count, updates[Int(u)].liveAfter[i] == TrackedUpdate.pending {
+            for u in tracked.reversed() {
+                guard updateHLC[Int(u)] <= record.hlc else { continue }
+                guard i < updates[Int(u)].liveAfter.count, updates[Int(u)].liveAfter[i] == TrackedUpdate.pending else { break }
                 updates[Int(u)].liveAfter[i] = UInt32(min(now - updates[Int(u)].publishedAt, UInt64(UInt32.max - 2)))
             }
         }
