@@ -28,6 +28,7 @@ public struct SimReport: Sendable {
     public var signatureChecks = 0, signatureVerifications = 0, recordChecks = 0, recordVerifications = 0, snapshotsBuilt = 0
     /// Scenario-specific outcome, as ordered key/value pairs.
     public var outcome: [(String, Double)] = []
+    public init() {}
     /// Chart data: convergence curve (seconds since publication → share of peers live),
     /// delivery-latency CDF points, sorted per-peer bandwidth.
     public var convergenceCurve: [(t: Double, share: Double)] = []
