@@ -102,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "drtc-bench",
             dependencies: [
-                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
+                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RTC",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
