@@ -102,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "drtc-bench",
             dependencies: [
-                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RTC",
+                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RTC", "SFU",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

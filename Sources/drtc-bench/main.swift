@@ -136,7 +136,7 @@ final class Synchronization_Box<T>: @unchecked Sendable {
 }
 
 let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
-           "gossip-mesh", "registry-sync", "srtp"]
+           "gossip-mesh", "registry-sync", "srtp", "sfu-memory"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
@@ -149,6 +149,7 @@ for name in requested {
     case "gossip-mesh": try await MeshBench.gossipMesh()
     case "registry-sync": try await MeshBench.registrySync()
     case "srtp": try SRTPBench.run()
+    case "sfu-memory": try SFUMemoryBench.run()
     default:
         FileHandle.standardError.write(Data("unknown benchmark '\(name)'; known: \(all.joined(separator: ", "))\n".utf8))
         exit(2)
