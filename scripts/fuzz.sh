@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets in Fuzz/ against the real Libp2p, Gossipsub and Registry modules
-# and runs each one.
+# Builds the libFuzzer targets in Fuzz/ against the real Libp2p, Gossipsub, Registry, RTC and SFU
+# modules and runs each one.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (make fuzz FUZZ_SECONDS=300)
 # The package modules are compiled with -sanitize=fuzzer,address into .build-fuzz/, then each
 # Fuzz/<Name>.swift is linked with libFuzzer's main. Crashes land in fuzz-out/<Name>/; add each
@@ -10,20 +10,26 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-120}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(MultiaddrFuzz MultistreamFuzz NoiseFrameFuzz YamuxFrameFuzz GossipRPCFuzz RegistrySyncFuzz)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(MultiaddrFuzz MultistreamFuzz NoiseFrameFuzz YamuxFrameFuzz GossipRPCFuzz RegistrySyncFuzz
+                                STUNFuzz RTPFuzz SDPFuzz)
 
 SCRATCH=.build-fuzz
-for module in Libp2p Gossipsub Registry; do
+for module in Libp2p Gossipsub Registry RTC SFU; do
     swift build -c release --scratch-path "$SCRATCH" --target "$module" \
         -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
 done
 BIN="$SCRATCH/release"
-OBJECTS=$(find "$BIN/Libp2p.build" "$BIN/Gossipsub.build" "$BIN/Registry.build" "$BIN/Identity.build" "$BIN/SwiftProtobuf.build" -name '*.o')
+OBJECTS=$(find "$BIN/Libp2p.build" "$BIN/Gossipsub.build" "$BIN/Registry.build" "$BIN/Identity.build" "$BIN/SwiftProtobuf.build" \
+    "$BIN/RTC.build" "$BIN/SFU.build" -name '*.o')
 mkdir -p fuzz-out
+# Swift's own crash backtracer faults under ASan ("unknown-crash in memserver_read") and hides
+# the trap; without it libFuzzer prints the real stack.
+export SWIFT_BACKTRACE=enable=no
 for target in "${TARGETS[@]}"; do
     exe="fuzz-out/$target"
-    swiftc -O -parse-as-library -sanitize=fuzzer,address -I "$BIN/Modules" -I Sources/CSodium \
-        "Fuzz/$target.swift" $OBJECTS -lsodium -o "$exe" 2> >(grep -v "Cannot export local symbol" >&2)
+    # RTC links OpenSSL (DTLS, the EVP SRTP protector) and libsrtp2; their module maps sit beside CSodium's.
+    swiftc -O -parse-as-library -sanitize=fuzzer,address -I "$BIN/Modules" -I Sources/CSodium -I Sources/COpenSSL -I Sources/CSRTP \
+        "Fuzz/$target.swift" $OBJECTS -lsodium -lssl -lcrypto -lsrtp2 -o "$exe" 2> >(grep -v "Cannot export local symbol" >&2)
     corpus="fuzz-out/$target-corpus"
     mkdir -p "$corpus" "fuzz-out/$target-crashes"
     [ -d "Fixtures/fuzz-regressions/$target" ] && cp -n Fixtures/fuzz-regressions/"$target"/* "$corpus"/ 2>/dev/null || true

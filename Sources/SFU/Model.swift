@@ -75,6 +75,14 @@ public struct RoomConfiguration: Hashable, Sendable {
     public var audioRetransmissionPackets = 64
     /// Older packets are neither retransmitted nor kept in memory.
     public var retransmissionMaxAgeMs: Int64 = 1000
+    /// Heap bytes one incoming video SSRC may keep for retransmission (the oldest packets go
+    /// first), so a publisher's buffers cost the same at any bitrate: the ≤ 200 KiB per consumer
+    /// budget must hold with a single subscriber, who then pays for the whole buffer. 144 KiB is
+    /// ~750 ms of 1.5 Mbit/s VP8 (the full `retransmissionMaxAgeMs` below ~1.1 Mbit/s): room
+    /// for a NACK and two retries, one RTT apart, at RTTs up to ~250 ms. mediasoup keeps 2 s of
+    /// video and LiveKit 500 packets (~3 s at 1.5 Mbit/s) for every track, several hundred KiB;
+    /// when a packet is no longer here the subscriber's PLI brings a keyframe instead.
+    public var videoRetransmissionBytes = 144 * 1024
     /// Per consumer: the same sequence number is retransmitted at most once in this interval.
     public var nackSameSequenceIntervalMs: Int64 = 100
     /// Per consumer: retransmissions per second (token bucket of this size, refilled continuously).

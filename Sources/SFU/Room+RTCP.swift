@@ -66,12 +66,12 @@ extension Room {
             for bit in -1..<16 where bit < 0 || pair.lostBitmask & (1 << bit) != 0 {
                 let seq = pair.packetID &+ UInt16(bit + 1)
                 counters.nackedPackets += 1
-                guard let entry = consumers[id]!.history.lookup(seq), now - entry.sentAt <= maxAge,
-                      let stored = p.layers[Int(entry.layer)].buffer.packet(entry.sourceSequence, now: now, maxAge: maxAge) else {
+                guard let entry = consumers[id]!.history.lookup(seq, now: now), entry.age <= maxAge, p.layers.indices.contains(entry.layer),
+                      let stored = p.layers[entry.layer].buffer.packet(entry.sourceSequence, now: now, maxAge: maxAge) else {
                     counters.nackUnknownOrTooOld += 1
                     continue
                 }
-                if entry.lastRetransmitAt != .min, now - entry.lastRetransmitAt < configuration.nackSameSequenceIntervalMs {
+                if let since = entry.sinceRetransmit, since < configuration.nackSameSequenceIntervalMs {
                     counters.nackRateLimited += 1
                     continue
                 }

@@ -39,16 +39,21 @@ public struct ConsumerStats: Hashable, Sendable {
     public var bitrateBudget: Int?
 }
 
-/// Heap estimate for the memory target (≤ 200 KiB per consumer, buffer share included).
+/// Heap use for the memory target (≤ 200 KiB per consumer, buffer share included).
 public struct MemoryFootprint: Hashable, Sendable {
+    /// Producers' retransmission rings and the packets they hold.
     public var retransmissionBufferBytes: Int
+    /// Producer states (their dictionary slots), layer arrays and bitrate meters.
     public var producerStateBytes: Int
+    /// Consumer states (their dictionary slots), sent-packet histories and extension remap tables.
     public var consumerStateBytes: Int
+    /// Transport states: SSRC routing tables and ID lists.
+    public var transportStateBytes: Int
     public var consumers: Int
-    /// Consumer state plus an equal share of all producer state and buffers.
-    public var bytesPerConsumer: Int {
-        consumers == 0 ? 0 : (retransmissionBufferBytes + producerStateBytes + consumerStateBytes) / consumers
-    }
+
+    public var totalBytes: Int { retransmissionBufferBytes + producerStateBytes + consumerStateBytes + transportStateBytes }
+    /// Everything divided equally among the consumers (each (subscriber, track) pair is one).
+    public var bytesPerConsumer: Int { consumers == 0 ? 0 : totalBytes / consumers }
 }
 
 public struct Room: Sendable {
@@ -104,9 +109,12 @@ public struct Room: Sendable {
         }
         let id = ProducerID(nextProducer)
         nextProducer += 1
-        let capacity = description.kind == .video ? configuration.videoRetransmissionPackets : configuration.audioRetransmissionPackets
+        let video = description.kind == .video
+        let capacity = video ? configuration.videoRetransmissionPackets : configuration.audioRetransmissionPackets
+        let maxBytes = video ? configuration.videoRetransmissionBytes : .max
         let layers = description.layers.map {
-            ProducerLayer(rid: $0.rid, ssrc: $0.ssrc, rtxSSRC: $0.rtxSSRC, buffer: RetransmissionBuffer(capacity: capacity))
+            ProducerLayer(rid: $0.rid, ssrc: $0.ssrc, rtxSSRC: $0.rtxSSRC,
+                          buffer: RetransmissionBuffer(capacity: capacity, maxBytes: maxBytes))
         }
         producers[id] = ProducerState(id: id, transport: transport, description: description, layers: layers)
         transports[transport]!.producers.append(id)
@@ -289,24 +297,51 @@ public struct Room: Sendable {
         producers[id]?.layers.map(\.ssrc) ?? []
     }
 
+    /// Heap bytes of the room's state, counted from the real capacities of its arrays and
+    /// dictionaries (see `HeapSize`); short strings (RIDs, mids) are stored inline and cost nothing.
     public func memoryFootprint() -> MemoryFootprint {
         var buffers = 0
-        var producerBytes = 0
+        var producerBytes = HeapSize.dictionary(producers)
         for p in producers.values {
-            producerBytes += MemoryLayout<ProducerState>.stride + p.consumers.capacity * 4
+            producerBytes += HeapSize.array(p.layers) + HeapSize.array(p.consumers) + HeapSize.array(p.description.layers)
             for l in p.layers {
                 buffers += l.buffer.memoryBytes
-                producerBytes += MemoryLayout<ProducerLayer>.stride + 2 * BitrateMeter.buckets * 8 + 64
+                producerBytes += l.meter.memoryBytes
             }
         }
-        var consumerBytes = 0
+        var consumerBytes = HeapSize.dictionary(consumers)
         for c in consumers.values {
-            // State, history ring, remap table, and a slot in three dictionaries/arrays.
-            consumerBytes += MemoryLayout<ConsumerState>.stride + c.history.memoryBytes
-                + (c.remap.isPassthrough ? 0 : 256 + 32) + 3 * 16
+            consumerBytes += c.history.memoryBytes + HeapSize.array(c.remap.table)
+                + (c.description.extensionIDs.map(HeapSize.dictionary) ?? 0)
+        }
+        var transportBytes = HeapSize.dictionary(transports) + HeapSize.array(transportOrder)
+        for t in transports.values {
+            transportBytes += HeapSize.array(t.producers) + HeapSize.array(t.consumers)
+                + HeapSize.dictionary(t.routes) + HeapSize.dictionary(t.consumerBySSRC)
         }
         return MemoryFootprint(retransmissionBufferBytes: buffers, producerStateBytes: producerBytes,
-                               consumerStateBytes: consumerBytes, consumers: consumers.count)
+                               consumerStateBytes: consumerBytes, transportStateBytes: transportBytes, consumers: consumers.count)
+    }
+}
+
+/// Heap bytes of Swift's native collections, from their real capacities. An array is one heap
+/// object: a 32-byte header, then `capacity` elements. A native dictionary is one object with a
+/// header, an occupancy bitmap and key and value arrays of `buckets` slots each, where `buckets`
+/// is the power of two whose 3/4 is its `capacity` (the stdlib's maximum load factor). Empty
+/// collections share a static singleton and cost nothing.
+enum HeapSize {
+    static let objectHeaderBytes = 32
+    static let dictionaryHeaderBytes = 80
+
+    static func array<T>(_ a: [T]) -> Int {
+        a.capacity == 0 ? 0 : objectHeaderBytes + a.capacity * MemoryLayout<T>.stride
+    }
+
+    static func dictionary<K, V>(_ d: [K: V]) -> Int {
+        guard d.capacity > 0 else { return 0 }
+        var buckets = 1
+        while buckets * 3 / 4 < d.capacity { buckets <<= 1 }
+        return dictionaryHeaderBytes + (buckets + 63) / 64 * 8 + buckets * (MemoryLayout<K>.stride + MemoryLayout<V>.stride)
     }
 }
 

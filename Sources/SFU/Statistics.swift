@@ -133,6 +133,8 @@ struct BitrateMeter: Sendable {
         bytes[slot] += count
     }
 
+    var memoryBytes: Int { HeapSize.array(bytes) + HeapSize.array(epochs) }
+
     /// Bits per second over the window ending at `now`.
     func bitsPerSecond(now: Int64) -> Int {
         let epoch = now / Self.bucketMs
@@ -145,27 +147,45 @@ struct BitrateMeter: Sendable {
 }
 
 /// The last packets of one incoming SSRC, indexed by sequence number modulo a power of two.
-/// It keeps the received arrays themselves (shared, copy-on-write), so storing is free.
+///
+/// What it holds is bounded twice: by age (`maxAge`, older packets are dropped as new ones come
+/// and on every report tick) and by bytes (`maxBytes`, the oldest go first), so a layer's buffer
+/// costs at most `maxBytes` whatever the publisher's bitrate. Packets are kept as arrays sized to
+/// the packet: one that arrives with spare capacity (the SRTP tag removed in place, a receive
+/// buffer) is copied down to its length first, otherwise the received array itself is kept
+/// (copy-on-write, so storing is free). `heldBytes` counts real capacities plus array headers.
 struct RetransmissionBuffer: Sendable {
+    /// Spare capacity above which a packet is copied down to its length before it is kept.
+    static let compactionSlack = 16
+
     private var packets: [[UInt8]]
     private var sequences: [UInt16]
     private var arrivals: [Int64]
     private let mask: Int
+    /// The cap on `heldBytes`.
+    let maxBytes: Int
+    /// Heap bytes of the packets held now.
+    private(set) var heldBytes = 0
     /// Newest stored sequence number, and the oldest one not yet examined for expiry.
     private var head: UInt16 = 0
     private var tail: UInt16 = 0
     private var isEmpty = true
 
-    init(capacity: Int) {
+    init(capacity: Int, maxBytes: Int = .max) {
         var size = 1
         while size < max(1, capacity) { size <<= 1 }
         packets = Array(repeating: [], count: size)
         sequences = Array(repeating: 0, count: size)
         arrivals = Array(repeating: .min, count: size)
         mask = size - 1
+        self.maxBytes = maxBytes
     }
 
     var capacity: Int { mask + 1 }
+
+    static func footprint(_ packet: [UInt8]) -> Int {
+        HeapSize.array(packet)
+    }
 
     /// True if this sequence number is already held (a duplicate).
     func contains(_ seq: UInt16, now: Int64, maxAge: Int64) -> Bool {
@@ -173,13 +193,24 @@ struct RetransmissionBuffer: Sendable {
         return sequences[i] == seq && arrivals[i] != .min && now - arrivals[i] <= maxAge
     }
 
-    /// Stores a packet and frees a few expired ones from the tail, so the ring holds about
-    /// `maxAge` worth of media rather than `capacity` packets.
+    /// Stores a packet, then frees a few expired ones from the tail (so the ring holds about
+    /// `maxAge` worth of media rather than `capacity` packets) and as many of the oldest as it
+    /// takes to stay within `maxBytes`.
     mutating func store(_ packet: [UInt8], sequence seq: UInt16, now: Int64, maxAge: Int64) {
+        if !isEmpty, Int16(bitPattern: seq &- tail) < 0 {
+            // Reordered behind the oldest packet held: keep it only if the ring still spans it.
+            guard Int(head &- seq) < capacity else { return }
+            tail = seq
+        }
         let i = Int(seq) & mask
-        packets[i] = packet
+        if arrivals[i] != .min { release(i) }  // the slot still holds the packet `capacity` numbers back
+        let kept = packet.capacity - packet.count >= Self.compactionSlack ? Array(unsafeUninitializedCapacity: packet.count) { b, n in
+            n = b.initialize(fromContentsOf: packet)
+        } : packet
+        packets[i] = kept
         sequences[i] = seq
         arrivals[i] = now
+        heldBytes += Self.footprint(kept)
         if isEmpty {
             head = seq
             tail = seq
@@ -194,12 +225,24 @@ struct RetransmissionBuffer: Sendable {
             let t = Int(tail) & mask
             if sequences[t] == tail, arrivals[t] != .min {
                 if arrivals[t] >= cutoff { break }
-                packets[t] = []
-                arrivals[t] = .min
+                release(t)
             }
             tail &+= 1
             steps += 1
         }
+        // Each step frees a slot that a later store would otherwise have to, so this is O(1)
+        // amortised per packet.
+        while heldBytes > maxBytes, tail != head {
+            let t = Int(tail) & mask
+            if sequences[t] == tail, arrivals[t] != .min { release(t) }
+            tail &+= 1
+        }
+    }
+
+    private mutating func release(_ i: Int) {
+        heldBytes -= Self.footprint(packets[i])
+        packets[i] = []
+        arrivals[i] = .min
     }
 
     func packet(_ seq: UInt16, now: Int64, maxAge: Int64) -> [UInt8]? {
@@ -211,29 +254,44 @@ struct RetransmissionBuffer: Sendable {
     /// Frees packets too old to be worth retransmitting.
     mutating func evict(olderThan cutoff: Int64) {
         for i in 0...mask where arrivals[i] != .min && arrivals[i] < cutoff {
-            packets[i] = []
-            arrivals[i] = .min
+            release(i)
         }
     }
 
-    /// Heap bytes held: packet storage plus the ring's own arrays.
+    /// Heap bytes: the packets held plus the ring's own three arrays, at their real capacities.
     var memoryBytes: Int {
-        var total = capacity * (MemoryLayout<[UInt8]>.stride + 2 + 8)
-        for p in packets where p.capacity > 0 { total += p.capacity + 32 }  // 32: array header
-        return total
+        heldBytes + HeapSize.array(packets) + HeapSize.array(sequences) + HeapSize.array(arrivals)
     }
 }
 
 /// What a consumer sent, by outgoing sequence number, so a NACK can find the source packet.
+/// One 20-byte entry per packet (this ring is per consumer, so it is most of a consumer's own
+/// memory): times are kept as the low 32 bits of the millisecond clock and compared by wrapping
+/// difference, exact for ages under 49 days; an older entry can only ever look younger, and the
+/// retransmission buffer's own 64-bit arrival times still refuse its packet.
 struct SentPacketHistory: Sendable {
     struct Entry: Sendable {
         var outgoingSequence: UInt16 = 0
         var sourceSequence: UInt16 = 0
         var layer: UInt8 = 0
-        var valid = false
+        var flags: UInt8 = 0
         var outgoingTimestamp: UInt32 = 0
-        var sentAt: Int64 = 0
-        var lastRetransmitAt: Int64 = .min
+        var sentAt: UInt32 = 0
+        var lastRetransmitAt: UInt32 = 0
+
+        static let valid: UInt8 = 1
+        static let retransmitted: UInt8 = 2
+    }
+
+    /// One sent packet, with its times as ages relative to the `now` of the lookup.
+    struct Sent: Sendable {
+        var sourceSequence: UInt16
+        var layer: Int
+        var outgoingTimestamp: UInt32
+        /// Milliseconds since it was sent.
+        var age: Int64
+        /// Milliseconds since it was last retransmitted, if it was.
+        var sinceRetransmit: Int64?
     }
 
     private(set) var entries: [Entry]
@@ -246,20 +304,27 @@ struct SentPacketHistory: Sendable {
         mask = size - 1
     }
 
+    private static func low(_ ms: Int64) -> UInt32 { UInt32(truncatingIfNeeded: ms) }
+
     mutating func record(outgoing: UInt16, source: UInt16, layer: Int, timestamp: UInt32, now: Int64) {
         entries[Int(outgoing) & mask] = Entry(outgoingSequence: outgoing, sourceSequence: source,
-                                              layer: UInt8(truncatingIfNeeded: layer), valid: true,
-                                              outgoingTimestamp: timestamp, sentAt: now)
+                                              layer: UInt8(truncatingIfNeeded: layer), flags: Entry.valid,
+                                              outgoingTimestamp: timestamp, sentAt: Self.low(now))
     }
 
-    func lookup(_ outgoing: UInt16) -> Entry? {
+    func lookup(_ outgoing: UInt16, now: Int64) -> Sent? {
         let e = entries[Int(outgoing) & mask]
-        return e.valid && e.outgoingSequence == outgoing ? e : nil
+        guard e.flags & Entry.valid != 0, e.outgoingSequence == outgoing else { return nil }
+        let nowLow = Self.low(now)
+        return Sent(sourceSequence: e.sourceSequence, layer: Int(e.layer), outgoingTimestamp: e.outgoingTimestamp,
+                    age: Int64(nowLow &- e.sentAt),
+                    sinceRetransmit: e.flags & Entry.retransmitted != 0 ? Int64(nowLow &- e.lastRetransmitAt) : nil)
     }
 
     mutating func markRetransmitted(_ outgoing: UInt16, at now: Int64) {
-        entries[Int(outgoing) & mask].lastRetransmitAt = now
+        entries[Int(outgoing) & mask].lastRetransmitAt = Self.low(now)
+        entries[Int(outgoing) & mask].flags |= Entry.retransmitted
     }
 
-    var memoryBytes: Int { entries.capacity * MemoryLayout<Entry>.stride + 32 }
+    var memoryBytes: Int { HeapSize.array(entries) }
 }

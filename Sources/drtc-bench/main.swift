@@ -136,7 +136,7 @@ final class Synchronization_Box<T>: @unchecked Sendable {
 }
 
 let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
-           "gossip-mesh", "registry-sync", "sfu-forward", "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k"]
+           "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
@@ -148,6 +148,8 @@ for name in requested {
     case "idle-connection-memory": try await IdleMemoryBench.run()
     case "gossip-mesh": try await MeshBench.gossipMesh()
     case "registry-sync": try await MeshBench.registrySync()
+    case "srtp": try SRTPBench.run()
+    case "sfu-memory": try SFUMemoryBench.run()
     case "sfu-forward": try await MediaBench.run()
     case "sim-steady-10k": await SimBench.steady10k(forwardDelayMs: 5)
     case "sim-steady-10k-fd60": await SimBench.steady10k(forwardDelayMs: 60)

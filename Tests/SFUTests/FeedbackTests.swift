@@ -140,4 +140,55 @@ import RTC
         #expect(sr.octetCount == 20 * 1200)  // payload octets only (RFC 3550 §6.4.1)
         #expect(h.room.consumerStats(c)?.packetsSent == 20)
     }
+
+    /// A publisher at 1.5 Mbit/s in 1,200-byte packets (~156 packets/s, 30 fps) for `seconds`,
+    /// forwarded to the consumer on transport 2; returns what the consumer got, by arrival time.
+    func publish(_ h: inout Harness, bitrate: Int = 1_500_000, seconds: Int64 = 2) -> [(Int64, [UInt8])] {
+        let perSecond = bitrate / (1200 * 8)
+        var sent: [(Int64, [UInt8])] = []
+        var seq: UInt16 = 7000
+        for ms in stride(from: Int64(0), to: seconds * 1000, by: 1) where (ms * Int64(perSecond)) / 1000 != ((ms - 1) * Int64(perSecond)) / 1000 {
+            let i = Int(seq &- 7000)
+            var b = rtp(ssrc: 0x1111, seq: seq, ts: UInt32(ms * 90), payload: i == 0 ? VP8.keyframe(1200) : VP8.delta(1200, fill: UInt8(i & 0xFF)))
+            b.reserveCapacity(b.count + 16)  // as SRTP leaves it: the tag removed in place
+            for o in h.rtp(1, b, t0 + ms).rtp(to: 2) { sent.append((t0 + ms, o)) }
+            seq &+= 1
+            if ms % 100 == 0 { _ = h.tick(t0 + ms) }
+        }
+        return sent
+    }
+
+    /// The byte budget shortens the window at 1.5 Mbit/s to ~750 ms, which still covers a NACK
+    /// sent ~500 ms after the packet (a loss detected late plus a retry or two).
+    @Test func nackForAPacket500msOldAt1500kbpsIsAnswered() throws {
+        var (h, _, _) = try setUp(rtx: false, packets: 1)
+        let sent = publish(&h)
+        let now = sent.last!.0
+        let old = sent.last { now - $0.0 >= 500 }!
+        let oldSequence = try RTPPacket(decoding: old.1).sequenceNumber
+        #expect(h.rtcp(2, [nack([oldSequence])], now).rtp(to: 2) == [old.1])
+        // 900 ms back is within the 1 s age limit but past the byte budget at this rate: gone.
+        let older = sent.last { now - $0.0 >= 900 }!
+        #expect(h.rtcp(2, [nack([try RTPPacket(decoding: older.1).sequenceNumber])], now).rtp(to: 2).isEmpty)
+        #expect(h.room.counters.nackUnknownOrTooOld == 1)
+        let m = h.room.memoryFootprint()
+        #expect(m.retransmissionBufferBytes <= RoomConfiguration().videoRetransmissionBytes + 16 * 1024)
+    }
+
+    /// Whatever the bitrate, a video layer keeps at most `videoRetransmissionBytes` of packets,
+    /// stored at their length even when they arrive in larger arrays; at a low bitrate the age
+    /// limit binds first.
+    @Test func retransmissionBufferIsBoundedByBytesAndAge() throws {
+        var config = RoomConfiguration()
+        config.videoRetransmissionBytes = 64 * 1024
+        var (fast, _, _) = try setUp(rtx: false, config, packets: 1)
+        _ = publish(&fast, bitrate: 6_000_000)
+        let layer = fast.room.producers[ProducerID(1)]!.layers[0].buffer
+        #expect(layer.heldBytes <= 64 * 1024 && layer.heldBytes > 60 * 1024)
+        var (slow, _, _) = try setUp(rtx: false, packets: 1)
+        _ = publish(&slow, bitrate: 200_000)
+        let held = slow.room.producers[ProducerID(1)]!.layers[0].buffer.heldBytes
+        // ~21 packets/s for the 1 s age limit, each held in an array of about its 1,212 bytes.
+        #expect(held > 18 * 1212 && held < 24 * 1300)
+    }
 }

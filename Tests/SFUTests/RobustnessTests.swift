@@ -84,4 +84,37 @@ import RTC
         print("memory: consumers=\(n) buffers=\(m.retransmissionBufferBytes) producer=\(m.producerStateBytes) consumerState=\(m.consumerStateBytes) perConsumer=\(m.bytesPerConsumer / 1024) KiB")
         if n >= 3 { #expect(m.bytesPerConsumer <= 200 * 1024) }
     }
+
+    /// The worst case for the per-consumer budget: a single subscriber of a 1.5 Mbit/s VP8 +
+    /// Opus publisher pays for both retransmission buffers alone. Packets arrive with the spare
+    /// capacity SRTP unprotect leaves, which the buffer must not keep.
+    @Test func oneSubscriberOfVP8AndOpusStaysWithin200KiB() throws {
+        var h = Harness()
+        let video = try h.producer(1, vp8Producer())
+        let audio = try h.producer(1, ProducerDescription(kind: .audio, codec: .opus, payloadType: 111, clockRate: 48000,
+                                                          layers: [.init(ssrc: 0x2222)]))
+        _ = try h.consumer(2, video, ConsumerDescription(ssrc: 0xC0, payloadType: 96, rtxSSRC: 0xC1, rtxPayloadType: 97,
+                                                         extensionIDs: [3: 5]), t0)
+        _ = try h.consumer(2, audio, ConsumerDescription(ssrc: 0xC2, payloadType: 111), t0)
+        var videoSeq: UInt16 = 0, audioSeq: UInt16 = 0
+        for ms in Int64(0)..<2000 {
+            func send(_ bytes: [UInt8]) {
+                var b = bytes
+                b.reserveCapacity(b.count + 16)
+                _ = h.rtp(1, b, t0 + ms)
+            }
+            if (ms * 156) / 1000 != ((ms - 1) * 156) / 1000 {  // 156 x 1,200-byte packets/s = 1.5 Mbit/s
+                send(rtp(ssrc: 0x1111, seq: videoSeq, ts: UInt32(ms * 90), payload: videoSeq == 0 ? VP8.keyframe(1200) : VP8.delta(1200)))
+                videoSeq &+= 1
+            }
+            if ms % 20 == 0 {
+                send(rtp(ssrc: 0x2222, seq: audioSeq, ts: UInt32(ms * 48), pt: 111, payload: [UInt8](repeating: 0xAB, count: 80)))
+                audioSeq &+= 1
+            }
+            if ms % 100 == 0 { _ = h.tick(t0 + ms) }
+        }
+        let m = h.room.memoryFootprint()
+        #expect(h.room.counters.rtpForwarded > 300)
+        #expect(m.totalBytes <= 200 * 1024, "\(m)")
+    }
 }

@@ -498,6 +498,7 @@ public enum RTCPPacket: Hashable, Sendable {
 
     func encode(into out: inout [UInt8]) {
         var body: [UInt8] = []
+        var padded = false
         let count: UInt8
         let type: UInt8
         switch self {
@@ -589,9 +590,18 @@ public enum RTCPPacket: Hashable, Sendable {
             type = raw.packetType
             count = raw.count & 0x1F
             body = raw.body
+            // A body that is not whole words came with padding (RFC 3550 §6.4.1, P bit): pad it
+            // the same way, the last octet counting the padding, so it decodes to the same
+            // bytes; zero-filling would lengthen the body.
+            if body.count % 4 != 0 {
+                let padding = 4 - body.count % 4
+                body.append(contentsOf: repeatElement(0, count: padding - 1))
+                body.append(UInt8(padding))
+                padded = true
+            }
         }
         body.padToWord()
-        out.append(2 << 6 | count)
+        out.append(2 << 6 | (padded ? 0x20 : 0) | count)
         out.append(type)
         out.appendUInt16(UInt16(truncatingIfNeeded: body.count / 4))
         out.append(contentsOf: body)

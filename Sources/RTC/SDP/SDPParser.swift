@@ -28,6 +28,11 @@ extension SessionDescription {
             func bad(_ why: String) -> SDPError {
                 SDPError(.malformedLine, "line \(lineNumber) '\(line.prefix(80))': \(why)")
             }
+            // RFC 8866 §9: values are byte-strings, which exclude NUL, CR and LF. A bare CR kept
+            // in a value would end the line when the description is serialized again.
+            if line.utf8.contains(where: { $0 == 0x0D || $0 == 0x00 }) {
+                throw bad("contains a NUL or a CR that does not end the line (RFC 8866 §9 byte-string)")
+            }
             let chars = Array(line.utf8.prefix(2))
             guard chars.count == 2, chars[1] == UInt8(ascii: "="), (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(chars[0]) else {
                 throw bad("expected '<letter>=<value>' (RFC 8866 §5)")
