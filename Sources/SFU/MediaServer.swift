@@ -122,7 +122,8 @@ public final class MediaServer {
     private var sessions: [String: Session] = [:]
     private var byUfrag: [String: String] = [:]
     private var byAddress: [SocketAddress: String] = [:]
-    private var byTransport: [TransportID: String] = [:]
+    /// The session owning each room transport: one lookup per forwarded packet.
+    private var byTransport: [TransportID: Session] = [:]
     private var rooms: [String: RoomState] = [:]
     private var nextTransport: UInt64 = 1
     private var roomOutputs: [RoomOutput] = []
@@ -459,7 +460,7 @@ public final class MediaServer {
     private func register(_ s: Session) {
         sessions[s.id] = s
         byUfrag[s.ice.localUfrag] = s.id
-        byTransport[s.transport] = s.id
+        byTransport[s.transport] = s
         counters.sessionsCreated += 1
     }
 
@@ -618,7 +619,7 @@ public final class MediaServer {
     }
 
     private func protectAndSend(_ packet: [UInt8], on t: TransportID, rtcp: Bool, into out: inout [Datagram]) {
-        guard let s = byTransport[t].flatMap({ sessions[$0] }), let srtp = s.srtpOut, let a = s.address else {
+        guard let s = byTransport[t], let srtp = s.srtpOut, let a = s.address else {
             counters.notReady += 1
             return
         }
