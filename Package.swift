@@ -49,6 +49,11 @@ let package = Package(
         ),
 
         .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
+        // The registry's gossip policy (validation pipeline, parameters, dial planner), shared
+        // by the production shell (Node) and the simulator.
+        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub"]),
+        // The simulator: virtual clock, simulated links, scenarios, reports (Specs/simulation.md).
+        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip"]),
 
         // STUN, ICE-lite, DTLS (OpenSSL memory BIOs), SRTP (libsrtp2), SDP, RTP/RTCP: value types
         // and state machines; OpenSSL and libsrtp2 only ever see memory buffers.
@@ -91,7 +96,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
+                "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RegistryGossip",
                 "RTC", "SFU", "MediaNIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -105,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "drtc",
             dependencies: [
-                "Node", "Identity",
+                "Node", "Identity", "Simulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -113,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "drtc-bench",
             dependencies: [
-                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub",
+                "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
                 "RTC", "SFU", "MediaNIO",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,6 +150,7 @@ let package = Package(
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [

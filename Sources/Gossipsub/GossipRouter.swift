@@ -54,6 +54,10 @@ public struct GossipCounters: Sendable, Equatable {
 /// with thresholds, IDONTWANT, and StrictSign.
 public struct GossipRouter {
     public typealias Validator = (GossipMessage, _ from: PeerID) -> ValidationResult
+    /// The StrictSign check (production: `StrictSign.verify`). The simulator injects a memoised
+    /// one: thousands of routers in one process verify the same signed bytes
+    /// (Specs/simulation.md "Signatures").
+    public typealias SignatureCheck = (GossipMessage) -> StrictSign.Failure?
 
     struct Peer {
         var protocolID: GossipProtocol
@@ -70,6 +74,7 @@ public struct GossipRouter {
     public private(set) var parameters: GossipParameters
     public let thresholds: ScoreThresholds
     private let signer: Ed25519KeyPair?
+    private let checkSignature: SignatureCheck
     private var rng: SplitMix64
 
     var peers: [PeerID: Peer] = [:]
@@ -101,9 +106,10 @@ public struct GossipRouter {
     ///     that a restarted node never reuses a message ID.
     public init(localPeer: PeerID, signer: Ed25519KeyPair?, parameters: GossipParameters = GossipParameters(),
                 score: ScoreParameters = ScoreParameters(), thresholds: ScoreThresholds = ScoreThresholds(),
-                seed: UInt64, seqnoStart: UInt64 = 1) {
+                seed: UInt64, seqnoStart: UInt64 = 1, checkSignature: SignatureCheck? = nil) {
         self.localPeer = localPeer
         self.signer = signer
+        self.checkSignature = checkSignature ?? { StrictSign.verify($0) }
         self.parameters = parameters
         self.thresholds = thresholds
         self.rng = SplitMix64(seed: seed)
@@ -274,7 +280,7 @@ public struct GossipRouter {
         }
         // StrictSign before anything is remembered: a forged message must not poison the seen
         // cache with the real author's ID.
-        if let failure = StrictSign.verify(message) {
+        if let failure = checkSignature(message) {
             reject(failure.rawValue, peer: peer, topic: topic)
             return
         }

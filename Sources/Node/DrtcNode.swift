@@ -6,6 +6,7 @@ import Libp2pNIO
 import Logging
 import NIOCore
 import Registry
+import RegistryGossip
 import ServiceLifecycle
 
 #if canImport(FoundationEssentials)
@@ -171,15 +172,19 @@ struct RegistryLifecycle: Service {
         let first = try await publish(.active)
         node.logger.info("published own record", metadata: ["peerId": "\(node.peerID)", "refreshIntervalSeconds": "\(first)"])
         try? await cancelWhenGracefulShutdown {
-            var interval = first
-            var sinceGC = 0
+            // Ticks every second: refresh when the interval has passed, and announce at once
+            // when the gossip mesh goes from empty to non-empty (AnnouncePolicy).
+            var nextRefresh = node.registry.clock() + UInt64(first) * 1000
+            var nextGC = node.registry.clock() + 600_000
+            var announce = AnnouncePolicy()
             while !Task.isCancelled {
-                try await Task.sleep(for: .seconds(Int(interval)))
-                let slept = Int(interval)
-                interval = try await publish(.active)
-                sinceGC += slept
-                if sinceGC >= 600 {
-                    sinceGC = 0
+                try await Task.sleep(for: .seconds(1))
+                let now = node.registry.clock()
+                if announce.shouldAnnounce(meshPeers: node.gossip.meshSize) || now >= nextRefresh {
+                    nextRefresh = now + UInt64(try await publish(.active)) * 1000
+                }
+                if now >= nextGC {
+                    nextGC = now + 600_000
                     try node.registry.collectGarbage()
                 }
             }

@@ -5,13 +5,14 @@ import Libp2p
 import Libp2pNIO
 import Logging
 import Registry
+import RegistryGossip
 import Synchronization
 
 /// The shell around the Gossipsub router and the registry sync sessions: it owns the gossip
 /// streams of every connected peer, feeds the router, and carries out its actions
 /// (STYLE.md §1). All protocol decisions are in `GossipRouter` and `RegistrySyncSession`.
 public final class MeshGossip: Sendable {
-    static let topic = "drtc/registry/1"
+    static let topic = RegistryGossip.topic
     /// Frames queued for one peer beyond which further RPCs to it are dropped (the peer is not
     /// reading; gossip and anti-entropy repair what it misses).
     static let maxQueuedBytes = 8 << 20
@@ -53,21 +54,10 @@ public final class MeshGossip: Sendable {
             seed: UInt64.random(in: .min ... .max), seqnoStart: clock() &* 1_000_000))
     }
 
-    /// The spec's parameters, plus a 5 ms forward delay: with it, IDONTWANT cuts duplicates
-    /// per delivery from ~4.6 to ~1.5 on a 50-node loopback mesh for ~5 ms more p99 latency
-    /// (Specs/gossip.md "Duplicates"). Registry updates are not latency-critical.
-    public static func defaultParameters() -> GossipParameters {
-        var p = GossipParameters()
-        p.forwardDelayMs = 5
-        return p
-    }
+    /// The registry's router parameters (`RegistryGossip.defaultParameters`, Specs/gossip.md).
+    public static func defaultParameters() -> GossipParameters { RegistryGossip.defaultParameters() }
 
-    /// Scoring for the registry topic; the reasoning is in Specs/gossip.md.
-    static func scoreParameters() -> ScoreParameters {
-        var score = ScoreParameters()
-        score.topics[topic] = TopicScoreParameters()
-        return score
-    }
+    static func scoreParameters() -> ScoreParameters { RegistryGossip.scoreParameters() }
 
     // MARK: wiring
 
@@ -182,24 +172,14 @@ public final class MeshGossip: Sendable {
         }
     }
 
-    /// The `drtc/registry/1` validation pipeline after the router's StrictSign check: record
-    /// signature and fields, then HLC bounds, then the LWW comparison with the table.
+    /// The `drtc/registry/1` validation pipeline (`RegistryGossip.validate`, shared with the
+    /// simulator) against this node's table.
     private func validate(_ message: GossipMessage, now: UInt64) -> ValidationResult {
-        let record: SignedRecord
-        do { record = try SignedRecord.verify(encoded: message.data, nowMs: now) } catch {
-            return .reject("record_" + error.reason)
+        let (result, record) = RegistryGossip.validate(message, nowMs: now) { record in
+            registry.withReplica { $0.table.outcome(of: record, nowMs: now) }
         }
-        // A record already past its owner's TTL is a replay: honest peers gossip fresh
-        // updates only (old ones travel by sync, which is not subject to this).
-        if record.expiresAtMs <= now { return .reject("record_replayed") }
-        switch registry.withReplica({ $0.table.outcome(of: record, nowMs: now) }) {
-        case .accepted:
-            verified.withLock { $0[StrictSign.messageID(message)] = record }
-            return .accept
-        case .duplicate: return .ignore("record_duplicate")
-        case .stale: return .ignore("record_stale")
-        case .expired: return .reject("record_replayed")
-        }
+        if let record { verified.withLock { $0[StrictSign.messageID(message)] = record } }
+        return result
     }
 
     // MARK: actions

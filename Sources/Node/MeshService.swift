@@ -5,6 +5,7 @@ import Libp2p
 import Libp2pNIO
 import Logging
 import Registry
+import RegistryGossip
 import ServiceLifecycle
 
 #if canImport(FoundationEssentials)
@@ -18,38 +19,6 @@ import Foundation
 /// `minPeers` connections, trims above `maxPeers`, and closes everything on shutdown.
 struct MeshService: Service {
     let node: DrtcNode
-
-    /// Candidate choice and dial backoff, kept apart from the I/O so the policy reads on its own.
-    struct DialPlanner {
-        var failures: [PeerID: (count: Int, retryAt: UInt64)] = [:]
-
-        mutating func failed(_ peer: PeerID, now: UInt64) {
-            let count = (failures[peer]?.count ?? 0) + 1
-            // 2, 4, 8 … 256 s between attempts at a peer that does not answer.
-            failures[peer] = (count, now + UInt64(1 << min(8, count)) * 1000)
-        }
-
-        mutating func succeeded(_ peer: PeerID) { failures[peer] = nil }
-
-        func mayDial(_ peer: PeerID, now: UInt64) -> Bool { (failures[peer]?.retryAt ?? 0) <= now }
-
-        /// Up to `count` candidates, round-robin over regions so the connections spread across
-        /// them, random within a region.
-        static func spread(_ candidates: [(peer: PeerID, region: String)], count: Int) -> [PeerID] {
-            var byRegion: [String: [PeerID]] = [:]
-            for c in candidates { byRegion[c.region, default: []].append(c.peer) }
-            for key in byRegion.keys { byRegion[key]!.shuffle() }
-            var regions = byRegion.keys.shuffled()
-            var out: [PeerID] = []
-            while out.count < count && !regions.isEmpty {
-                regions = regions.filter { !(byRegion[$0]?.isEmpty ?? true) }
-                for region in regions where out.count < count {
-                    if let peer = byRegion[region]?.popLast() { out.append(peer) }
-                }
-            }
-            return out
-        }
-    }
 
     func run() async throws {
         let gossip = node.gossip
@@ -132,19 +101,16 @@ struct MeshService: Service {
             defer { d = [] }
             return d
         }
-        let preferred = exchanged.filter { addresses[$0] != nil }
-        var targets = Array(preferred.prefix(missing))
-        targets += DialPlanner.spread(candidates.filter { !targets.contains($0.peer) }, count: missing - targets.count)
         // The bootstrap peers, when the table cannot fill the gap (first start, partition).
-        if targets.count < missing {
-            for address in node.config.bootstrap {
-                guard let peer = address.peerID, !connected.contains(peer), !denied.contains(peer), !targets.contains(peer),
-                      planner.mayDial(peer, now: now) else { continue }
-                addresses[peer] = address
-                targets.append(peer)
-                if targets.count >= missing { break }
-            }
+        var bootstrap: [PeerID] = []
+        for address in node.config.bootstrap {
+            guard let peer = address.peerID, !connected.contains(peer), !denied.contains(peer), planner.mayDial(peer, now: now),
+                  addresses[peer] == nil else { continue }
+            addresses[peer] = address
+            bootstrap.append(peer)
         }
+        var rng = SystemRandomNumberGenerator()
+        let targets = DialPlanner.targets(missing: missing, exchanged: exchanged, candidates: candidates, bootstrap: bootstrap, using: &rng)
         await withTaskGroup(of: (PeerID, Bool).self) { group in
             for peer in targets {
                 guard let address = addresses[peer] else { continue }
@@ -168,13 +134,11 @@ struct MeshService: Service {
     /// Closes `count` connections, inbound ones outside the gossip mesh first.
     private func trim(_ count: Int) {
         let mesh = node.gossip.meshPeers()
-        let ranked = node.host.connections.shuffled().sorted { a, b in
-            func rank(_ c: Libp2pHost.ConnectionInfo) -> Int { (mesh.contains(c.peer) ? 2 : 0) + (c.outbound ? 1 : 0) }
-            return rank(a) < rank(b)
-        }
-        for connection in ranked.prefix(count) {
-            node.logger.debug("trimming connection", metadata: ["peer": "\(connection.peer)"])
-            node.host.disconnect(connection.peer)
+        var rng = SystemRandomNumberGenerator()
+        let ranked = DialPlanner.trimOrder(node.host.connections.map { ($0.peer, $0.outbound) }, mesh: mesh, using: &rng)
+        for peer in ranked.prefix(count) {
+            node.logger.debug("trimming connection", metadata: ["peer": "\(peer)"])
+            node.host.disconnect(peer)
         }
     }
 }

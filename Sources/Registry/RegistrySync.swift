@@ -34,17 +34,17 @@ public struct SyncID: Hashable, Comparable, Sendable {
     public static func < (a: SyncID, b: SyncID) -> Bool { a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo }
 
     /// Addition mod 2^128.
-    static func &+ (a: SyncID, b: SyncID) -> SyncID {
+    public static func &+ (a: SyncID, b: SyncID) -> SyncID {
         let (lo, carry) = a.lo.addingReportingOverflow(b.lo)
         return SyncID(hi: a.hi &+ b.hi &+ (carry ? 1 : 0), lo: lo)
     }
 
-    static func &- (a: SyncID, b: SyncID) -> SyncID {
+    public static func &- (a: SyncID, b: SyncID) -> SyncID {
         let (lo, borrow) = a.lo.subtractingReportingOverflow(b.lo)
         return SyncID(hi: a.hi &- b.hi &- (borrow ? 1 : 0), lo: lo)
     }
 
-    static let zero = SyncID(hi: 0, lo: 0)
+    public static let zero = SyncID(hi: 0, lo: 0)
 }
 
 /// The upper bound of a range: a SyncID, or +∞ (the end of the space).

@@ -12,7 +12,7 @@ struct Drtc: AsyncParsableCommand {
         commandName: "drtc",
         abstract: "A node of the decentralized real-time communication network.",
         version: DrtcNode.version,
-        subcommands: [NodeCommand.self, KeygenCommand.self, IdCommand.self])
+        subcommands: [NodeCommand.self, KeygenCommand.self, IdCommand.self, SimCommand.self])
 }
 
 struct DataDirOption: ParsableArguments {

@@ -1,0 +1,97 @@
+import Gossipsub
+import Identity
+import Registry
+import RegistryGossip
+
+/// What a simulated peer is.
+enum PeerRole: Equatable {
+    case honest
+    /// flood-attack: publishes invalid records and spams control messages.
+    case flooder
+    /// eclipse-attempt: connects to the victim, grafts, and forwards nothing.
+    case eclipser
+}
+
+/// One open connection as seen from one side.
+struct SimConnection {
+    var id: UInt32
+    var outbound: Bool
+    /// Arrival time of the last frame this side sent on it: TCP delivers in order.
+    var lastArrival: SimTime = 0
+}
+
+/// What waits for a peer's uplink.
+enum OutgoingFrame {
+    case gossip(to: Int32, GossipRPC)
+    case sync(to: Int32, toResponder: Bool, [UInt8])
+}
+
+/// A recent merge: the record's timestamp, its item ID and the item it replaced.
+struct RecentMerge {
+    var wallMs: UInt64
+    var added: SyncID
+    var removed: SyncID?
+}
+
+/// Which side of a registry-sync stream a session is.
+struct SyncKey: Hashable {
+    var remote: Int32
+    var initiator: Bool
+}
+
+/// One simulated drtc node: the production router and CRDT replica, plus the little state
+/// that `MeshService`/`MeshGossip` keep around them (connections, dial planner, sync sessions).
+final class SimPeer {
+    let index: Int32
+    let key: Ed25519KeyPair
+    let id: PeerID
+    let region: Int
+    let role: PeerRole
+    var router: GossipRouter
+    var replica: RegistryReplica
+    var fingerprint = TableFingerprint()
+    var connections: [Int32: SimConnection] = [:]
+    var dialing: Set<Int32> = []
+    var planner = DialPlanner()
+    var exchanged: [PeerID] = []
+    var syncs: [SyncKey: RegistrySyncSession] = [:]
+    var alive = true
+    var leaving = false
+    let joinedAt: SimTime
+    var lastExploreMs: UInt64 = 0
+    var forwardTimer: SimTime?
+    var outgoing: [OutgoingFrame] = []
+    var outgoingHead = 0
+    var uplinkFreeAt: SimTime = 0
+    var uplinkArmed = false
+    var bytesOut = 0
+    var bytesIn = 0
+    /// Records of nodes that joined before this one, and when it first held all of them.
+    var knownEarlier = 0
+    var caughtUpAt: SimTime?
+    var ownRecord: SignedRecord?
+    var refreshIntervalMs: UInt64 = 30_000
+    var nextRefreshAt: SimTime = 0
+    var announce = AnnouncePolicy()
+    /// Partition side (partition-heal).
+    var side = 0
+    var attackCounter: UInt64 = 0
+    var diedAt: SimTime?
+    /// Merges of the last few seconds, for the settled-table fingerprint.
+    var recent: [RecentMerge] = []
+    var baselineBytesOut = 0
+    var baselineBytesIn = 0
+
+    init(index: Int32, key: Ed25519KeyPair, region: Int, role: PeerRole, router: GossipRouter, replica: RegistryReplica, joinedAt: SimTime) {
+        self.index = index
+        self.key = key
+        self.id = key.peerID
+        self.region = region
+        self.role = role
+        self.router = router
+        self.replica = replica
+        self.joinedAt = joinedAt
+    }
+
+    var sortedConnections: [Int32] { connections.keys.sorted() }
+}

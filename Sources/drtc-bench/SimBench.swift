@@ -1,0 +1,64 @@
+import Foundation
+import RegistryGossip
+import Simulation
+
+/// The simulator's targets (issue 6): 10,000 peers `steady` with 50 ± 10 ms links and 1% loss,
+/// 60 virtual seconds; and `join-storm` with 1,000 peers.
+enum SimBench {
+    static func peakRSSBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+        }
+        return 0
+    }
+
+    static func run(_ name: String, scenario: ScenarioName, peers: Int, duration: Double, forwardDelayMs: UInt64 = 5,
+                    targets: (SimReport, Double, Int) -> (String, Bool)) async {
+        var gossip = RegistryGossip.defaultParameters()
+        gossip.forwardDelayMs = forwardDelayMs
+        var config = SimConfig(gossip: gossip)
+        config.scenario = scenario
+        config.peers = peers
+        config.durationSeconds = duration
+        config.seed = 1
+        config.link.latencyMs = 50
+        config.link.jitterMs = 10
+        config.link.loss = 0.01
+        if scenario == .joinStorm { config.sampleIntervalMs = 250 }
+        let sim = Simulator(config: config)
+        var report = SimReport()
+        let wall = await Bench.seconds { report = sim.run() }
+        let rss = peakRSSBytes()
+        let (target, pass) = targets(report, wall, rss)
+        var fields: [String: Any] = [
+            "benchmark": name, "peers": peers, "virtualSeconds": duration, "forwardDelayMs": forwardDelayMs,
+            "wallSeconds": (wall * 10).rounded() / 10, "peakRSSMiB": rss >> 20,
+            "updates": report.updates, "deliveryRatio": report.deliveryRatio,
+            "convergenceP50s": report.convergence.p50, "convergenceP99s": report.convergence.p99,
+            "convergenceP9999s": report.convergence.p9999, "convergenceMaxS": report.convergence.max,
+            "duplicatesMean": report.duplicates.mean, "duplicatesP99": report.duplicates.p99,
+            "bytesPerPeerPerSecondMean": report.bytesPerPeerPerSecond.mean.rounded(),
+            "bytesPerPeerPerSecondP99": report.bytesPerPeerPerSecond.p99.rounded(),
+            "events": report.events, "target": target, "pass": pass,
+        ]
+        for (k, v) in report.outcome { fields[k] = v }
+        Bench.emit(fields)
+    }
+
+    static func steady10k(forwardDelayMs: UInt64) async {
+        let name = forwardDelayMs == 5 ? "sim-steady-10k" : "sim-steady-10k-fd\(forwardDelayMs)"
+        await run(name, scenario: .steady, peers: 10_000, duration: 60, forwardDelayMs: forwardDelayMs) { r, wall, rss in
+            ("p99.99 convergence <= 1 s, duplicates mean <= 3, <= 20 kB/s per peer, <= 180 s wall, <= 8 GiB",
+             r.convergence.p9999 >= 0 && r.convergence.p9999 <= 1 && r.duplicates.mean <= 3
+                && r.bytesPerPeerPerSecond.mean <= 20_000 && wall <= 180 && rss <= 8 << 30)
+        }
+    }
+
+    static func joinStorm1k() async {
+        await run("sim-join-storm-1k", scenario: .joinStorm, peers: 1_000, duration: 30) { r, _, _ in
+            ("every joiner holds the table within 5 virtual s of joining",
+             (r.outcome("joinCatchUpMaxSeconds") ?? 99) <= 5 && r.outcome("joinersNotCaughtUp") == 0)
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Gossipsub
+import RegistryGossip
+import Testing
+
+@testable import Simulation
+
+/// Scenario runs at 50–200 peers with assertions on their outcome (Specs/simulation.md).
+/// Small and short enough for debug builds; the 10,000-peer figures come from drtc-bench.
+@Suite struct SimulationTests {
+    static func config(_ scenario: ScenarioName, peers: Int = 100, duration: Double = 30, seed: UInt64 = 7) -> SimConfig {
+        var c = SimConfig(gossip: RegistryGossip.defaultParameters())
+        c.scenario = scenario
+        c.peers = peers
+        c.durationSeconds = duration
+        c.seed = seed
+        c.link.loss = 0.01
+        return c
+    }
+
+    static func run(_ c: SimConfig) -> SimReport { Simulator(config: c).run() }
+
+    @Test func identicalConfigurationsGiveIdenticalReports() {
+        let c = Self.config(.steady, peers: 60, duration: 15)
+        let a = Self.run(c).json()
+        let b = Self.run(c).json()
+        #expect(a == b)
+        var other = c
+        other.seed = 8
+        #expect(Self.run(other).json() != a)
+    }
+
+    @Test func steadyUpdatesReachEveryPeerWithinASecond() {
+        let r = Self.run(Self.config(.steady, peers: 150, duration: 20))
+        #expect(r.updates > 20)
+        #expect(r.deliveryRatio == 1)
+        #expect(r.convergence.p9999 > 0 && r.convergence.p9999 < 1)
+        #expect(r.duplicates.mean < 6)
+        #expect(r.bytesPerPeerPerSecond.mean > 1_000 && r.bytesPerPeerPerSecond.mean < 40_000)
+        #expect(r.finalAgreement == 1)
+    }
+
+    @Test func joinStormPeersCatchUpWithinFiveSeconds() {
+        var c = Self.config(.joinStorm, peers: 120, duration: 20)
+        c.sampleIntervalMs = 250
+        let r = Self.run(c)
+        #expect(r.outcome("joined") == 117)
+        #expect(r.outcome("joinersNotCaughtUp") == 0)
+        #expect((r.outcome("joinCatchUpMaxSeconds") ?? 99) <= 5)
+        #expect(r.outcome("fullTableShareAtEnd") == 1)
+        #expect((r.outcome("fullTableSeconds") ?? -1) >= 0)
+    }
+
+    @Test func churnKeepsDeliveringAndNewcomersCatchUp() {
+        var c = Self.config(.churn, peers: 100, duration: 60)
+        c.churnPerMinute = 0.1
+        let r = Self.run(c)
+        #expect((r.outcome("left") ?? 0) + (r.outcome("crashed") ?? 0) >= 8)
+        #expect(r.outcome("joined") == (r.outcome("left") ?? 0) + (r.outcome("crashed") ?? 0))
+        #expect(r.deliveryRatio >= 0.99)
+        #expect(r.outcome("joinersNotCaughtUp") == 0)
+        #expect((r.outcome("fullTableShareAtEnd") ?? 0) >= 0.95)
+    }
+
+    @Test func partitionSplitsTheTablesAndHealReunitesThem() {
+        var c = Self.config(.partitionHeal, peers: 80, duration: 120)
+        c.partitionAt = 0.2
+        c.healAt = 0.4
+        let r = Self.run(c)
+        #expect((r.outcome("minAgreementDuringPartition") ?? 1) < 0.9)
+        let heal = r.outcome("healSeconds") ?? -1
+        #expect(heal >= 0 && heal <= 60)
+        #expect(r.finalAgreement == 1)
+    }
+
+    @Test func floodAttackersAreGraylistedAndHonestDeliveryHolds() {
+        var c = Self.config(.floodAttack, peers: 100, duration: 30)
+        c.attackerShare = 0.1
+        let r = Self.run(c)
+        #expect(r.outcome("attackers") == 10)
+        #expect(r.deliveryRatio >= 0.99)
+        #expect((r.outcome("graylistedShare") ?? 0) >= 0.9)
+    }
+
+    @Test func eclipseAttemptLeavesTheVictimConnectedToHonestPeers() {
+        let r = Self.run(Self.config(.eclipseAttempt, peers: 100, duration: 30))
+        #expect((r.outcome("victimDeliveryRatio") ?? 0) >= 0.99)
+        #expect((r.outcome("victimHonestOutboundMeshMin") ?? 0) >= 2)
+        #expect((r.outcome("victimAttackerMeshShareMax") ?? 1) < 0.75)
+    }
+
+    @Test func jsonNumbersHaveOneFormat() {
+        #expect(JSONWriter.format(0.1234567) == "0.123457")
+        #expect(JSONWriter.format(2) == "2")
+        #expect(JSONWriter.format(-1.5) == "-1.5")
+        #expect(JSONWriter.format(.infinity) == "null")
+    }
+}
