@@ -10,6 +10,7 @@ connection gater.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 import pytest
@@ -34,16 +35,27 @@ def wait_for(what: str, predicate: Callable[[], bool], timeout: float, interval:
         except requests.RequestException:
             pass
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for: {what}; last seen: {LAST_SEEN}")
         time.sleep(interval)
 
 
+_POOL = ThreadPoolExecutor(max_workers=N)
+
+
 def healths(nodes: list[h.NodeProcess]) -> list[dict]:
-    return [n.health() for n in nodes]
+    """Every node's /health, asked concurrently: refreshes are always in flight (~10 per
+    second here), so a snapshot taken one node after another on a loaded machine spans
+    several of them and two equal tables look different."""
+    return list(_POOL.map(lambda n: n.health(), nodes))
+
+
+LAST_SEEN: dict[str, object] = {}
 
 
 def converged(nodes: list[h.NodeProcess], records: int) -> bool:
     hs = healths(nodes)
+    # Kept for the timeout message: which nodes disagreed, and how.
+    LAST_SEEN["tables"] = sorted((x["tableDigest"][:12], x["records"]) for x in hs)
     return len({x["tableDigest"] for x in hs}) == 1 and all(x["records"] == records for x in hs)
 
 
