@@ -88,6 +88,9 @@ public struct GossipRouter {
     private var seen: SeenCache
     /// For duplicate accounting: when a message was first seen, who delivered it.
     private var deliveries: [MessageID: (first: Millis, peers: Set<PeerID>)] = [:]
+    /// `deliveries` in insertion (= time) order, for expiry without rebuilding the table.
+    private var deliveryOrder: [(id: MessageID, first: Millis)] = []
+    private var deliveryHead = 0
     /// IWANT promises: message ID → peer → deadline.
     private var promises: [MessageID: [PeerID: Millis]] = [:]
     var scoring: PeerScoring
@@ -200,7 +203,7 @@ public struct GossipRouter {
         let message = StrictSign.sign(data: data, topic: topic, seqno: seqno, key: signer)
         let id = StrictSign.messageID(message)
         seen.insert(id, now: now)
-        deliveries[id] = (now, [])
+        noteDelivery(id, from: nil, now: now)
         mcache.put(id, message, topic: topic)
         counters.messagesPublished += 1
         var targets: Set<PeerID>
@@ -272,9 +275,9 @@ public struct GossipRouter {
         if seen.contains(id) {
             counters.duplicates += 1
             promises[id] = nil
-            if var record = deliveries[id], record.peers.insert(peer).inserted {
-                deliveries[id] = record
-                scoring.nearFirstDelivery(peer, topic: topic, delayMs: now &- record.first)
+            // In place: copying the entry out would copy its peer set.
+            if deliveries[id]?.peers.insert(peer).inserted == true, let first = deliveries[id]?.first {
+                scoring.nearFirstDelivery(peer, topic: topic, delayMs: now &- first)
             }
             return
         }
@@ -285,7 +288,7 @@ public struct GossipRouter {
             return
         }
         seen.insert(id, now: now)
-        deliveries[id] = (now, [peer])
+        noteDelivery(id, from: peer, now: now)
         promises[id] = nil
         if message.from == localPeer.bytes {
             counters.ignored["own_message", default: 0] += 1
@@ -355,6 +358,23 @@ public struct GossipRouter {
     private mutating func reject(_ reason: String, peer: PeerID, topic: String?) {
         counters.rejected[reason, default: 0] += 1
         if let topic { scoring.invalidMessage(peer, topic: topic) } else { scoring.addPenalty(peer, 1) }
+    }
+
+    private mutating func noteDelivery(_ id: MessageID, from peer: PeerID?, now: Millis) {
+        deliveries[id] = (now, peer.map { [$0] } ?? [])
+        deliveryOrder.append((id, now))
+    }
+
+    private mutating func expireDeliveries(now: Millis) {
+        while deliveryHead < deliveryOrder.count, deliveryOrder[deliveryHead].first &+ parameters.seenTTLMs <= now {
+            let (id, first) = deliveryOrder[deliveryHead]
+            if deliveries[id]?.first == first { deliveries[id] = nil }
+            deliveryHead += 1
+        }
+        if deliveryHead > 256 && deliveryHead * 2 > deliveryOrder.count {
+            deliveryOrder.removeFirst(deliveryHead)
+            deliveryHead = 0
+        }
     }
 
     /// `score` is the sender's score when its RPC arrived (control is judged by it).
@@ -448,11 +468,12 @@ public struct GossipRouter {
         // IDONTWANT (v1.2)
         if !control.idontwant.isEmpty, peers[peer]?.protocolID.supportsIDontWant == true {
             counters.idontwantIn += control.idontwant.count
-            var p = peers[peer]!
-            for id in control.idontwant where p.dontWant.count < parameters.maxIDontWantPerPeer {
-                p.dontWant[id] = now &+ parameters.idontwantTTLMs
+            // In place: copying the entry out would copy its dontWant table on every frame.
+            let expiry = now &+ parameters.idontwantTTLMs, cap = parameters.maxIDontWantPerPeer
+            for id in control.idontwant {
+                guard let count = peers[peer]?.dontWant.count, count < cap else { break }
+                peers[peer]!.dontWant[id] = expiry
             }
-            peers[peer] = p
         }
     }
 
@@ -510,7 +531,7 @@ public struct GossipRouter {
         }
         mcache.shift()
         seen.expire(now: now)
-        deliveries = deliveries.filter { $0.value.first &+ parameters.seenTTLMs > now }
+        expireDeliveries(now: now)
         for topic in Array(backoff.keys) {
             backoff[topic] = backoff[topic]!.filter { $0.value &+ parameters.pruneBackoffSlackMs > now }
             if backoff[topic]!.isEmpty { backoff[topic] = nil }

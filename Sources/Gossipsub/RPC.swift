@@ -3,7 +3,24 @@ import Identity
 
 /// A pubsub message ID. With StrictSign it is `from ‖ seqno` (libp2p/specs pubsub/README.md,
 /// "Message Identification").
-public typealias MessageID = [UInt8]
+/// A Gossipsub message ID (StrictSign: `from ‖ seqno`). A struct rather than `[UInt8]` so that
+/// it hashes its bytes in one call: every frame costs a router several ID lookups, and
+/// `Array`'s conformance feeds the hasher one byte at a time.
+public struct MessageID: Hashable, Sendable, ExpressibleByArrayLiteral, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public init(arrayLiteral elements: UInt8...) { bytes = elements }
+
+    public static func == (a: MessageID, b: MessageID) -> Bool { a.bytes == b.bytes }
+
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
+    public var count: Int { bytes.count }
+    public var description: String { bytes.map { String($0, radix: 16) }.joined() }
+}
 
 /// One pubsub message as carried in `RPC.publish` (Specs/gossipsub.proto `Message`).
 public struct GossipMessage: Hashable, Sendable {
@@ -179,11 +196,11 @@ extension GossipRPC {
                 for entry in control.ihave {
                     c.messageField(1) { i in
                         i.stringField(1, entry.topic)
-                        for id in entry.ids { i.bytesField(2, id) }
+                        for id in entry.ids { i.bytesField(2, id.bytes) }
                     }
                 }
                 if !control.iwant.isEmpty {
-                    c.messageField(2) { i in for id in control.iwant { i.bytesField(1, id) } }
+                    c.messageField(2) { i in for id in control.iwant { i.bytesField(1, id.bytes) } }
                 }
                 for topic in control.graft { c.messageField(3) { $0.stringField(1, topic) } }
                 for prune in control.prune {
@@ -194,7 +211,7 @@ extension GossipRPC {
                     }
                 }
                 if !control.idontwant.isEmpty {
-                    c.messageField(5) { i in for id in control.idontwant { i.bytesField(1, id) } }
+                    c.messageField(5) { i in for id in control.idontwant { i.bytesField(1, id.bytes) } }
                 }
             }
         }
@@ -278,7 +295,7 @@ extension GossipRPC {
             guard range.count <= limits.maxMessageIDLength else { throw GossipWireError(.oversize, "message ID longer than \(limits.maxMessageIDLength) bytes") }
             idCount += 1
             guard idCount <= limits.maxControlIDsPerRPC else { throw GossipWireError(.tooMany, "more than \(limits.maxControlIDsPerRPC) message IDs in one RPC") }
-            return r.slice(range)
+            return MessageID(r.slice(range))
         }
         var reader = ProtoSliceReader(bytes)
         try reader.forEachField { field, wire, r in

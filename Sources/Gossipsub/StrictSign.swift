@@ -18,7 +18,7 @@ public enum StrictSign {
 
     /// The default message ID: `from ‖ seqno`.
     public static func messageID(_ message: GossipMessage) -> MessageID {
-        (message.from ?? []) + (message.seqno ?? [])
+        MessageID((message.from ?? []) + (message.seqno ?? []))
     }
 
     /// Builds and signs a message from `key`'s peer.

@@ -61,6 +61,14 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public var description: String { Base58.encode(bytes) }
 
+    public static func == (lhs: PeerID, rhs: PeerID) -> Bool { lhs.bytes == rhs.bytes }
+
+    /// The multihash bytes in one call: routers and tables look PeerIDs up on every frame,
+    /// and the synthesized conformance feeds the hasher one byte at a time.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
     public static func < (lhs: PeerID, rhs: PeerID) -> Bool {
         lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }

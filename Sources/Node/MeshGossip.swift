@@ -254,7 +254,7 @@ public final class MeshGossip: Sendable {
 
     private func runSync(_ role: RegistrySyncSession.Role, stream: Libp2pStream) async {
         let started = ContinuousClock.now
-        let snapshot = registry.withReplica { SyncSnapshot(records: $0.table.entries.values) }
+        let snapshot = registry.withReplica { SyncSnapshot(records: $0.table.records) }
         var session = RegistrySyncSession(role: role, snapshot: snapshot)
         var decoder = LengthPrefixedDecoder(maxMessageSize: SyncLimits().maxFrameSize)
         var received = 0, bytesIn = 0, bytesOut = 0

@@ -81,7 +81,7 @@ struct MeshService: Service {
         // too (a partition expires the other side's records; dial backoff covers dead nodes),
         // but live ones are preferred.
         let (live, expired) = node.registry.withReplica { r in
-            let all = r.table.entries.values.filter { $0.record.status == .active }
+            let all = r.table.records.filter { $0.record.status == .active }
             return (all.filter { $0.isLive(nowMs: now) }, all.filter { !$0.isLive(nowMs: now) })
         }
         func collect(_ records: [SignedRecord]) {

@@ -54,6 +54,7 @@ public final class RegistryService: Sendable {
         let loaded = try store.loadAll()
         let now = clock()
         for r in loaded.records { replica.merge(r, nowMs: now) }
+        replica.compact()
         if !loaded.invalid.isEmpty {
             logger.error("registry store holds entries that do not verify; they were not loaded", metadata: ["count": "\(loaded.invalid.count)"])
         }
@@ -145,7 +146,7 @@ public final class RegistryService: Sendable {
     public func collectGarbage() throws {
         let now = clock()
         let dropped = replica.withLock { rep in
-            rep.table.entries.values.filter { $0.hlc.wallMs &+ rep.table.garbageCollectionMs < now }
+            rep.table.records.filter { $0.hlc.wallMs &+ rep.table.garbageCollectionMs < now }
         }
         guard !dropped.isEmpty else { return }
         try writer.sync { try store.commit(winners: [], deletions: dropped) }

@@ -73,10 +73,10 @@ struct SpatialIndex: Sendable {
     private var staleSlot: [Bool] = []
     private(set) var pending: Set<PeerID> = []
 
-    init(entries: [PeerID: SignedRecord]) {
+    init(records: RegistryTable.Records) {
         var points: [Point] = []
-        points.reserveCapacity(entries.count)
-        for record in entries.values {
+        points.reserveCapacity(records.underestimatedCount)
+        for record in records {
             guard let geo = record.record.geo else { continue }
             points.append(Point(position: UnitVector(geo), record: record, slot: points.count))
         }
@@ -199,11 +199,11 @@ public struct RegistryQueryEngine: Sendable {
 
     private mutating func refreshOrders(_ table: RegistryTable) {
         guard orderedGeneration != table.generation else { return }
-        byHeadroom = table.entries.values.sorted {
+        byHeadroom = table.records.sorted {
             let (a, b) = ($0.record.loadHeadroom, $1.record.loadHeadroom)
             return a != b ? a > b : $0.nodeID < $1.nodeID
         }
-        byID = table.entries.values.map { ($0.nodeID.description, $0) }.sorted { $0.0 < $1.0 }
+        byID = table.records.map { ($0.nodeID.description, $0) }.sorted { $0.0 < $1.0 }
         orderedGeneration = table.generation
     }
 
@@ -222,7 +222,7 @@ public struct RegistryQueryEngine: Sendable {
             return out
         }
         if spatial == nil || spatial!.needsRebuild {
-            spatial = SpatialIndex(entries: table.entries)
+            spatial = SpatialIndex(records: table.records)
         }
         let index = spatial!
         let pendingRecords = index.pending.compactMap { table[$0] }

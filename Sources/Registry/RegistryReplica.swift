@@ -21,6 +21,9 @@ public struct RegistryReplica: Sendable {
         return outcome
     }
 
+    /// Folds the table's recent changes into its shared part (`RegistryTable.compact`).
+    public mutating func compact() { table.compact() }
+
     public func outcome(of record: SignedRecord, nowMs: UInt64) -> MergeOutcome {
         table.outcome(of: record, nowMs: nowMs)
     }

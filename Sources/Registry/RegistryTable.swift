@@ -27,7 +27,14 @@ public enum MergeOutcome: Hashable, Sendable {
 /// reads a clock or touches storage. Merge is commutative, associative and idempotent, so any
 /// two replicas that have seen the same set of records hold byte-identical tables.
 public struct RegistryTable: Sendable {
-    public private(set) var entries: [PeerID: SignedRecord] = [:]
+    /// The entries as of the last compaction. Copies of a table share it (copy-on-write)
+    /// and never write to it, so N replicas that start from one table and each merge a few
+    /// records hold one big dictionary plus N small ones — the simulator's 10,000 peers
+    /// (Specs/simulation.md "Memory") — instead of N full copies.
+    private var base: [PeerID: SignedRecord] = [:]
+    /// Changes since the last compaction: a record, or nil for an entry removed from `base`.
+    private var changes: [PeerID: SignedRecord?] = [:]
+    public private(set) var count = 0
     /// Records older than this (by their own timestamp) are collected and no longer accepted.
     public var garbageCollectionMs: UInt64
     /// Bumped on every change; lets derived indexes know when to refresh.
@@ -39,13 +46,67 @@ public struct RegistryTable: Sendable {
         self.garbageCollectionMs = garbageCollectionMs
     }
 
-    public var count: Int { entries.count }
+    public subscript(id: PeerID) -> SignedRecord? {
+        if let change = changes[id] { return change }
+        return base[id]
+    }
 
-    public subscript(id: PeerID) -> SignedRecord? { entries[id] }
+    /// Every record, in no particular order.
+    public var records: Records { Records(base: base, changes: changes, count: count) }
+
+    public struct Records: Sequence, Sendable {
+        let base: [PeerID: SignedRecord]
+        let changes: [PeerID: SignedRecord?]
+        let count: Int
+
+        public var underestimatedCount: Int { count }
+
+        public func makeIterator() -> Iterator {
+            Iterator(base: base.makeIterator(), changes: changes, pending: changes.makeIterator())
+        }
+
+        public struct Iterator: IteratorProtocol {
+            var base: Dictionary<PeerID, SignedRecord>.Iterator
+            let changes: [PeerID: SignedRecord?]
+            var pending: Dictionary<PeerID, SignedRecord?>.Iterator
+
+            public mutating func next() -> SignedRecord? {
+                while let (id, record) = base.next() {
+                    if changes.isEmpty || changes[id] == nil { return record }
+                }
+                while let (_, change) = pending.next() {
+                    if let record = change { return record }
+                }
+                return nil
+            }
+        }
+    }
+
+    private mutating func set(_ id: PeerID, _ record: SignedRecord?) {
+        let had = self[id] != nil
+        if record == nil && base[id] == nil {
+            changes[id] = nil
+        } else {
+            changes[id] = .some(record)
+        }
+        count += (record != nil ? 1 : 0) - (had ? 1 : 0)
+        // Lookups stay two hash probes; folding costs O(count) once per count changes.
+        if changes.count > max(64, base.count) { compact() }
+    }
+
+    /// Folds the changes into the shared entries. Call before handing copies of a freshly
+    /// built table to many owners, so that they share all of it.
+    public mutating func compact() {
+        guard !changes.isEmpty else { return }
+        var folded = base
+        for (id, change) in changes { folded[id] = change }
+        base = folded
+        changes = [:]
+    }
 
     /// What merging `record` would do, without doing it.
     public func outcome(of record: SignedRecord, nowMs: UInt64) -> MergeOutcome {
-        Self.outcome(of: record, against: entries[record.nodeID], nowMs: nowMs, garbageCollectionMs: garbageCollectionMs)
+        Self.outcome(of: record, against: self[record.nodeID], nowMs: nowMs, garbageCollectionMs: garbageCollectionMs)
     }
 
     /// The LWW decision for `record` against the entry `current` (nil: none).
@@ -60,7 +121,7 @@ public struct RegistryTable: Sendable {
     public mutating func merge(_ record: SignedRecord, nowMs: UInt64) -> MergeOutcome {
         let result = outcome(of: record, nowMs: nowMs)
         if result == .accepted {
-            entries[record.nodeID] = record
+            set(record.nodeID, record)
             generation &+= 1
         }
         return result
@@ -68,21 +129,18 @@ public struct RegistryTable: Sendable {
 
     /// Drops entries whose timestamp is older than the GC horizon; returns what was dropped.
     public mutating func collectGarbage(nowMs: UInt64) -> [SignedRecord] {
-        var dropped: [SignedRecord] = []
-        for (id, record) in entries where record.hlc.wallMs &+ garbageCollectionMs < nowMs {
-            dropped.append(record)
-            entries[id] = nil
-        }
+        let dropped = records.filter { $0.hlc.wallMs &+ garbageCollectionMs < nowMs }
+        for record in dropped { set(record.nodeID, nil) }
         if !dropped.isEmpty { generation &+= 1 }
         return dropped
     }
 
     public func liveRecords(nowMs: UInt64) -> [SignedRecord] {
-        entries.values.filter { $0.isLive(nowMs: nowMs) }
+        records.filter { $0.isLive(nowMs: nowMs) }
     }
 
     public func liveCount(nowMs: UInt64) -> Int {
-        entries.values.reduce(0) { $0 + ($1.isLive(nowMs: nowMs) ? 1 : 0) }
+        records.reduce(0) { $0 + ($1.isLive(nowMs: nowMs) ? 1 : 0) }
     }
 
     /// SHA-256 over the live entries' (nodeId, HLC) pairs, sorted by nodeId. Equal digests
@@ -105,7 +163,7 @@ public struct RegistryTable: Sendable {
     /// `SignedMediaNodeRecord`s. Replicas that saw the same records produce equal bytes.
     public func canonicalBytes() -> [UInt8] {
         var out: [UInt8] = []
-        for record in entries.values.sorted(by: { $0.nodeID < $1.nodeID }) {
+        for record in records.sorted(by: { $0.nodeID < $1.nodeID }) {
             let encoded = record.encoded
             ProtoVarint.append(UInt64(encoded.count), to: &out)
             out += encoded

@@ -6,17 +6,20 @@
 /// joins (`drtc sim --scenario join-storm`, Specs/simulation.md).
 public struct AnnouncePolicy: Sendable {
     private var isolated: Bool
+    private var hadMesh = false
 
     /// `isolated: false` for a node that has already announced itself (the simulator's
-    /// steady-state start).
+    /// steady-state start): then the empty mesh before its first GRAFTs does not count, only
+    /// losing a mesh it had does.
     public init(isolated: Bool = true) { self.isolated = isolated }
 
     /// Called about once a second with the current mesh size; true means "publish now".
     public mutating func shouldAnnounce(meshPeers: Int) -> Bool {
         if meshPeers == 0 {
-            isolated = true
+            if hadMesh || isolated { isolated = true }
             return false
         }
+        hadMesh = true
         defer { isolated = false }
         return isolated
     }

@@ -23,58 +23,71 @@ enum SimEvent {
 
 /// A binary min-heap of events ordered by (time, insertion sequence): events at the same
 /// instant run in the order they were scheduled, so a run depends on the seed only.
+///
+/// The heap holds plain (time, sequence, slot) triples; the events themselves wait in a slab
+/// and are moved out once, so sifting never retains or releases their payloads.
 struct EventQueue {
-    private var times: [UInt64] = []
-    private var seqs: [UInt64] = []
-    private var events: [SimEvent] = []
-    private var nextSeq: UInt64 = 0
-
-    var count: Int { events.count }
-    var isEmpty: Bool { events.isEmpty }
-    var nextTime: SimTime? { times.first }
-
-    private func less(_ a: Int, _ b: Int) -> Bool {
-        times[a] != times[b] ? times[a] < times[b] : seqs[a] < seqs[b]
+    private struct Entry {
+        var time: UInt64
+        var seq: UInt64
+        var slot: Int32
     }
 
-    private mutating func swapAt(_ a: Int, _ b: Int) {
-        times.swapAt(a, b)
-        seqs.swapAt(a, b)
-        events.swapAt(a, b)
+    private var heap: [Entry] = []
+    private var slab: [SimEvent?] = []
+    private var free: [Int32] = []
+    private var nextSeq: UInt64 = 0
+
+    var count: Int { heap.count }
+    var isEmpty: Bool { heap.isEmpty }
+    var nextTime: SimTime? { heap.first?.time }
+
+    @inline(__always)
+    private static func less(_ a: Entry, _ b: Entry) -> Bool {
+        a.time != b.time ? a.time < b.time : a.seq < b.seq
     }
 
     mutating func push(_ time: SimTime, _ event: SimEvent) {
-        times.append(time)
-        seqs.append(nextSeq)
-        events.append(event)
+        let slot: Int32
+        if let reused = free.popLast() {
+            slot = reused
+            slab[Int(slot)] = event
+        } else {
+            slot = Int32(slab.count)
+            slab.append(event)
+        }
+        let entry = Entry(time: time, seq: nextSeq, slot: slot)
         nextSeq &+= 1
-        var i = events.count - 1
+        heap.append(entry)
+        var i = heap.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
-            guard less(i, parent) else { break }
-            swapAt(i, parent)
+            guard Self.less(entry, heap[parent]) else { break }
+            heap[i] = heap[parent]
             i = parent
         }
+        heap[i] = entry
     }
 
     mutating func pop() -> (SimTime, SimEvent)? {
-        guard !events.isEmpty else { return nil }
-        let last = events.count - 1
-        swapAt(0, last)
-        let time = times.removeLast()
-        _ = seqs.removeLast()
-        let event = events.removeLast()
-        var i = 0
-        let n = events.count
-        while true {
-            let l = 2 * i + 1, r = l + 1
-            var m = i
-            if l < n && less(l, m) { m = l }
-            if r < n && less(r, m) { m = r }
-            if m == i { break }
-            swapAt(i, m)
-            i = m
+        guard let top = heap.first else { return nil }
+        let last = heap.removeLast()
+        let n = heap.count
+        if n > 0 {
+            var i = 0
+            while true {
+                let l = 2 * i + 1
+                guard l < n else { break }
+                let r = l + 1
+                let m = r < n && Self.less(heap[r], heap[l]) ? r : l
+                guard Self.less(heap[m], last) else { break }
+                heap[i] = heap[m]
+                i = m
+            }
+            heap[i] = last
         }
-        return (time, event)
+        let event = slab[Int(top.slot)].take()!
+        free.append(top.slot)
+        return (top.time, event)
     }
 }

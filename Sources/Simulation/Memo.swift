@@ -93,7 +93,7 @@ final class SnapshotMemo {
     func snapshot(_ fingerprint: TableFingerprint, table: RegistryTable) -> SyncSnapshot {
         if let s = snapshots[fingerprint] { return s }
         built += 1
-        let s = SyncSnapshot(records: table.entries.values)
+        let s = SyncSnapshot(records: table.records)
         snapshots[fingerprint] = s
         order.append(fingerprint)
         if order.count > capacity { snapshots[order.removeFirst()] = nil }

@@ -154,7 +154,7 @@ extension Simulator {
             let honest = peers.filter { $0.alive && $0.role == .honest }
             let liveNodes = Set(honest.map(\.id))
             let full = honest.filter { p in
-                let held = p.replica.table.entries.values.filter { $0.isLive(nowMs: nowMs) }.map(\.nodeID)
+                let held = p.replica.table.records.filter { $0.isLive(nowMs: nowMs) }.map(\.nodeID)
                 return liveNodes.isSubset(of: Set(held))
             }.count
             out.append(("fullTableShareAtEnd", honest.isEmpty ? 1 : Double(full) / Double(honest.count)))

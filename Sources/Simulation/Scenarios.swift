@@ -76,6 +76,7 @@ extension Simulator {
             fingerprint.add(record.syncID)
             firstRefresh[p.index] = (intervalMs - phase) * 1000
         }
+        shared.compact()
         for p in peers {
             p.replica = shared  // copy-on-write: one table until a peer's first merge
             p.fingerprint = fingerprint
@@ -230,7 +231,7 @@ extension Simulator {
         for k in 0..<50 {
             var id = p.id.bytes
             withUnsafeBytes(of: (p.attackCounter << 16 | UInt64(k)).bigEndian) { id += $0 }
-            bogus.append(id)
+            bogus.append(MessageID(id))
         }
         var control = ControlMessage()
         control.graft = [RegistryGossip.topic]

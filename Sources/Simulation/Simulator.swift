@@ -156,7 +156,7 @@ public final class Simulator {
             guard p.alive else { return }
             execute(p, p.router.heartbeat(now: nowMs), accepted: [:])
             if p.role == .flooder && now >= measureFrom { floodAttack(p) }
-            if p.role == .honest && !p.leaving && p.announce.shouldAnnounce(meshPeers: p.router.mesh[RegistryGossip.topic]?.count ?? 0) {
+            if p.role == .honest && !p.leaving && p.announce.shouldAnnounce(meshPeers: Self.read(&p.router) { $0.mesh[RegistryGossip.topic]?.count ?? 0 }) {
                 publishOwn(p, status: .active)
             }
             queue.push(now + config.heartbeatMs * 1000, .heartbeat(i))
@@ -260,6 +260,11 @@ public final class Simulator {
         if p.knownEarlier >= Int(p.index) { p.caughtUpAt = now }
     }
 
+    /// Reads a peer's router or replica in place. A plain `p.router.x` on a class property
+    /// copies the whole struct first (retaining every table in it), once per frame.
+    @inline(__always)
+    static func read<T, R>(_ value: inout T, _ body: (inout T) -> R) -> R { body(&value) }
+
     // MARK: - router actions
 
     func execute(_ p: SimPeer, _ actions: [GossipAction], accepted: [MessageID: SignedRecord]) {
@@ -275,7 +280,7 @@ public final class Simulator {
                 if p.exchanged.count > 256 { p.exchanged.removeFirst(p.exchanged.count - 256) }
             }
         }
-        if let due = p.router.nextForwardDue {
+        if let due = Self.read(&p.router, { $0.nextForwardDue }) {
             let at = max(now, (due - Self.epochMs) * 1000)
             if p.forwardTimer.map({ $0 > at }) ?? true {
                 p.forwardTimer = at
@@ -286,8 +291,13 @@ public final class Simulator {
 
     // MARK: - links
 
+    /// A frame that would wait less than this for its peer's uplink is written at once (its
+    /// late IDONTWANT check runs then); longer waits queue, and the check runs when the frame
+    /// reaches the wire, as in production. Writing at once saves an event per frame of a burst.
+    static let uplinkSlackUs: SimTime = 1_000
+
     func send(_ p: SimPeer, _ frame: OutgoingFrame) {
-        if p.outgoingHead == p.outgoing.count && p.uplinkFreeAt <= now {
+        if p.outgoingHead == p.outgoing.count && p.uplinkFreeAt <= now + Self.uplinkSlackUs {
             transmit(p, frame)
         } else {
             p.outgoing.append(frame)
@@ -298,11 +308,11 @@ public final class Simulator {
     func armUplink(_ p: SimPeer) {
         guard !p.uplinkArmed else { return }
         p.uplinkArmed = true
-        queue.push(max(now, p.uplinkFreeAt), .uplink(p.index))
+        queue.push(max(now, p.uplinkFreeAt &- min(p.uplinkFreeAt, Self.uplinkSlackUs)), .uplink(p.index))
     }
 
     func drainUplink(_ p: SimPeer) {
-        while p.outgoingHead < p.outgoing.count && p.uplinkFreeAt <= now {
+        while p.outgoingHead < p.outgoing.count && p.uplinkFreeAt <= now + Self.uplinkSlackUs {
             let frame = p.outgoing[p.outgoingHead]
             p.outgoingHead += 1
             transmit(p, frame)
@@ -406,7 +416,7 @@ public final class Simulator {
             if validating { return .ignore("eclipser") }
             let (result, record) = RegistryGossip.validate(
                 message, nowMs: now, verify: { bytes, t throws(RecordRejection) in try memo.verifyRecord(bytes, nowMs: t) },
-                outcome: { q.replica.table.outcome(of: $0, nowMs: now) })
+                outcome: { record in Self.read(&q.replica) { $0.outcome(of: record, nowMs: now) } })
             if let record { accepted[StrictSign.messageID(message)] = record }
             return result
         }
@@ -476,7 +486,7 @@ public final class Simulator {
         let nowMs = self.nowMs
         var live: [(index: Int32, region: String)] = []
         var expired: [(index: Int32, region: String)] = []
-        for record in p.replica.table.entries.values where record.record.status == .active {
+        for record in p.replica.table.records where record.record.status == .active {
             guard let i = indexOf[record.nodeID], i != p.index, p.connections[i] == nil,
                   p.planner.mayDial(record.nodeID, now: nowMs) else { continue }
             if record.isLive(nowMs: nowMs) { live.append((i, record.record.region)) } else { expired.append((i, record.record.region)) }

@@ -32,7 +32,11 @@ struct SimCommand: AsyncParsableCommand {
     @Option(name: .customLong("refresh-interval"), help: "Base record refresh interval, s (the liveness rule scales it).") var refreshInterval: UInt32 = 30
     @Option(help: "Base record TTL, s.") var ttl: UInt32 = 90
     @Option(name: .customLong("sync-interval"), help: "Anti-entropy interval, s.") var syncInterval: UInt64 = 30
-    @Option(name: .customLong("forward-delay-ms"), help: "Gossip forward delay (production: 5).") var forwardDelayMs: UInt64 = 5
+    @Option(name: .customLong("forward-delay-ms"), help: "Gossip forward delay, ms (default: the registry's parameters).") var forwardDelayMs: UInt64?
+    @Option(name: .customLong("d"), help: "Gossipsub D, the mesh degree (default: the registry's parameters).") var meshDegree: Int?
+    @Option(name: .customLong("d-low"), help: "Gossipsub D_low.") var meshLow: Int?
+    @Option(name: .customLong("d-high"), help: "Gossipsub D_high.") var meshHigh: Int?
+    @Option(name: .customLong("d-lazy"), help: "Gossipsub D_lazy (IHAVE targets per heartbeat).") var meshLazy: Int?
     @Option(help: "Virtual seconds of warm-up before measuring (steady-state scenarios).") var warmup = 5.0
     @Option(help: "churn: share of peers leaving or crashing per minute.") var churn = 0.05
     @Option(help: "flood-attack / eclipse-attempt: share of attacking peers.") var attackers = 0.1
@@ -52,7 +56,14 @@ struct SimCommand: AsyncParsableCommand {
         guard duration > 0 else { throw ValidationError("--duration: must be positive, got \(duration)") }
         guard (0..<1).contains(loss) else { throw ValidationError("--loss: expected 0 <= LOSS < 1, got \(loss)") }
         var gossip = RegistryGossip.defaultParameters()
-        gossip.forwardDelayMs = forwardDelayMs
+        if let forwardDelayMs { gossip.forwardDelayMs = forwardDelayMs }
+        if let meshDegree { gossip.d = meshDegree }
+        if let meshLow { gossip.dLow = meshLow }
+        if let meshHigh { gossip.dHigh = meshHigh }
+        if let meshLazy { gossip.dLazy = meshLazy }
+        guard gossip.dLow >= 1, gossip.dLow <= gossip.d, gossip.d <= gossip.dHigh, gossip.dLazy >= 0 else {
+            throw ValidationError("--d-low/--d/--d-high: expected 1 <= D_low <= D <= D_high, got \(gossip.dLow)/\(gossip.d)/\(gossip.dHigh)")
+        }
         var config = SimConfig(gossip: gossip)
         config.peers = peers
         config.durationSeconds = duration

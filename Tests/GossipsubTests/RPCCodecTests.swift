@@ -52,7 +52,7 @@ import Testing
 
     @Test func tooManyControlIDs() {
         var rpc = GossipRPC()
-        rpc.control.iwant = (0..<50).map { [UInt8($0)] }
+        rpc.control.iwant = (0..<50).map { MessageID([UInt8($0)]) }
         var limits = RPCLimits()
         limits.maxControlIDsPerRPC = 49
         #expect { try GossipRPC(decoding: rpc.encoded, limits: limits) } throws: { ($0 as? GossipWireError)?.code == .tooMany }
@@ -87,7 +87,7 @@ import Testing
         #expect(StrictSign.verify(m) == nil)
         #expect(m.from == key.peerID.bytes)
         #expect(m.seqno == [0, 0, 0, 0, 0, 0, 0, 1])
-        #expect(StrictSign.messageID(m) == key.peerID.bytes + [0, 0, 0, 0, 0, 0, 0, 1])
+        #expect(StrictSign.messageID(m).bytes == key.peerID.bytes + [0, 0, 0, 0, 0, 0, 0, 1])
     }
 
     @Test func tamperingIsDetected() {

@@ -238,7 +238,7 @@ func graftRPC(_ topic: String = Harness.topic) -> GossipRPC {
         var h = Harness(peers: 3)
         let p = h.peerIDs[0]
         var c = ControlMessage()
-        let id: MessageID = Array(repeating: 1, count: 46)
+        let id = MessageID(Array(repeating: 1, count: 46))
         c.ihave = [(Harness.topic, [id])]
         let reply = sent(h.receive(GossipRPC(control: c), from: p))[p]
         #expect(reply?.control.iwant == [id])

@@ -82,7 +82,7 @@ import FoundationNetworking
         }
         // After graceful shutdown the stored own record is the signed tombstone.
         let reopened = try RegistryService(directory: dir + "/registry", metrics: DrtcMetrics(), logger: Logger(label: "t"))
-        let own = reopened.withReplica { $0.table.entries.values.first }
+        let own = reopened.withReplica { $0.table.records.first { _ in true } }
         #expect(own?.record.status == .leaving)
         #expect(reopened.withReplica { $0.table.liveCount(nowMs: wallClockMs()) } == 0)
         reopened.close()

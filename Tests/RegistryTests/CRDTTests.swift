@@ -36,7 +36,7 @@ import Testing
             for u in updates.shuffled(using: &rng) { parts[Int.random(in: 0..<4, using: &rng)].merge(u, nowMs: now) }
             var merged = RegistryTable()
             for p in parts.shuffled(using: &rng) {
-                for r in p.entries.values.shuffled(using: &rng) { merged.merge(r, nowMs: now) }
+                for r in p.records.shuffled(using: &rng) { merged.merge(r, nowMs: now) }
             }
             // A replica that took only the partial winners converges to the same table.
             #expect(merged.canonicalBytes() == expected)
@@ -57,6 +57,33 @@ import Testing
         #expect(t[key.peerID] == tieWinner)
         #expect(t.merge(newer, nowMs: baseMs) == .accepted)
         #expect(t.merge(a, nowMs: baseMs) == .stale)
+    }
+
+    /// Copies share the compacted entries; each copy's merges and collections stay its own,
+    /// before and after it compacts (the simulator holds 10,000 copies of one table).
+    @Test func copiesShareEntriesAndKeepTheirOwnChanges() {
+        let keys = (0..<200).map { _ in Ed25519KeyPair.generate() }
+        var shared = RegistryTable(garbageCollectionMs: 3_600_000)
+        for (i, key) in keys.enumerated() { shared.merge(makeRecord(key, wall: baseMs + UInt64(i)), nowMs: baseMs) }
+        shared.compact()
+        let original = shared.canonicalBytes()
+        var copy = shared
+        // Newer versions of 150 records (more than the base count triggers a compaction
+        // on the way), and one garbage collection.
+        for (i, key) in keys.prefix(150).enumerated() {
+            #expect(copy.merge(makeRecord(key, wall: baseMs + 10_000 + UInt64(i)), nowMs: baseMs) == .accepted)
+        }
+        #expect(copy.count == 200)
+        #expect(shared.canonicalBytes() == original, "a copy's merges leaked into the shared table")
+        let dropped = copy.collectGarbage(nowMs: baseMs + 3_600_000 + 10_000)
+        #expect(dropped.count == 50)
+        #expect(copy.count == 150 && copy.records.reduce(0) { n, _ in n + 1 } == 150)
+        #expect(copy[keys[199].peerID] == nil && copy[keys[0].peerID]?.hlc.wallMs == baseMs + 10_000)
+        #expect(shared.count == 200 && shared[keys[199].peerID] != nil)
+        // The same records merged into a fresh table give the same bytes.
+        var fresh = RegistryTable(garbageCollectionMs: 3_600_000)
+        for record in copy.records { fresh.merge(record, nowMs: baseMs) }
+        #expect(fresh.canonicalBytes() == copy.canonicalBytes())
     }
 
     @Test func tombstoneHidesNodeButIsKept() {

@@ -38,7 +38,7 @@ import Testing
     }
 
     func bruteForce(_ q: NodeQuery, _ t: RegistryTable, nowMs: UInt64) -> [PeerID] {
-        let candidates = t.entries.values.filter { $0.isLive(nowMs: nowMs) && (q.region == nil || $0.record.region == q.region) }
+        let candidates = t.records.filter { $0.isLive(nowMs: nowMs) && (q.region == nil || $0.record.region == q.region) }
         let ranked = candidates.map { r -> (Double, Double, Double, PeerID) in
             let km = greatCircleKm(q.near!, r.record.geo!)
             return ((km / distanceBandKm).rounded(.down), r.record.loadHeadroom, km, r.nodeID)

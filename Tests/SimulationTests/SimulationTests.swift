@@ -88,6 +88,18 @@ import Testing
         #expect((r.outcome("victimAttackerMeshShareMax") ?? 1) < 0.75)
     }
 
+    /// A node announces itself when its mesh forms, and again when it regains a mesh it lost;
+    /// a steady-state peer (already announced) must not take its first, empty reading for a
+    /// loss: at 10,000 peers that re-announced everyone at once.
+    @Test func announcePolicyIgnoresTheEmptyMeshBeforeTheFirstGraft() {
+        var settled = AnnouncePolicy(isolated: false)
+        let settledAnswers = [0, 3, 0, 2, 2].map { settled.shouldAnnounce(meshPeers: $0) }
+        #expect(settledAnswers == [false, false, false, true, false])
+        var fresh = AnnouncePolicy()
+        let freshAnswers = [0, 1, 1].map { fresh.shouldAnnounce(meshPeers: $0) }
+        #expect(freshAnswers == [false, true, false])
+    }
+
     @Test func jsonNumbersHaveOneFormat() {
         #expect(JSONWriter.format(0.1234567) == "0.123457")
         #expect(JSONWriter.format(2) == "2")
