@@ -65,6 +65,9 @@ public struct GossipRouter {
         var topics: Set<String> = []
         /// IDs the peer asked us not to send (v1.2), with their expiry.
         var dontWant: [MessageID: Millis] = [:]
+        /// When expired `dontWant` entries are next swept (once per IDONTWANT TTL: lookups
+        /// check the expiry anyway, and rebuilding the table every heartbeat was measurable).
+        var dontWantSweepAt: Millis = 0
         /// IHAVE messages and IDs received during the current heartbeat.
         var ihaves = 0
         var iasked = 0
@@ -340,7 +343,7 @@ public struct GossipRouter {
     }
 
     /// When the next held-back forward is due (nil: none). The shell calls `flushForwards` then.
-    public var nextForwardDue: Millis? { pendingForwards.first?.due }
+    public var nextForwardDue: Millis? { pendingForwards.isEmpty ? nil : pendingForwards[0].due }
 
     /// Sends the forwards whose delay has passed, skipping peers that meanwhile sent IDONTWANT
     /// or the message itself.
@@ -502,7 +505,12 @@ public struct GossipRouter {
         for key in Array(peers.keys) {
             peers[key]!.ihaves = 0
             peers[key]!.iasked = 0
-            if !peers[key]!.dontWant.isEmpty { peers[key]!.dontWant = peers[key]!.dontWant.filter { $0.value > now } }
+            if !peers[key]!.dontWant.isEmpty && now >= peers[key]!.dontWantSweepAt {
+                // In place, keeping the capacity: a filtered copy was regrown every few frames.
+                let expired = peers[key]!.dontWant.compactMap { $0.value > now ? nil : $0.key }
+                for id in expired { peers[key]!.dontWant.removeValue(forKey: id) }
+                peers[key]!.dontWantSweepAt = now &+ parameters.idontwantTTLMs
+            }
         }
         // Broken IWANT promises (P7).
         for (id, waiting) in promises {

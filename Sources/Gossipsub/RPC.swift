@@ -3,20 +3,29 @@ import Identity
 
 /// A pubsub message ID. With StrictSign it is `from ‖ seqno` (libp2p/specs pubsub/README.md,
 /// "Message Identification").
-/// A Gossipsub message ID (StrictSign: `from ‖ seqno`). A struct rather than `[UInt8]` so that
-/// it hashes its bytes in one call: every frame costs a router several ID lookups, and
-/// `Array`'s conformance feeds the hasher one byte at a time.
+/// A Gossipsub message ID (StrictSign: `from ‖ seqno`). A struct rather than `[UInt8]`: it
+/// carries a per-process keyed hash of its bytes, computed once, so that hashing is one word
+/// and dictionary probes compare that word before the bytes (routers look IDs up several
+/// times per frame; `Array`'s conformance feeds the hasher one byte at a time). The hash is
+/// keyed (Swift's per-process seed), so peers cannot choose IDs that collide.
 public struct MessageID: Hashable, Sendable, ExpressibleByArrayLiteral, CustomStringConvertible {
     public let bytes: [UInt8]
+    private let fingerprint: Int
 
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
-    public init(arrayLiteral elements: UInt8...) { bytes = elements }
-
-    public static func == (a: MessageID, b: MessageID) -> Bool { a.bytes == b.bytes }
-
-    public func hash(into hasher: inout Hasher) {
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        var hasher = Hasher()
         bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        fingerprint = hasher.finalize()
     }
+
+    public init(arrayLiteral elements: UInt8...) { self.init(elements) }
+
+    public static func == (a: MessageID, b: MessageID) -> Bool {
+        a.fingerprint == b.fingerprint && a.bytes == b.bytes
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 
     public var count: Int { bytes.count }
     public var description: String { bytes.map { String($0, radix: 16) }.joined() }

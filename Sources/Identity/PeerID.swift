@@ -5,6 +5,9 @@
 public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// The multihash bytes.
     public let bytes: [UInt8]
+    /// A per-process keyed hash of `bytes`, computed once: dictionary probes compare it
+    /// before touching the bytes, and hashing a PeerID is one word.
+    private let fingerprint: Int
 
     public init(publicKey: LibP2PPublicKey) {
         let encoded = publicKey.protobufEncoding
@@ -15,6 +18,7 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
         } else {
             bytes = [0x12, 0x20] + SHA256.hash(encoded)
         }
+        fingerprint = Self.fingerprint(bytes)
     }
 
     /// Parses multihash bytes; only identity and sha2-256 multihashes name peers.
@@ -35,6 +39,13 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
             throw IdentityError("multihash code 0x\(String(code, radix: 16)) is not a PeerID hash")
         }
         bytes = multihash
+        fingerprint = Self.fingerprint(bytes)
+    }
+
+    static func fingerprint(_ bytes: [UInt8]) -> Int {
+        var hasher = Hasher()
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        return hasher.finalize()
     }
 
     /// Parses the base58btc text form (`12D3KooW…`, `Qm…`).
@@ -61,13 +72,11 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public var description: String { Base58.encode(bytes) }
 
-    public static func == (lhs: PeerID, rhs: PeerID) -> Bool { lhs.bytes == rhs.bytes }
-
-    /// The multihash bytes in one call: routers and tables look PeerIDs up on every frame,
-    /// and the synthesized conformance feeds the hasher one byte at a time.
-    public func hash(into hasher: inout Hasher) {
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    public static func == (lhs: PeerID, rhs: PeerID) -> Bool {
+        lhs.fingerprint == rhs.fingerprint && lhs.bytes == rhs.bytes
     }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 
     public static func < (lhs: PeerID, rhs: PeerID) -> Bool {
         lhs.bytes.lexicographicallyPrecedes(rhs.bytes)

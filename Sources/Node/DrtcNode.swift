@@ -52,8 +52,10 @@ public final class DrtcNode: Sendable {
         hostConfig.agentVersion = "drtc/\(Self.version)"
         hostConfig.maxConnections = max(hostConfig.maxConnections, config.maxPeers * 4)
         host = Libp2pHost(identity: identity, configuration: hostConfig, logger: logger, metricsFactory: metrics.factory)
+        var gossipParameters = MeshGossip.defaultParameters()
+        gossipParameters.forwardDelayMs = config.gossipForwardDelayMs
         gossip = MeshGossip(host: host, identity: identity, registry: registry, metrics: metrics, logger: logger,
-                            heartbeatMs: config.gossipHeartbeatMs, clock: clock)
+                            heartbeatMs: config.gossipHeartbeatMs, parameters: gossipParameters, clock: clock)
     }
 
     /// The refresh interval and TTL this node promises now (Specs/gossip.md "Liveness").

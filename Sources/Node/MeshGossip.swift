@@ -38,6 +38,8 @@ public final class MeshGossip: Sendable {
     private let deliveryHook = Mutex<(@Sendable (SignedRecord) -> Void)?>(nil)
     /// The last finished sync session: (records received, bytes in, bytes out).
     public let lastSync = Mutex<(records: Int, bytesIn: Int, bytesOut: Int)?>(nil)
+    /// Which sync sessions run (`RegistryGossip.SyncPolicy`, shared with the simulator).
+    private let syncPolicy = Mutex(SyncPolicy())
 
     public init(host: Libp2pHost, identity: Ed25519KeyPair, registry: RegistryService, metrics: DrtcMetrics, logger: Logger,
                 heartbeatMs: UInt64, parameters base: GossipParameters = MeshGossip.defaultParameters(), clock: @escaping @Sendable () -> UInt64) {
@@ -72,7 +74,7 @@ public final class MeshGossip: Sendable {
             host.setStreamHandler(proto.rawValue) { [weak self] stream in await self?.readGossip(stream, protocol: proto) }
         }
         host.setStreamHandler(RegistrySyncSession.protocolID) { [weak self] stream in
-            await self?.runSync(.responder, stream: stream)
+            await self?.respondToSync(stream)
         }
         host.addConnectionObserver(.init(
             connected: { [weak self] info in self?.peerConnected(info) },
@@ -104,8 +106,8 @@ public final class MeshGossip: Sendable {
         Task { await self.openGossipStream(info, writer: writer) }
         if info.outbound {
             // The dialler reconciles: a new or returning peer gets the whole difference now,
-            // not at the next refresh.
-            Task { await self.syncWith(info.peer) }
+            // not at the next refresh (or, while another session runs, on a later tick).
+            Task { await self.requestSync(with: info.peer) }
         }
     }
 
@@ -243,16 +245,63 @@ public final class MeshGossip: Sendable {
 
     // MARK: sync
 
-    public func syncWith(_ peer: PeerID) async {
+    /// A sync is wanted (new outbound connection, anti-entropy): runs it with `peer` (nil: a
+    /// random connected peer) if `SyncPolicy` grants it, else remembers it for `syncTick`.
+    public func requestSync(with peer: PeerID?) async {
+        guard syncPolicy.withLock({ $0.request() }) else { return }
+        await runGrantedSync(with: peer)
+    }
+
+    /// Called every second by the connection maintenance: runs a remembered request (one that
+    /// had to wait, or whose session failed or was cut) with a random connected peer.
+    public func syncTick() async {
+        guard syncPolicy.withLock({ $0.retryDue() }) else { return }
+        await runGrantedSync(with: nil)
+    }
+
+    private func runGrantedSync(with peer: PeerID?) async {
+        var completed = false
+        if let peer = peer ?? host.connectedPeers.randomElement() { completed = await syncWith(peer) }
+        syncPolicy.withLock { $0.initiatorEnded(completed: completed) }
+    }
+
+    /// Runs one initiator session with `peer` now, outside `SyncPolicy` (benchmarks, tests).
+    /// Returns whether it completed.
+    @discardableResult
+    public func syncWith(_ peer: PeerID) async -> Bool {
         do {
             let stream = try await host.newStream(to: peer, protocols: [RegistrySyncSession.protocolID])
-            await runSync(.initiator, stream: stream)
+            return await runSync(.initiator, stream: stream)
         } catch {
             logger.debug("registry sync not started", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            return false
         }
     }
 
-    private func runSync(_ role: RegistrySyncSession.Role, stream: Libp2pStream) async {
+    /// An inbound sync stream: reconciles, or — beyond `SyncPolicy.maxInbound` sessions —
+    /// answers with a sample of live records (Specs/registry-sync.md "Busy responders").
+    private func respondToSync(_ stream: Libp2pStream) async {
+        guard syncPolicy.withLock({ $0.acceptInbound() }) else {
+            let now = clock()
+            let sample = registry.withReplica { replica in
+                Array(replica.table.liveRecords(nowMs: now).shuffled().prefix(SyncPolicy.busySample))
+            }
+            logger.debug("registry sync busy: answered with a sample", metadata: ["peer": "\(stream.remotePeer)", "records": "\(sample.count)"])
+            metrics.counter("drtc_registry_sync_sessions_total", "result", "busy").increment()
+            do {
+                for frame in RegistrySyncSession.busyReply(sample: sample) { try await stream.write(frame) }
+                await stream.closeWrite()
+            } catch {
+                stream.reset()
+            }
+            return
+        }
+        await runSync(.responder, stream: stream)
+        syncPolicy.withLock { $0.inboundEnded() }
+    }
+
+    @discardableResult
+    private func runSync(_ role: RegistrySyncSession.Role, stream: Libp2pStream) async -> Bool {
         let started = ContinuousClock.now
         let snapshot = registry.withReplica { SyncSnapshot(records: $0.table.records) }
         var session = RegistrySyncSession(role: role, snapshot: snapshot)
@@ -292,10 +341,12 @@ public final class MeshGossip: Sendable {
                     "peer": "\(stream.remotePeer)", "role": "\(role)", "recordsReceived": "\(received)",
                     "bytesIn": "\(bytesIn)", "bytesOut": "\(bytesOut)", "ms": "\((ContinuousClock.now - started) / .milliseconds(1))"])
             }
+            return true
         } catch {
             metrics.counter("drtc_registry_sync_sessions_total", "result", "error").increment()
             logger.info("registry sync aborted", metadata: ["peer": "\(stream.remotePeer)", "error": "\(error)"])
             stream.reset()
+            return false
         }
     }
 

@@ -48,20 +48,25 @@ struct MeshService: Service {
     private func antiEntropy() async {
         while !Task.isCancelled {
             do { try await Task.sleep(for: .seconds(Int64(node.config.syncIntervalSeconds))) } catch { return }
-            if let peer = node.host.connectedPeers.randomElement() { await node.gossip.syncWith(peer) }
+            await node.gossip.requestSync(with: nil)
         }
     }
 
     private func maintainConnections() async {
         var planner = DialPlanner()
         var lastExplore = node.registry.clock()
+        /// When each connection was first seen (its age for the trim grace period).
+        var since: [PeerID: UInt64] = [:]
         while !Task.isCancelled {
             let now = node.registry.clock()
             let connected = Set(node.host.connectedPeers)
+            since = since.filter { connected.contains($0.key) }
+            for peer in connected where since[peer] == nil { since[peer] = now }
+            Task { await node.gossip.syncTick() }
             if connected.count < node.config.minPeers {
                 await dialMore(node.config.minPeers - connected.count, connected: connected, planner: &planner, now: now)
             } else if connected.count > node.config.maxPeers {
-                trim(connected.count - node.config.maxPeers)
+                trim(since: since, now: now)
             } else if connected.count < node.config.maxPeers && now - lastExplore >= node.config.syncIntervalSeconds * 1000 {
                 // Exploration: one extra random peer per sync interval keeps the graph random
                 // and reconnects the two sides of a healed partition, whose nodes each still
@@ -131,12 +136,13 @@ struct MeshService: Service {
         }
     }
 
-    /// Closes `count` connections, inbound ones outside the gossip mesh first.
-    private func trim(_ count: Int) {
+    /// Closes what `DialPlanner.connectionsToClose` picks: settled connections above
+    /// `--max-peers` (inbound and non-mesh first) and surplus young inbound ones.
+    private func trim(since: [PeerID: UInt64], now: UInt64) {
         let mesh = node.gossip.meshPeers()
         var rng = SystemRandomNumberGenerator()
-        let ranked = DialPlanner.trimOrder(node.host.connections.map { ($0.peer, $0.outbound) }, mesh: mesh, using: &rng)
-        for peer in ranked.prefix(count) {
+        let connections = node.host.connections.map { ($0.peer, $0.outbound, now &- (since[$0.peer] ?? now)) }
+        for peer in DialPlanner.connectionsToClose(connections, mesh: mesh, maxPeers: node.config.maxPeers, using: &rng) {
             node.logger.debug("trimming connection", metadata: ["peer": "\(peer)"])
             node.host.disconnect(peer)
         }

@@ -1,4 +1,5 @@
 import Registry
+import RegistryGossip
 
 import Foundation
 import Libp2p
@@ -65,6 +66,9 @@ public struct NodeConfig: Sendable {
     public var minPeers = 8
     public var maxPeers = 12
     public var gossipHeartbeatMs: UInt64 = 1_000
+    /// How long a validated message is held before it is forwarded, so that IDONTWANT travels
+    /// ahead (Specs/gossip.md "Duplicates"). About one link latency on WAN meshes.
+    public var gossipForwardDelayMs: UInt64 = RegistryGossip.defaultParameters().forwardDelayMs
     /// Seconds between anti-entropy syncs with one random peer.
     public var syncIntervalSeconds: UInt64 = 30
     /// Enables the loopback-only `/admin/*` endpoints (connection gater), for tests and operators.
@@ -99,6 +103,7 @@ public struct NodeConfig: Sendable {
         Setting(name: "min-peers", repeats: false, help: "connections below which the node dials more peers (default 8)"),
         Setting(name: "max-peers", repeats: false, help: "connections above which the node closes some (default 12)"),
         Setting(name: "gossip-heartbeat-ms", repeats: false, help: "gossipsub heartbeat interval in ms (default 1000)"),
+        Setting(name: "gossip-forward-delay-ms", repeats: false, help: "ms a validated message is held before it is forwarded (default 5; about one link latency on WAN meshes)"),
         Setting(name: "sync-interval", repeats: false, help: "seconds between anti-entropy syncs with a random peer (default 30)"),
         Setting(name: "admin-api", repeats: false, help: "true|false: serve /admin/deny and /admin/allow (connection gater) to loopback clients (default false)"),
     ]
@@ -208,6 +213,7 @@ public struct NodeConfig: Sendable {
             throw ConfigError("--max-peers", "must be at least --min-peers (\(minPeers)), got \(maxPeers)")
         }
         if let v: UInt64 = try uint("gossip-heartbeat-ms", 50...60_000) { gossipHeartbeatMs = v }
+        if let v: UInt64 = try uint("gossip-forward-delay-ms", 0...1_000) { gossipForwardDelayMs = v }
         if let v: UInt64 = try uint("sync-interval", 1...86_400) { syncIntervalSeconds = v }
         if let a = one("admin-api") {
             guard a == "true" || a == "false" else { throw ConfigError("--admin-api", "expected true or false, got '\(a)'") }

@@ -179,6 +179,16 @@ public struct RegistrySyncSession {
     }
 
     /// The initiator's opening turn: the whole space as one range.
+    /// The whole answer of a responder that is too busy to reconcile (Specs/registry-sync.md
+    /// "Busy responders"): one final turn carrying `sample` — a few of its live records, whose
+    /// addresses let the initiator find other peers to sync with. Any first turn may be
+    /// answered this way; the initiator merges the records and the session ends.
+    public static func busyReply(sample: [SignedRecord], limits: SyncLimits = SyncLimits()) -> [[UInt8]] {
+        var turn = TurnWriter(maxFrameSize: limits.maxFrameSize)
+        for record in sample { turn.record(record.encoded) }
+        return turn.finish(final: true)
+    }
+
     public mutating func start() -> Step {
         precondition(role == .initiator, "only the initiator starts")
         var turn = TurnWriter(maxFrameSize: limits.maxFrameSize)

@@ -44,7 +44,10 @@ public struct DialPlanner: Sendable {
     }
 
     /// The targets for `missing` new connections: peers named by peer exchange first (if their
-    /// address is known), then `candidates` spread over regions, then the bootstrap peers.
+    /// address is known), then `candidates` spread over regions, then **one** bootstrap peer
+    /// per round. One sync gives a joiner the table, and with it everyone else to dial; a
+    /// joiner dialling every bootstrap peer at once tripled their load in a join storm and
+    /// filled their connection limits (`drtc sim --scenario join-storm --peers 1000`).
     public static func targets<R: RandomNumberGenerator>(
         missing: Int, exchanged: [PeerID], candidates: [(peer: PeerID, region: String)],
         bootstrap: [PeerID], using rng: inout R
@@ -54,26 +57,42 @@ public struct DialPlanner: Sendable {
         var targets = Array(exchanged.filter { known.contains($0) }.prefix(missing))
         let chosen = Set(targets)
         targets += spread(candidates.filter { !chosen.contains($0.peer) }, count: missing - targets.count, using: &rng)
-        if targets.count < missing {
-            for peer in bootstrap where !targets.contains(peer) {
-                targets.append(peer)
-                if targets.count >= missing { break }
-            }
+        let unused = bootstrap.filter { !targets.contains($0) }
+        if targets.count < missing, !unused.isEmpty {
+            targets.append(unused[Int(rng.next() % UInt64(unused.count))])
         }
         return targets
     }
 }
 
 extension DialPlanner {
-    /// The order in which to close connections above `--max-peers`: inbound peers outside the
-    /// gossip mesh first, outbound mesh peers last; random within a rank.
-    public static func trimOrder<R: RandomNumberGenerator>(_ connections: [(peer: PeerID, outbound: Bool)], mesh: Set<PeerID>, using rng: inout R) -> [PeerID] {
-        func rank(_ c: (peer: PeerID, outbound: Bool)) -> Int { (mesh.contains(c.peer) ? 2 : 0) + (c.outbound ? 1 : 0) }
-        var shuffled = connections
-        shuffled.shuffle(using: &rng)
+    /// How long a new connection is "young": long enough for the dialler's registry sync (or
+    /// busy reply) and its first GRAFT. Without it a bootstrap peer above `--max-peers` closed
+    /// every joiner within a second, before the joiner had learned a single other peer, and
+    /// the joiner redialled it forever (`drtc sim --scenario join-storm --peers 1000`).
+    public static let trimGraceMs: UInt64 = 2_000
+
+    /// The connections to close (Specs/gossip.md "Peer discovery and connections"):
+    ///
+    /// - Settled connections (older than `trimGraceMs`) above `maxPeers`, inbound before
+    ///   outbound (the peers this node chose are the ones an attacker cannot pick), outside
+    ///   the gossip mesh before inside; random within a rank.
+    /// - Young inbound connections beyond `maxPeers` of them, oldest first: they had their
+    ///   chance to sync, and a flood of new inbound connections cannot push settled ones out.
+    public static func connectionsToClose<R: RandomNumberGenerator>(
+        _ connections: [(peer: PeerID, outbound: Bool, ageMs: UInt64)], mesh: Set<PeerID>, maxPeers: Int, using rng: inout R
+    ) -> [PeerID] {
+        func rank(_ c: (peer: PeerID, outbound: Bool, ageMs: UInt64)) -> Int { (c.outbound ? 2 : 0) + (mesh.contains(c.peer) ? 1 : 0) }
+        var settled = connections.filter { $0.ageMs >= trimGraceMs }
+        settled.shuffle(using: &rng)
         // Stable by rank: a shuffled order within each rank.
-        return shuffled.enumerated().sorted { a, b in
+        let ranked = settled.enumerated().sorted { a, b in
             rank(a.element) != rank(b.element) ? rank(a.element) < rank(b.element) : a.offset < b.offset
         }.map(\.element.peer)
+        var close = Array(ranked.prefix(max(0, settled.count - maxPeers)))
+        let young = connections.filter { $0.ageMs < trimGraceMs && !$0.outbound }
+            .sorted { $0.ageMs != $1.ageMs ? $0.ageMs > $1.ageMs : $0.peer < $1.peer }
+        close += young.prefix(max(0, young.count - maxPeers)).map(\.peer)
+        return close
     }
 }

@@ -107,6 +107,7 @@ extension Simulator {
         r.recordChecks = memo.recordChecks
         r.recordVerifications = memo.recordVerifications
         r.snapshotsBuilt = snapshots.built
+        r.syncBusyReplies = busyReplies
 
         // Charts: share of expected pairs live by time since publication, and the CDF of
         // delivery latency among delivered pairs.

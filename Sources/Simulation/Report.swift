@@ -25,7 +25,7 @@ public struct SimReport: Sendable {
     public var bytesInPerPeerPerSecond = Quantiles()
     public var agreementSeries: [(t: Double, share: Double)] = []
     public var events: UInt64 = 0
-    public var signatureChecks = 0, signatureVerifications = 0, recordChecks = 0, recordVerifications = 0, snapshotsBuilt = 0
+    public var signatureChecks = 0, signatureVerifications = 0, recordChecks = 0, recordVerifications = 0, snapshotsBuilt = 0, syncBusyReplies = 0
     /// Scenario-specific outcome, as ordered key/value pairs.
     public var outcome: [(String, Double)] = []
     public init() {}
@@ -103,6 +103,7 @@ public struct SimReport: Sendable {
                 w.field("recordChecks", recordChecks)
                 w.field("recordVerifications", recordVerifications)
                 w.field("syncSnapshotsBuilt", snapshotsBuilt)
+                w.field("syncBusyReplies", syncBusyReplies)
             }
             w.key("charts"); w.object {
                 w.key("convergenceCurve"); w.array(convergenceCurve) { w.pair($0.t, $0.share) }

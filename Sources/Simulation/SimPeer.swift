@@ -16,6 +16,7 @@ enum PeerRole: Equatable {
 struct SimConnection {
     var id: UInt32
     var outbound: Bool
+    var openedAt: SimTime = 0
     /// Arrival time of the last frame this side sent on it: TCP delivers in order.
     var lastArrival: SimTime = 0
 }
@@ -55,6 +56,7 @@ final class SimPeer {
     var planner = DialPlanner()
     var exchanged: [PeerID] = []
     var syncs: [SyncKey: RegistrySyncSession] = [:]
+    var syncPolicy = SyncPolicy()
     var alive = true
     var leaving = false
     let joinedAt: SimTime

@@ -46,6 +46,7 @@ public final class Simulator {
     var measureFrom: SimTime = 0
     var endAt: SimTime = 0
     var eventsProcessed: UInt64 = 0
+    var busyReplies = 0
     var samples: [AgreementSample] = []
     var scenarioActions: [(SimTime, ScenarioAction)] = []
     var scenarioLog = ScenarioLog()
@@ -177,10 +178,7 @@ public final class Simulator {
         case .antiEntropy(let i):
             let p = peers[Int(i)]
             guard p.alive, !p.leaving else { return }
-            let connected = p.sortedConnections
-            if !connected.isEmpty, p.role == .honest {
-                startSync(p, with: connected[Int(rng.next() % UInt64(connected.count))])
-            }
+            if p.role == .honest, p.syncPolicy.request() { syncWithRandomPeer(p) }
             queue.push(now + config.syncIntervalSeconds * 1_000_000, .antiEntropy(i))
         case .dialDone(let from, let to):
             dialDone(from: from, to: to)
@@ -425,9 +423,23 @@ public final class Simulator {
 
     // MARK: - registry sync
 
+    /// Starts the initiator session `SyncPolicy` granted with a random connected peer.
+    func syncWithRandomPeer(_ p: SimPeer) {
+        let connected = p.sortedConnections
+        guard !connected.isEmpty else {
+            p.syncPolicy.initiatorEnded(completed: false)
+            return
+        }
+        startSync(p, with: connected[Int(rng.next() % UInt64(connected.count))])
+    }
+
+    /// Starts the initiator session `SyncPolicy` granted (`request`/`retryDue`) with `q`.
     func startSync(_ p: SimPeer, with q: Int32) {
         let key = SyncKey(remote: q, initiator: true)
-        guard p.syncs[key] == nil, p.connections[q] != nil else { return }
+        guard p.syncs[key] == nil, p.connections[q] != nil else {
+            p.syncPolicy.initiatorEnded(completed: false)
+            return
+        }
         var session = RegistrySyncSession(role: .initiator, snapshot: snapshots.snapshot(p.fingerprint, table: p.replica.table))
         let step = session.start()
         p.syncs[key] = session
@@ -441,6 +453,14 @@ public final class Simulator {
             session = s
         } else {
             guard toResponder else { return }  // an answer to a session we dropped
+            guard q.syncPolicy.acceptInbound() else {
+                // At the limit: a sample of live records instead of a reconciliation.
+                busyReplies += 1
+                for frame in RegistrySyncSession.busyReply(sample: liveSample(q, count: SyncPolicy.busySample)) {
+                    send(q, .sync(to: p, toResponder: false, frame))
+                }
+                return
+            }
             session = RegistrySyncSession(role: .responder, snapshot: snapshots.snapshot(q.fingerprint, table: q.replica.table))
         }
         // Strip the uvarint length prefix the session put on the frame.
@@ -450,6 +470,7 @@ public final class Simulator {
         let step: RegistrySyncSession.Step
         do { step = try session.receive(frame: body) } catch {
             q.syncs[key] = nil
+            endSync(q, key, completed: false)
             return
         }
         for bytes in step.records {
@@ -457,6 +478,11 @@ public final class Simulator {
         }
         for frame in step.frames { send(q, .sync(to: p, toResponder: !toResponder, frame)) }
         q.syncs[key] = step.done ? nil : session
+        if step.done { endSync(q, key, completed: true) }
+    }
+
+    func endSync(_ p: SimPeer, _ key: SyncKey, completed: Bool) {
+        if key.initiator { p.syncPolicy.initiatorEnded(completed: completed) } else { p.syncPolicy.inboundEnded() }
     }
 
     // MARK: - connections
@@ -464,6 +490,7 @@ public final class Simulator {
     func reachable(_ a: SimPeer, _ b: SimPeer) -> Bool { !(partitioned && a.side != b.side) }
 
     func maintainConnections(_ p: SimPeer) {
+        if p.role == .honest && p.syncPolicy.retryDue() { syncWithRandomPeer(p) }
         guard p.dialing.isEmpty else { return }
         if p.role == .eclipser {
             eclipseDial(p)
@@ -473,23 +500,64 @@ public final class Simulator {
         if count < config.minPeers {
             dialMore(p, missing: config.minPeers - count, preferLive: true)
         } else if count > config.maxPeers {
-            trim(p, count - config.maxPeers)
+            trim(p)
         } else if count < config.maxPeers && nowMs - p.lastExploreMs >= config.syncIntervalSeconds * 1000 {
             p.lastExploreMs = nowMs
             dialMore(p, missing: 1, preferLive: false)
         }
     }
 
+    static let candidateSample = 64
+
+    /// Up to `count` distinct live records of `p`'s table, drawn uniformly by probing random
+    /// peers (a whole-table scan when that comes back short).
+    func liveSample(_ p: SimPeer, count: Int) -> [SignedRecord] {
+        let nowMs = self.nowMs
+        var out: [SignedRecord] = []
+        var probed = Set<Int32>()
+        for _ in 0..<(8 * count) where out.count < count {
+            let i = Int32(truncatingIfNeeded: rng.next() % UInt64(peers.count))
+            guard probed.insert(i).inserted, let record = Self.read(&p.replica, { $0.table[peers[Int(i)].id] }),
+                  record.isLive(nowMs: nowMs) else { continue }
+            out.append(record)
+        }
+        if out.count < count {
+            var all = p.replica.table.records.filter { $0.isLive(nowMs: nowMs) }.sorted { $0.nodeID < $1.nodeID }
+            all.shuffle(using: &rng)
+            out = Array(all.prefix(count))
+        }
+        return out
+    }
+
     /// Like `MeshService.dialMore`: PX peers, then table entries spread over regions (live
     /// ones preferred), then the bootstrap peers.
+    ///
+    /// The table candidates are a uniform sample of at most `candidateSample` entries, drawn by
+    /// probing random peers' records (a whole-table scan when the table is small or the probes
+    /// come back short): scanning 10,000 records for every exploration dial of every peer
+    /// cost more than the gossip itself (Specs/simulation.md "Connection maintenance").
     func dialMore(_ p: SimPeer, missing: Int, preferLive: Bool) {
         let nowMs = self.nowMs
         var live: [(index: Int32, region: String)] = []
         var expired: [(index: Int32, region: String)] = []
-        for record in p.replica.table.records where record.record.status == .active {
-            guard let i = indexOf[record.nodeID], i != p.index, p.connections[i] == nil,
-                  p.planner.mayDial(record.nodeID, now: nowMs) else { continue }
+        func consider(_ record: SignedRecord) {
+            guard record.record.status == .active, let i = indexOf[record.nodeID], i != p.index, p.connections[i] == nil,
+                  p.planner.mayDial(record.nodeID, now: nowMs) else { return }
             if record.isLive(nowMs: nowMs) { live.append((i, record.record.region)) } else { expired.append((i, record.record.region)) }
+        }
+        let table = Self.read(&p.replica) { $0.table.count }
+        if table > 4 * Self.candidateSample {
+            var probed = Set<Int32>()
+            for _ in 0..<(4 * Self.candidateSample) where live.count + expired.count < Self.candidateSample {
+                let i = Int32(truncatingIfNeeded: rng.next() % UInt64(peers.count))
+                guard probed.insert(i).inserted, let record = Self.read(&p.replica, { $0.table[peers[Int(i)].id] }) else { continue }
+                consider(record)
+            }
+        }
+        if live.count + expired.count < missing {
+            live = []
+            expired = []
+            for record in p.replica.table.records { consider(record) }
         }
         // Dictionary order is per process: sort so that the run depends on the seed only.
         live.sort { $0.index < $1.index }
@@ -543,11 +611,11 @@ public final class Simulator {
     func connect(_ p: SimPeer, _ q: SimPeer) {
         let id = nextConnectionID
         nextConnectionID &+= 1
-        p.connections[q.index] = SimConnection(id: id, outbound: true)
-        q.connections[p.index] = SimConnection(id: id, outbound: false)
+        p.connections[q.index] = SimConnection(id: id, outbound: true, openedAt: now)
+        q.connections[p.index] = SimConnection(id: id, outbound: false, openedAt: now)
         execute(p, p.router.addPeer(q.id, protocol: .v12, outbound: true, now: nowMs), accepted: [:])
         execute(q, q.router.addPeer(p.id, protocol: .v12, outbound: false, now: nowMs), accepted: [:])
-        if p.role == .honest { startSync(p, with: q.index) }
+        if p.role == .honest && p.syncPolicy.request() { startSync(p, with: q.index) }
     }
 
     /// `p` closes its connection to `remote`; the remote notices one latency later.
@@ -560,16 +628,20 @@ public final class Simulator {
 
     func dropConnection(_ p: SimPeer, remote: Int32) {
         p.connections[remote] = nil
-        p.syncs[SyncKey(remote: remote, initiator: true)] = nil
-        p.syncs[SyncKey(remote: remote, initiator: false)] = nil
+        for key in [SyncKey(remote: remote, initiator: true), SyncKey(remote: remote, initiator: false)]
+        where p.syncs.removeValue(forKey: key) != nil {
+            endSync(p, key, completed: false)
+        }
         p.router.removePeer(peers[Int(remote)].id, now: nowMs)
     }
 
-    /// Like `MeshService.trim`: inbound peers outside the gossip mesh go first.
-    func trim(_ p: SimPeer, _ count: Int) {
+    /// Like `MeshService.trim` (`DialPlanner.connectionsToClose`).
+    func trim(_ p: SimPeer) {
         let mesh = p.router.mesh[RegistryGossip.topic] ?? []
-        let connections = p.sortedConnections.map { (peer: peers[Int($0)].id, outbound: p.connections[$0]!.outbound) }
-        for victim in DialPlanner.trimOrder(connections, mesh: mesh, using: &rng).prefix(count) {
+        let connections = p.sortedConnections.map { i in
+            (peer: peers[Int(i)].id, outbound: p.connections[i]!.outbound, ageMs: (now - p.connections[i]!.openedAt) / 1000)
+        }
+        for victim in DialPlanner.connectionsToClose(connections, mesh: mesh, maxPeers: config.maxPeers, using: &rng) {
             if let q = indexOf[victim] { disconnect(p, from: q) }
         }
     }

@@ -75,6 +75,8 @@ struct NodeCommand: AsyncParsableCommand {
     var maxPeers: String?
     @Option(name: .customLong("gossip-heartbeat-ms"), help: "Gossipsub heartbeat interval in ms (default 1000).")
     var gossipHeartbeatMs: String?
+    @Option(name: .customLong("gossip-forward-delay-ms"), help: "Ms a validated message is held before it is forwarded (default 5; about one link latency on WAN meshes).")
+    var gossipForwardDelayMs: String?
     @Option(name: .customLong("sync-interval"), help: "Seconds between anti-entropy syncs with one random peer (default 30).")
     var syncInterval: String?
     @Option(name: .customLong("admin-api"), help: "true|false: serve /admin/deny and /admin/allow to loopback clients (default false).")
@@ -87,7 +89,7 @@ struct NodeCommand: AsyncParsableCommand {
             ("public-url", publicURL), ("max-sessions", maxSessions), ("bandwidth-up-kbps", bandwidthUp),
             ("bandwidth-down-kbps", bandwidthDown), ("cpu-cores", cpuCores), ("refresh-interval", refreshInterval),
             ("ttl", ttl), ("log-level", logLevel), ("min-peers", minPeers), ("max-peers", maxPeers),
-            ("gossip-heartbeat-ms", gossipHeartbeatMs), ("sync-interval", syncInterval), ("admin-api", adminAPI),
+            ("gossip-heartbeat-ms", gossipHeartbeatMs), ("gossip-forward-delay-ms", gossipForwardDelayMs), ("sync-interval", syncInterval), ("admin-api", adminAPI),
         ]
         for (name, value) in single { if let value { flags[name] = [value] } }
         if !listen.isEmpty { flags["listen"] = listen }

@@ -1,5 +1,6 @@
 import Gossipsub
 import RegistryGossip
+import Identity
 import Testing
 
 @testable import Simulation
@@ -98,6 +99,45 @@ import Testing
         var fresh = AnnouncePolicy()
         let freshAnswers = [0, 1, 1].map { fresh.shouldAnnounce(meshPeers: $0) }
         #expect(freshAnswers == [false, true, false])
+    }
+
+    /// Settled connections above the maximum go inbound and non-mesh first; young ones are
+    /// spared up to `maxPeers` of them, oldest surplus first; outbound young ones never go.
+    @Test func trimSparesYoungConnectionsAndThePeersANodeChose() throws {
+        func peer(_ i: Int) throws -> PeerID { try Ed25519KeyPair(seed: [UInt8](repeating: UInt8(i), count: 32)).peerID }
+        var connections: [(peer: PeerID, outbound: Bool, ageMs: UInt64)] = []
+        for i in 0..<10 { connections.append((try peer(i), true, 60_000)) }         // settled outbound (chosen)
+        for i in 10..<15 { connections.append((try peer(i), false, 60_000)) }       // settled inbound, 10..11 in the mesh
+        for i in 15..<35 { connections.append((try peer(i), false, UInt64(i) * 10)) } // young inbound, older with i
+        connections.append((try peer(35), true, 100))                               // young outbound
+        let mesh: Set<PeerID> = [try peer(0), try peer(10), try peer(11)]
+        var rng = SplitMix64(seed: 1)
+        let close = Set(DialPlanner.connectionsToClose(connections, mesh: mesh, maxPeers: 12, using: &rng))
+        // Settled: 15 > 12, so 3 go: the inbound non-mesh ones (12, 13, 14).
+        let expectedSettled = Set(try (12..<15).map(peer))
+        // Young inbound: 20 > 12, so the 8 oldest go (27..34).
+        let expectedYoung = Set(try (27..<35).map(peer))
+        #expect(close == expectedSettled.union(expectedYoung))
+    }
+
+    @Test func syncPolicyRunsOneInitiatorAndCapsResponders() {
+        var policy = SyncPolicy(maxInbound: 2)
+        let first = policy.request(), second = policy.request()
+        #expect(first && !second)
+        policy.initiatorEnded(completed: true)
+        let retry = policy.retryDue(), again = policy.retryDue()
+        #expect(retry && !again, "the request made while a session ran is served once")
+        policy.initiatorEnded(completed: false)
+        let retried = policy.retryDue()
+        #expect(retried, "a failed session is retried")
+        policy.initiatorEnded(completed: true)
+        let idle = policy.retryDue()
+        #expect(!idle)
+        let inbound = (0..<3).map { _ in policy.acceptInbound() }
+        #expect(inbound == [true, true, false])
+        policy.inboundEnded()
+        let freed = policy.acceptInbound()
+        #expect(freed)
     }
 
     @Test func jsonNumbersHaveOneFormat() {
