@@ -68,6 +68,30 @@ struct SyncRun {
         #expect(run.bytes < 100)
     }
 
+    /// A busy responder's answer (a final turn of sample records, no ranges) is a complete,
+    /// valid session for any initiator: it hands over the records and ends.
+    @Test func busyReplyEndsTheSessionWithTheSample() throws {
+        let sample = records(0..<16)
+        var initiator = RegistrySyncSession(role: .initiator, snapshot: SyncSnapshot(records: records(100..<400)))
+        let first = initiator.start().frames
+        #expect(!first.isEmpty)
+        var received: [[UInt8]] = []
+        var done = false
+        for frame in RegistrySyncSession.busyReply(sample: sample) {
+            let step = try initiator.receive(frame: SyncRun.body(frame))
+            received += step.records
+            #expect(step.frames.isEmpty, "a final turn needs no answer")
+            done = step.done
+        }
+        #expect(done)
+        #expect(received == sample.map(\.encoded))
+        // An empty sample (a responder with an empty table) is a bare final turn.
+        var other = RegistrySyncSession(role: .initiator, snapshot: SyncSnapshot(records: records(0..<3)))
+        _ = other.start()
+        let steps = try RegistrySyncSession.busyReply(sample: []).map { try other.receive(frame: SyncRun.body($0)) }
+        #expect(steps.last?.done == true && steps.allSatisfy(\.records.isEmpty))
+    }
+
     @Test func emptyJoinerGetsEverythingInTwoTurns() throws {
         let set = records(0..<300)
         var run = SyncRun([], set)
