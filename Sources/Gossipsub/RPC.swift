@@ -14,9 +14,7 @@ public struct MessageID: Hashable, Sendable, ExpressibleByArrayLiteral, CustomSt
 
     public init(_ bytes: [UInt8]) {
         self.bytes = bytes
-        var hasher = Hasher()
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
-        fingerprint = hasher.finalize()
+        fingerprint = KeyedHash.of(bytes)
     }
 
     public init(arrayLiteral elements: UInt8...) { self.init(elements) }

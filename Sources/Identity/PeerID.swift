@@ -5,8 +5,8 @@
 public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// The multihash bytes.
     public let bytes: [UInt8]
-    /// A per-process keyed hash of `bytes`, computed once: dictionary probes compare it
-    /// before touching the bytes, and hashing a PeerID is one word.
+    /// `KeyedHash.of(bytes)`: dictionary probes compare it before touching the bytes, and
+    /// hashing a PeerID is one word.
     private let fingerprint: Int
 
     public init(publicKey: LibP2PPublicKey) {
@@ -18,7 +18,7 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
         } else {
             bytes = [0x12, 0x20] + SHA256.hash(encoded)
         }
-        fingerprint = Self.fingerprint(bytes)
+        fingerprint = KeyedHash.of(bytes)
     }
 
     /// Parses multihash bytes; only identity and sha2-256 multihashes name peers.
@@ -39,14 +39,9 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
             throw IdentityError("multihash code 0x\(String(code, radix: 16)) is not a PeerID hash")
         }
         bytes = multihash
-        fingerprint = Self.fingerprint(bytes)
+        fingerprint = KeyedHash.of(bytes)
     }
 
-    static func fingerprint(_ bytes: [UInt8]) -> Int {
-        var hasher = Hasher()
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
-        return hasher.finalize()
-    }
 
     /// Parses the base58btc text form (`12D3KooW…`, `Qm…`).
     public init(_ text: String) throws {

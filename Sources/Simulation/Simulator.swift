@@ -509,17 +509,25 @@ public final class Simulator {
 
     static let candidateSample = 64
 
+    /// Visits the records that `p`'s table holds for random peers (each peer drawn at most
+    /// once), for up to `attempts` draws while `wanted()` holds: a uniform sample of the table
+    /// without scanning it.
+    func probeTable(_ p: SimPeer, attempts: Int, while wanted: () -> Bool, _ visit: (SignedRecord) -> Void) {
+        var probed = Set<Int32>()
+        for _ in 0..<attempts where wanted() {
+            let i = Int32(truncatingIfNeeded: rng.next() % UInt64(peers.count))
+            guard probed.insert(i).inserted, let record = Self.read(&p.replica, { $0.table[peers[Int(i)].id] }) else { continue }
+            visit(record)
+        }
+    }
+
     /// Up to `count` distinct live records of `p`'s table, drawn uniformly by probing random
     /// peers (a whole-table scan when that comes back short).
     func liveSample(_ p: SimPeer, count: Int) -> [SignedRecord] {
         let nowMs = self.nowMs
         var out: [SignedRecord] = []
-        var probed = Set<Int32>()
-        for _ in 0..<(8 * count) where out.count < count {
-            let i = Int32(truncatingIfNeeded: rng.next() % UInt64(peers.count))
-            guard probed.insert(i).inserted, let record = Self.read(&p.replica, { $0.table[peers[Int(i)].id] }),
-                  record.isLive(nowMs: nowMs) else { continue }
-            out.append(record)
+        probeTable(p, attempts: 8 * count, while: { out.count < count }) { record in
+            if record.isLive(nowMs: nowMs) { out.append(record) }
         }
         if out.count < count {
             var all = p.replica.table.records.filter { $0.isLive(nowMs: nowMs) }.sorted { $0.nodeID < $1.nodeID }
@@ -547,12 +555,7 @@ public final class Simulator {
         }
         let table = Self.read(&p.replica) { $0.table.count }
         if table > 4 * Self.candidateSample {
-            var probed = Set<Int32>()
-            for _ in 0..<(4 * Self.candidateSample) where live.count + expired.count < Self.candidateSample {
-                let i = Int32(truncatingIfNeeded: rng.next() % UInt64(peers.count))
-                guard probed.insert(i).inserted, let record = Self.read(&p.replica, { $0.table[peers[Int(i)].id] }) else { continue }
-                consider(record)
-            }
+            probeTable(p, attempts: 4 * Self.candidateSample, while: { live.count + expired.count < Self.candidateSample }, consider)
         }
         if live.count + expired.count < missing {
             live = []
