@@ -1,28 +1,58 @@
+import Gossipsub
+import Registry
+
 /// Virtual time in microseconds since the start of a run. The routers see milliseconds
 /// (`now / 1000` plus the run's epoch).
 public typealias SimTime = UInt64
 
-/// What happens at one instant of virtual time.
+/// What happens at one instant of virtual time. Every event but `scenario` and `sample`
+/// belongs to one peer (`SimEvent.peer`) and touches only that peer's state.
 enum SimEvent {
     /// A frame arrives at `to` on connection `conn` (a gossip RPC or a registry-sync frame).
-    case frame(to: Int32, from: Int32, conn: UInt32, sync: Bool, bytes: [UInt8], tracked: [Int32])
+    /// `tracked`: the followed updates it carries (Simulator.track).
+    case frame(to: Int32, from: Int32, conn: UInt64, sync: Bool, bytes: [UInt8], tracked: [Int32])
     case heartbeat(Int32)
     case forwards(Int32)
     case refresh(Int32)
     case maintain(Int32)
     case antiEntropy(Int32)
-    /// The dial from `from` to `to` completes (connected or failed).
-    case dialDone(from: Int32, to: Int32)
+    /// `from`'s dial reaches `to` (TCP and the security handshake up to its last message).
+    case dialArrive(to: Int32, from: Int32, conn: UInt64)
+    /// The dial from `from` to `to` completes at `from`.
+    case dialDone(from: Int32, to: Int32, conn: UInt64, result: DialResult)
+    /// The dialler's last handshake message reaches `to`: the connection is up on its side.
+    case handshakeDone(to: Int32, from: Int32, conn: UInt64)
     /// `peer` learns that its connection `conn` to `remote` is gone.
-    case closed(peer: Int32, remote: Int32, conn: UInt32)
+    case closed(peer: Int32, remote: Int32, conn: UInt64)
     /// The uplink of `peer` is free again: write its next queued RPC.
     case uplink(Int32)
     case scenario(Int)
     case sample
+
+    /// The peer whose state the event touches (nil: a scenario action or a sample).
+    var peer: Int32? {
+        switch self {
+        case .frame(let to, _, _, _, _, _), .dialArrive(let to, _, _), .handshakeDone(let to, _, _): to
+        case .heartbeat(let i), .forwards(let i), .refresh(let i), .maintain(let i), .antiEntropy(let i), .uplink(let i): i
+        case .dialDone(let from, _, _, _): from
+        case .closed(let peer, _, _): peer
+        case .scenario, .sample: nil
+        }
+    }
 }
 
-/// A binary min-heap of events ordered by (time, insertion sequence): events at the same
-/// instant run in the order they were scheduled, so a run depends on the seed only.
+/// How a dial ended, as the dialler learns it.
+enum DialResult {
+    case connected
+    /// Nobody listening, the remote is full or leaving, or the address is unreachable.
+    case refused
+    /// The remote already has a connection to the dialler (both dialled each other).
+    case duplicate
+}
+
+/// A binary min-heap of events ordered by (time, sequence). Sequence numbers are given by
+/// whoever schedules the event (`Simulator.schedule`): they are unique, so the order of events
+/// does not depend on the order in which they were pushed, nor on which queue they went to.
 ///
 /// The heap holds plain (time, sequence, slot) triples; the events themselves wait in a slab
 /// and are moved out once, so sifting never retains or releases their payloads.
@@ -36,7 +66,6 @@ struct EventQueue {
     private var heap: [Entry] = []
     private var slab: [SimEvent?] = []
     private var free: [Int32] = []
-    private var nextSeq: UInt64 = 0
 
     var count: Int { heap.count }
     var isEmpty: Bool { heap.isEmpty }
@@ -47,7 +76,7 @@ struct EventQueue {
         a.time != b.time ? a.time < b.time : a.seq < b.seq
     }
 
-    mutating func push(_ time: SimTime, _ event: SimEvent) {
+    mutating func push(_ time: SimTime, seq: UInt64, _ event: SimEvent) {
         let slot: Int32
         if let reused = free.popLast() {
             slot = reused
@@ -56,8 +85,7 @@ struct EventQueue {
             slot = Int32(slab.count)
             slab.append(event)
         }
-        let entry = Entry(time: time, seq: nextSeq, slot: slot)
-        nextSeq &+= 1
+        let entry = Entry(time: time, seq: seq, slot: slot)
         heap.append(entry)
         var i = heap.count - 1
         while i > 0 {
@@ -90,4 +118,39 @@ struct EventQueue {
         free.append(top.slot)
         return (top.time, event)
     }
+}
+
+/// A record update published inside a window, followed once the window ends
+/// (`Simulator.track`).
+struct PendingTrack {
+    var record: SignedRecord
+    var message: MessageID
+    var origin: Int32
+    var at: SimTime
+}
+
+/// One partition of the peers (peer index modulo the partition count): its own event queue and
+/// clock. Within a window of virtual time shorter than the smallest link delay no event of one
+/// peer can cause an event at another, so partitions run a window on separate threads; what one
+/// peer sends another waits in the sender's partition's outbox until the window ends
+/// (Specs/simulation.md "Parallel windows").
+final class Partition {
+    struct Scheduled {
+        var target: Int32
+        var time: SimTime
+        var seq: UInt64
+        var event: SimEvent
+    }
+
+    let number: Int
+    var now: SimTime = 0
+    var queue = EventQueue()
+    var outbox: [Scheduled] = []
+    var pendingTracks: [PendingTrack] = []
+    var events: UInt64 = 0
+    var busyReplies = 0
+
+    init(number: Int) { self.number = number }
+
+    var nowMs: UInt64 { Simulator.epochMs + now / 1000 }
 }

@@ -1,6 +1,30 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Gossipsub
 import Identity
 import Registry
+
+/// A mutex for the memos that partitions running on separate threads share.
+final class SimLock: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    init() { pthread_mutex_init(mutex, nil) }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    @inline(__always)
+    func locked<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+}
 
 /// Verification memo shared by all simulated peers (Specs/simulation.md "Signatures").
 ///
@@ -10,54 +34,59 @@ import Registry
 /// message or record that differs in any byte (a forgery reusing a message ID, a tampered
 /// record) misses the memo and is verified for real. Everything else the routers do —
 /// decoding every frame, the seen cache, validation order, scoring — runs per peer.
-final class VerificationMemo {
-    private var messages: [MessageID: (GossipMessage, StrictSign.Failure?)] = [:]
+///
+/// Partitions share it under a lock. Its counters count distinct inputs, not which thread
+/// got there first, so they do not depend on the partition count.
+final class VerificationMemo: @unchecked Sendable {
+    private let lock = SimLock()
+    /// Every distinct message seen under an ID (a forgery reusing an ID is a second entry).
+    private var messages: [MessageID: [(GossipMessage, StrictSign.Failure?)]] = [:]
     private var records: [[UInt8]: Result<SignedRecord, RecordRejection>] = [:]
-    private(set) var signatureChecks = 0
-    private(set) var signatureVerifications = 0
-    private(set) var recordChecks = 0
-    private(set) var recordVerifications = 0
+    private var checks = 0
+    private var verifications = 0
+    private var recordCheckCount = 0
+    private var recordVerificationCount = 0
+
+    var signatureChecks: Int { lock.locked { checks } }
+    var signatureVerifications: Int { lock.locked { verifications } }
+    var recordChecks: Int { lock.locked { recordCheckCount } }
+    var recordVerifications: Int { lock.locked { recordVerificationCount } }
 
     func checkSignature(_ message: GossipMessage) -> StrictSign.Failure? {
-        signatureChecks += 1
         let id = StrictSign.messageID(message)
-        if let (known, result) = messages[id], known == message { return result }
-        signatureVerifications += 1
-        let result = StrictSign.verify(message)
-        messages[id] = (message, result)
-        return result
+        return lock.locked {
+            checks += 1
+            if let known = messages[id], let hit = known.first(where: { $0.0 == message }) { return hit.1 }
+            verifications += 1
+            let result = StrictSign.verify(message)
+            messages[id, default: []].append((message, result))
+            return result
+        }
     }
 
     func verifyRecord(_ bytes: [UInt8], nowMs: UInt64) throws(RecordRejection) -> SignedRecord {
-        recordChecks += 1
-        if let known = records[bytes] {
-            switch known {
-            case .success(let record):
-                // The clock-skew check depends on the time, so it is repeated.
-                guard record.hlc.wallMs <= nowMs &+ SignedRecord.maxFutureSkewMs else { throw .futureTimestamp }
-                return record
-            case .failure(let rejection): throw rejection
-            }
+        let result: Result<SignedRecord, RecordRejection> = lock.locked {
+            recordCheckCount += 1
+            if let known = records[bytes] { return known }
+            let verified = Result { () throws(RecordRejection) -> SignedRecord in try SignedRecord.verify(encoded: bytes, nowMs: nowMs) }
+            // A timestamp too far ahead is judged again later (time passes); anything else is a
+            // property of the bytes. Only what is remembered counts as a verification.
+            if case .failure(.futureTimestamp) = verified { return verified }
+            recordVerificationCount += 1
+            records[bytes] = verified
+            return verified
         }
-        recordVerifications += 1
-        do {
-            let record = try SignedRecord.verify(encoded: bytes, nowMs: nowMs)
-            records[bytes] = .success(record)
+        switch result {
+        case .success(let record):
+            // The clock-skew check depends on the time, so it is repeated.
+            guard record.hlc.wallMs <= nowMs &+ SignedRecord.maxFutureSkewMs else { throw .futureTimestamp }
             return record
-        } catch {
-            if error != .futureTimestamp { records[bytes] = .failure(error) }
-            throw error
+        case .failure(let rejection): throw rejection
         }
     }
 
     /// A record signed inside the simulation: later receivers of its bytes share this instance.
-    func remember(_ record: SignedRecord) { records[record.encoded] = .success(record) }
-
-    /// Drops memo entries for messages older than the seen cache (they can no longer be
-    /// accepted by any router) to bound memory in long runs.
-    func trim(keepingMessages limit: Int) {
-        if messages.count > limit { messages.removeAll(keepingCapacity: true) }
-    }
+    func remember(_ record: SignedRecord) { lock.locked { records[record.encoded] = .success(record) } }
 }
 
 /// Set fingerprint of a replica: the sum of its records' sync item IDs (mod 2^128) and their
@@ -84,19 +113,41 @@ struct TableFingerprint: Hashable, Comparable {
 
 /// Sync snapshots by table fingerprint. Building one sorts the whole table; most peers hold
 /// the same table most of the time, so the sorted view is built once per distinct table.
-final class SnapshotMemo {
-    private var snapshots: [TableFingerprint: SyncSnapshot] = [:]
-    private var order: [TableFingerprint] = []
+///
+/// Partitions share it under a lock. Eviction happens between windows only (`endWindow`), by
+/// the window a snapshot was last used in, so which snapshots exist during a window — and the
+/// `built` count — does not depend on the order in which threads asked for them.
+final class SnapshotMemo: @unchecked Sendable {
+    private let lock = SimLock()
+    private var snapshots: [TableFingerprint: (snapshot: SyncSnapshot, lastWindow: UInt64)] = [:]
+    private var window: UInt64 = 0
     private let capacity = 48
-    private(set) var built = 0
+    private var builtCount = 0
+
+    var built: Int { lock.locked { builtCount } }
 
     func snapshot(_ fingerprint: TableFingerprint, table: RegistryTable) -> SyncSnapshot {
-        if let s = snapshots[fingerprint] { return s }
-        built += 1
-        let s = SyncSnapshot(records: table.records)
-        snapshots[fingerprint] = s
-        order.append(fingerprint)
-        if order.count > capacity { snapshots[order.removeFirst()] = nil }
-        return s
+        lock.locked {
+            if let s = snapshots[fingerprint] {
+                snapshots[fingerprint]!.lastWindow = window
+                return s.snapshot
+            }
+            builtCount += 1
+            let s = SyncSnapshot(records: table.records)
+            snapshots[fingerprint] = (s, window)
+            return s
+        }
+    }
+
+    /// Called between windows: keeps the `capacity` most recently used snapshots.
+    func endWindow() {
+        lock.locked {
+            window += 1
+            guard snapshots.count > capacity else { return }
+            let evict = snapshots.sorted { a, b in
+                a.value.lastWindow != b.value.lastWindow ? a.value.lastWindow < b.value.lastWindow : a.key < b.key
+            }.prefix(snapshots.count - capacity)
+            for (key, _) in evict { snapshots[key] = nil }
+        }
     }
 }

@@ -90,7 +90,7 @@ extension Simulator {
             startTimers(p, publishNow: false)
             if let t = firstRefresh[p.index] {
                 p.nextRefreshAt = t
-                queue.push(t, .refresh(p.index))
+                self.schedule(t, .refresh(p.index), by: p)
             }
         }
         switch config.scenario {
@@ -123,7 +123,7 @@ extension Simulator {
                 attempts += 1
                 let q = peers[Int(candidates[Int(rng.next() % UInt64(candidates.count))])]
                 guard q.index != p.index, p.connections[q.index] == nil, q.connections.count < config.maxPeers else { continue }
-                connect(p, q)
+                connectNow(p, q)
             }
         }
     }
@@ -143,9 +143,9 @@ extension Simulator {
         let n = max(config.peers, 4)
         for _ in 0..<3 { addPeer(role: .honest) }
         bootstrap = [0, 1, 2]
-        connect(peers[0], peers[1])
-        connect(peers[0], peers[2])
-        connect(peers[1], peers[2])
+        connectNow(peers[0], peers[1])
+        connectNow(peers[0], peers[2])
+        connectNow(peers[1], peers[2])
         for p in peers {
             p.caughtUpAt = 0
             startTimers(p, publishNow: true)
@@ -178,7 +178,7 @@ extension Simulator {
             for p in peers where p.alive {
                 for q in p.sortedConnections where peers[Int(q)].side != p.side {
                     let id = p.connections[q]!.id
-                    queue.push(now + config.crashDetectionMs * 1000, .closed(peer: p.index, remote: q, conn: id))
+                    schedule(now + config.crashDetectionMs * 1000, .closed(peer: p.index, remote: q, conn: id), by: nil)
                 }
             }
         case .heal:
@@ -209,7 +209,7 @@ extension Simulator {
         p.diedAt = now
         for q in p.sortedConnections {
             let id = p.connections[q]!.id
-            queue.push(now + config.crashDetectionMs * 1000, .closed(peer: q, remote: p.index, conn: id))
+            schedule(now + config.crashDetectionMs * 1000, .closed(peer: q, remote: p.index, conn: id), by: nil)
         }
     }
 
@@ -220,10 +220,13 @@ extension Simulator {
     /// IDs it never delivers, and IWANT.
     func floodAttack(_ p: SimPeer) {
         p.attackCounter += 1
-        let victimRecord = peers[Int(p.attackCounter % UInt64(min(peers.count, 64)))].ownRecord ?? peers[0].ownRecord
+        // A record from the attacker's own table (another peer's state may be changing on
+        // another thread).
+        let victim = peers[Int(p.attackCounter % UInt64(min(peers.count, 64)))].id
+        let victimRecord = Self.read(&p.replica) { $0.table[victim] ?? $0.table[peers[0].id] }
         if var bytes = victimRecord?.encoded {
             bytes[bytes.count - 1 - Int(p.attackCounter % 60)] ^= 0x5A
-            if let (_, actions) = try? p.router.publish(bytes, topic: RegistryGossip.topic, now: nowMs) {
+            if let (_, actions) = try? p.router.publish(bytes, topic: RegistryGossip.topic, now: p.partition.nowMs) {
                 execute(p, actions, accepted: [:])
             }
         }
@@ -246,7 +249,7 @@ extension Simulator {
 
     /// eclipse-attempt: attackers keep dialling the victim.
     func eclipseDial(_ p: SimPeer) {
-        guard now >= measureFrom, let victim = scenarioLog.victim, p.connections[victim] == nil else { return }
+        guard p.partition.now >= measureFrom, let victim = scenarioLog.victim, p.connections[victim] == nil else { return }
         dial(p, victim)
     }
 

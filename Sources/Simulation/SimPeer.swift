@@ -14,7 +14,8 @@ enum PeerRole: Equatable {
 
 /// One open connection as seen from one side.
 struct SimConnection {
-    var id: UInt32
+    /// The dialler's index (high 32 bits) and its dial counter.
+    var id: UInt64
     var outbound: Bool
     var openedAt: SimTime = 0
     /// Arrival time of the last frame this side sent on it: TCP delivers in order.
@@ -48,6 +49,14 @@ final class SimPeer {
     let id: PeerID
     let region: Int
     let role: PeerRole
+    /// The partition whose thread runs this peer's events.
+    let partition: Partition
+    /// This peer's own random numbers: its handlers draw from nothing shared, so a run does not
+    /// depend on the order in which partitions run.
+    var rng: SplitMix64
+    /// Sequence numbers of the events this peer schedules (`Simulator.schedule`).
+    var eventCounter: UInt64 = 0
+    var connectionCounter: UInt32 = 0
     var router: GossipRouter
     var replica: RegistryReplica
     var fingerprint = TableFingerprint()
@@ -84,8 +93,11 @@ final class SimPeer {
     var baselineBytesOut = 0
     var baselineBytesIn = 0
 
-    init(index: Int32, key: Ed25519KeyPair, region: Int, role: PeerRole, router: GossipRouter, replica: RegistryReplica, joinedAt: SimTime) {
+    init(index: Int32, key: Ed25519KeyPair, region: Int, role: PeerRole, router: GossipRouter, replica: RegistryReplica, joinedAt: SimTime,
+         partition: Partition, seed: UInt64) {
         self.index = index
+        self.partition = partition
+        self.rng = SplitMix64(seed: seed)
         self.key = key
         self.id = key.peerID
         self.region = region
@@ -96,4 +108,6 @@ final class SimPeer {
     }
 
     var sortedConnections: [Int32] { connections.keys.sorted() }
+
+    func unitRandom() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
 }

@@ -4,7 +4,10 @@ import Registry
 import RegistryGossip
 
 /// A record update being followed: who published it, when, and when each peer held it.
-struct TrackedUpdate {
+///
+/// The per-peer slots are plain memory: partitions running on separate threads write the
+/// slots of their own peers.
+final class TrackedUpdate: @unchecked Sendable {
     static let notExpected = UInt32.max
     static let pending = UInt32.max - 1
 
@@ -12,15 +15,33 @@ struct TrackedUpdate {
     let publishedAt: SimTime
     /// Per peer index (peers that existed at publication): µs until the update was live there,
     /// `pending`, or `notExpected` (the origin, attackers, peers down at publication).
-    var liveAfter: [UInt32]
+    let liveAfter: UnsafeMutableBufferPointer<UInt32>
     /// Copies of the gossip message each peer received.
-    var copies: [UInt8]
+    let copies: UnsafeMutableBufferPointer<UInt8>
+
+    init(origin: Int32, publishedAt: SimTime, liveAfter: [UInt32]) {
+        self.origin = origin
+        self.publishedAt = publishedAt
+        self.liveAfter = .allocate(capacity: liveAfter.count)
+        _ = self.liveAfter.initialize(from: liveAfter)
+        self.copies = .allocate(capacity: liveAfter.count)
+        self.copies.initialize(repeating: 0)
+    }
+
+    deinit {
+        liveAfter.deallocate()
+        copies.deallocate()
+    }
 }
+
+/// Runs `body(0)`, …, `body(count - 1)`, possibly on separate threads, and returns when all
+/// have returned. The simulator itself starts no threads: the CLI passes one that does.
+public typealias PartitionExecutor = @Sendable (_ count: Int, _ body: (Int) -> Void) -> Void
 
 /// The discrete-event simulator: thousands of drtc peers, each running the production
 /// `GossipRouter`, `RegistryReplica` and `RegistrySyncSession`, over simulated links and a
 /// virtual clock (Specs/simulation.md). Pure: no sockets, clocks or tasks; a run depends on
-/// its configuration only.
+/// its configuration only — not on the number of partitions, nor on the threads running them.
 public final class Simulator {
     public let config: SimConfig
     /// Wall-clock epoch the virtual clock starts at (ms): records carry realistic timestamps.
@@ -28,12 +49,19 @@ public final class Simulator {
 
     var peers: [SimPeer] = []
     var indexOf: [PeerID: Int32] = [:]
-    var queue = EventQueue()
-    var now: SimTime = 0
-    var rng: SplitMix64
+    let partitions: [Partition]
+    /// Scenario actions and samples: they run between windows, with every partition stopped.
+    var globalQueue = EventQueue()
+    var globalSeq: UInt64 = 0
+    /// True while partitions run a window: peers' handlers may then touch their own peer only.
+    var inWindow = false
+    /// The smallest delay between an event at one peer and an event it causes at another (µs).
+    let lookahead: SimTime
+    /// Virtual time of the scenario code (setup, scenario actions, samples, the report).
+    private var clock: SimTime = 0
+    private var globalRng: SplitMix64
     let memo = VerificationMemo()
     let snapshots = SnapshotMemo()
-    var nextConnectionID: UInt32 = 1
     var updates: [TrackedUpdate] = []
     var updateHLC: [HLC] = []
     var updateByMessage: [MessageID: Int32] = [:]
@@ -45,8 +73,7 @@ public final class Simulator {
     /// Measurement window start (after the warm-up).
     var measureFrom: SimTime = 0
     var endAt: SimTime = 0
-    var eventsProcessed: UInt64 = 0
-    var busyReplies = 0
+    var windows: UInt64 = 0
     var samples: [AgreementSample] = []
     var scenarioActions: [(SimTime, ScenarioAction)] = []
     var scenarioLog = ScenarioLog()
@@ -55,9 +82,26 @@ public final class Simulator {
     /// Progress hook (virtual ms, events processed); the CLI turns it into stderr lines.
     public var progress: ((_ virtualMs: UInt64, _ endMs: UInt64, _ events: UInt64) -> Void)?
 
-    public init(config: SimConfig) {
+    /// - Parameter partitions: how many partitions the peers are split into (at most one thread
+    ///   each). The report is the same for any count.
+    public init(config: SimConfig, partitions: Int = 1) {
         self.config = config
-        self.rng = SplitMix64(seed: config.seed ^ 0x5D1A_7E57_0000_0001)
+        self.globalRng = SplitMix64(seed: config.seed ^ 0x5D1A_7E57_0000_0001)
+        self.partitions = (0..<max(1, partitions)).map(Partition.init(number:))
+        self.lookahead = Self.minimumLinkDelay(config.link)
+    }
+
+    /// Scenario code's clock and random numbers. Peers' handlers use their partition's clock and
+    /// their own generator instead; these trap inside a window, where using them would make the
+    /// run depend on how peers are partitioned.
+    var now: SimTime {
+        get { precondition(!inWindow, "scenario clock used inside a window"); return clock }
+        set { clock = newValue }
+    }
+
+    var rng: SplitMix64 {
+        get { precondition(!inWindow, "scenario RNG used inside a window"); return globalRng }
+        set { globalRng = newValue }
     }
 
     var nowMs: UInt64 { Self.epochMs + now / 1000 }
@@ -81,7 +125,8 @@ public final class Simulator {
             localPeer: key.peerID, signer: key, parameters: parametersFor(role), score: RegistryGossip.scoreParameters(),
             seed: rng.next(), seqnoStart: nowMs &* 1_000_000, checkSignature: { memo.checkSignature($0) })
         let peer = SimPeer(index: index, key: key, region: Int(index) % Region.allCases.count, role: role,
-                           router: router, replica: replica, joinedAt: now)
+                           router: router, replica: replica, joinedAt: now, partition: partitions[Int(index) % partitions.count],
+                           seed: config.seed ^ 0xD1CE_5EED_0000_0000 &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
         peer.fingerprint = fingerprint
         peer.lastExploreMs = nowMs
         peer.knownEarlier = 0
@@ -98,12 +143,12 @@ public final class Simulator {
     }
 
     /// Starts a peer's timers (heartbeat, connection maintenance, anti-entropy) at random phases.
-    func startTimers(_ peer: SimPeer, publishNow: Bool) {
-        let i = peer.index
-        queue.push(now + rng.next() % (config.heartbeatMs * 1000), .heartbeat(i))
-        queue.push(now, .maintain(i))
-        queue.push(now + config.syncIntervalSeconds * 1_000_000 / 2 + rng.next() % (config.syncIntervalSeconds * 1_000_000), .antiEntropy(i))
-        if publishNow { queue.push(now, .refresh(i)) }
+    func startTimers(_ p: SimPeer, publishNow: Bool) {
+        let i = p.index, now = p.partition.now
+        schedule(now + p.rng.next() % (config.heartbeatMs * 1000), .heartbeat(i), by: p)
+        schedule(now, .maintain(i), by: p)
+        schedule(now + config.syncIntervalSeconds * 1_000_000 / 2 + p.rng.next() % (config.syncIntervalSeconds * 1_000_000), .antiEntropy(i), by: p)
+        if publishNow { schedule(now, .refresh(i), by: p) }
     }
 
     /// The record a node publishes (like `DrtcNode.ownRecord`).
@@ -118,36 +163,152 @@ public final class Simulator {
             geo: GeoPoint(latitude: lat, longitude: lon), url: base, discoveryURL: base, ip: ip,
             metricsURL: base + "/metrics", version: "sim", multiaddrs: ["/ip4/\(ip)/tcp/4001/p2p/\(peer.id)"],
             capacity: Capacity(bandwidthUpKbps: 1_000_000, maxSessions: 500),
-            load: Load(activeSessions: UInt32(truncatingIfNeeded: rng.next() % 500)), status: status, hlc: hlc,
+            load: Load(activeSessions: UInt32(truncatingIfNeeded: peer.rng.next() % 500)), status: status, hlc: hlc,
             refreshIntervalSeconds: schedule.interval, ttlSeconds: schedule.ttl)
         let signed = try! record.signed(with: peer.key)
         memo.remember(signed)
         return signed
     }
 
+    // MARK: - scheduling
+
+    /// Schedules `event` (which belongs to peer `event.peer`, or to the scenario). `creator` is
+    /// the peer whose handler schedules it (nil: setup and scenario code). Events of one instant
+    /// run in the order of their sequence numbers, which come from the creator's own counter:
+    /// the order does not depend on how peers are partitioned.
+    ///
+    /// Inside a window, an event for another peer waits in the creator's partition's outbox
+    /// until the window ends; it is due after the window anyway (`lookahead`).
+    func schedule(_ time: SimTime, _ event: SimEvent, by creator: SimPeer?) {
+        let seq: UInt64
+        if let creator {
+            creator.eventCounter &+= 1
+            seq = UInt64(UInt32(bitPattern: creator.index) + 1) << 40 | creator.eventCounter
+        } else {
+            globalSeq &+= 1
+            seq = globalSeq
+        }
+        guard let target = event.peer else {
+            precondition(!inWindow, "scenario event scheduled inside a window")
+            globalQueue.push(time, seq: seq, event)
+            return
+        }
+        if inWindow, let creator, target != creator.index {
+            precondition(time >= creator.partition.now + lookahead, "an event crosses peers within the lookahead")
+            creator.partition.outbox.append(Partition.Scheduled(target: target, time: time, seq: seq, event: event))
+        } else {
+            partitions[Int(target) % partitions.count].queue.push(time, seq: seq, event)
+        }
+    }
+
+    /// The smallest one-way link delay `linkDelay` can return (µs).
+    static func minimumLinkDelay(_ link: LinkModel) -> SimTime {
+        let base = link.regionLatencyMs.flatMap { $0.flatMap { $0 }.min() } ?? link.latencyMs
+        return UInt64(max(0.05, base - link.jitterMs) * 1000)
+    }
+
     // MARK: - running
 
     /// Runs the scenario to its end and returns the report.
-    public func run() -> SimReport {
+    ///
+    /// Time advances in windows: from the earliest pending peer event `t`, every partition runs
+    /// its events before `t + lookahead` (and before the next scenario event) — on separate
+    /// threads if `executor` provides them — then the windows' cross-peer events and followed
+    /// updates are merged in a fixed order.
+    public func run(executor: PartitionExecutor = PartitionExecutors.sequential) -> SimReport {
         setUpScenario()
         endAt = measureFrom + UInt64(config.durationSeconds * 1_000_000)
-        queue.push(measureFrom, .sample)
-        for (i, action) in scenarioActions.enumerated() { queue.push(action.0, .scenario(i)) }
+        schedule(measureFrom, .sample, by: nil)
+        for (i, action) in scenarioActions.enumerated() { schedule(action.0, .scenario(i), by: nil) }
         var lastProgress: UInt64 = 0
-        while let t = queue.nextTime, t <= endAt {
-            let (time, event) = queue.pop()!
-            now = time
-            handle(event)
-            eventsProcessed += 1
-            if eventsProcessed - lastProgress >= 1 << 16 {
-                lastProgress = eventsProcessed
-                progress?(now / 1000, endAt / 1000, eventsProcessed)
+        while true {
+            let nextPeer = partitions.compactMap { $0.queue.nextTime }.min()
+            let nextGlobal = globalQueue.nextTime
+            guard let next = [nextPeer, nextGlobal].compactMap({ $0 }).min(), next <= endAt else { break }
+            if let g = nextGlobal, g == next {
+                // Scenario actions and samples run before peer events of the same instant.
+                let (time, event) = globalQueue.pop()!
+                setClock(time)
+                handleGlobal(event)
+                continue
+            }
+            let windowEnd = min(next + lookahead, nextGlobal ?? .max, endAt + 1)
+            inWindow = true
+            executor(partitions.count) { k in self.runWindow(self.partitions[k], until: windowEnd) }
+            inWindow = false
+            endWindow()
+            let events = eventsProcessed
+            if events - lastProgress >= 1 << 16 {
+                lastProgress = events
+                progress?(next / 1000, endAt / 1000, events)
             }
         }
-        now = endAt
+        setClock(endAt)
         return makeReport()
     }
 
+    var eventsProcessed: UInt64 { partitions.reduce(0) { $0 + $1.events } }
+    var busyReplies: Int { partitions.reduce(0) { $0 + $1.busyReplies } }
+
+    func setClock(_ time: SimTime) {
+        clock = time
+        for part in partitions { part.now = time }
+    }
+
+    func runWindow(_ part: Partition, until end: SimTime) {
+        while let t = part.queue.nextTime, t < end {
+            let (time, event) = part.queue.pop()!
+            part.now = time
+            handle(event)
+            part.events += 1
+        }
+    }
+
+    /// Between windows: follow the updates published in the window (in time order, whatever
+    /// partition published them), then hand each cross-peer event to its peer's partition.
+    func endWindow() {
+        windows += 1
+        snapshots.endWindow()
+        var pending: [(track: PendingTrack, partition: Int, slot: Int)] = []
+        for part in partitions {
+            for (slot, t) in part.pendingTracks.enumerated() { pending.append((t, part.number, slot)) }
+        }
+        var provisional: [[Int32]] = partitions.map { _ in [] }
+        if !pending.isEmpty {
+            for part in partitions { provisional[part.number] = [Int32](repeating: -1, count: part.pendingTracks.count) }
+            pending.sort { $0.track.at != $1.track.at ? $0.track.at < $1.track.at : $0.track.origin < $1.track.origin }
+            for p in pending {
+                provisional[p.partition][p.slot] = follow(p.track)
+            }
+        }
+        for part in partitions {
+            part.pendingTracks.removeAll(keepingCapacity: true)
+            let map = provisional[part.number]
+            for var item in part.outbox {
+                if !map.isEmpty, case .frame(let to, let from, let conn, let sync, let bytes, let tracked) = item.event, tracked.contains(where: { $0 < 0 }) {
+                    item.event = .frame(to: to, from: from, conn: conn, sync: sync, bytes: bytes,
+                                        tracked: tracked.map { $0 < 0 ? map[Int(-$0 - 1)] : $0 })
+                }
+                partitions[Int(item.target) % partitions.count].queue.push(item.time, seq: item.seq, item.event)
+            }
+            part.outbox.removeAll(keepingCapacity: true)
+        }
+    }
+
+    func handleGlobal(_ event: SimEvent) {
+        switch event {
+        case .scenario(let i):
+            perform(scenarioActions[i].1)
+        case .sample:
+            sampleAgreement()
+            if now + config.sampleIntervalMs * 1000 <= endAt { schedule(now + config.sampleIntervalMs * 1000, .sample, by: nil) }
+        default:
+            preconditionFailure("a peer event in the scenario queue")
+        }
+    }
+
+    /// Handles one peer's event: it reads and writes that peer's state only (and shared state
+    /// that changes between windows only: liveness, partition sides, the peer list).
     func handle(_ event: SimEvent) {
         switch event {
         case .frame(let to, let from, let conn, let sync, let bytes, let tracked):
@@ -155,33 +316,37 @@ public final class Simulator {
         case .heartbeat(let i):
             let p = peers[Int(i)]
             guard p.alive else { return }
-            execute(p, p.router.heartbeat(now: nowMs), accepted: [:])
-            if p.role == .flooder && now >= measureFrom { floodAttack(p) }
+            execute(p, p.router.heartbeat(now: p.partition.nowMs), accepted: [:])
+            if p.role == .flooder && p.partition.now >= measureFrom { floodAttack(p) }
             if p.role == .honest && !p.leaving && p.announce.shouldAnnounce(meshPeers: Self.read(&p.router) { $0.mesh[RegistryGossip.topic]?.count ?? 0 }) {
                 publishOwn(p, status: .active)
             }
-            queue.push(now + config.heartbeatMs * 1000, .heartbeat(i))
+            schedule(p.partition.now + config.heartbeatMs * 1000, .heartbeat(i), by: p)
         case .forwards(let i):
             let p = peers[Int(i)]
             p.forwardTimer = nil
             guard p.alive else { return }
-            execute(p, p.router.flushForwards(now: nowMs), accepted: [:])
+            execute(p, p.router.flushForwards(now: p.partition.nowMs), accepted: [:])
         case .refresh(let i):
             let p = peers[Int(i)]
-            guard p.alive, !p.leaving, p.role == .honest, now >= p.nextRefreshAt else { return }
+            guard p.alive, !p.leaving, p.role == .honest, p.partition.now >= p.nextRefreshAt else { return }
             publishOwn(p, status: .active)
         case .maintain(let i):
             let p = peers[Int(i)]
             guard p.alive, !p.leaving else { return }
             maintainConnections(p)
-            queue.push(now + 1_000_000, .maintain(i))
+            schedule(p.partition.now + 1_000_000, .maintain(i), by: p)
         case .antiEntropy(let i):
             let p = peers[Int(i)]
             guard p.alive, !p.leaving else { return }
             if p.role == .honest, p.syncPolicy.request() { syncWithRandomPeer(p) }
-            queue.push(now + config.syncIntervalSeconds * 1_000_000, .antiEntropy(i))
-        case .dialDone(let from, let to):
-            dialDone(from: from, to: to)
+            schedule(p.partition.now + config.syncIntervalSeconds * 1_000_000, .antiEntropy(i), by: p)
+        case .dialArrive(let to, let from, let conn):
+            dialArrive(peers[Int(to)], from: from, conn: conn)
+        case .dialDone(let from, let to, let conn, let result):
+            dialDone(peers[Int(from)], to: to, conn: conn, result: result)
+        case .handshakeDone(let to, let from, let conn):
+            handshakeDone(peers[Int(to)], from: from, conn: conn)
         case .closed(let i, let remote, let conn):
             let p = peers[Int(i)]
             guard p.alive, p.connections[remote]?.id == conn else { return }
@@ -191,23 +356,21 @@ public final class Simulator {
             p.uplinkArmed = false
             guard p.alive else { return }
             drainUplink(p)
-        case .scenario(let i):
-            perform(scenarioActions[i].1)
-        case .sample:
-            sampleAgreement()
-            if now + config.sampleIntervalMs * 1000 <= endAt { queue.push(now + config.sampleIntervalMs * 1000, .sample) }
+        case .scenario, .sample:
+            preconditionFailure("a scenario event in a partition queue")
         }
     }
 
     // MARK: - publishing and merging
 
     func publishOwn(_ p: SimPeer, status: NodeStatus) {
+        let now = p.partition.now, nowMs = p.partition.nowMs
         let live = p.replica.table.liveCount(nowMs: nowMs)
         let schedule = LivenessRule.schedule(baseInterval: config.refreshIntervalSeconds, baseTTL: config.ttlSeconds, liveRecords: live)
         p.refreshIntervalMs = UInt64(schedule.interval) * 1000
         if status == .active {
             p.nextRefreshAt = now + p.refreshIntervalMs * 1000
-            queue.push(p.nextRefreshAt, .refresh(p.index))
+            self.schedule(p.nextRefreshAt, .refresh(p.index), by: p)
         }
         let hlc = p.replica.nextTimestamp(nowMs: nowMs)
         let record = makeRecord(p, hlc: hlc, status: status, schedule: schedule)
@@ -215,26 +378,49 @@ public final class Simulator {
         merge(record, into: p)
         guard let (id, actions) = try? p.router.publish(record.encoded, topic: RegistryGossip.topic, now: nowMs) else { return }
         if now >= measureFrom {
-            track(record: record, message: id, origin: p.index)
+            track(PendingTrack(record: record, message: id, origin: p.index, at: now), partition: p.partition)
         }
         execute(p, actions, accepted: [:])
     }
 
-    func track(record: SignedRecord, message: MessageID, origin: Int32) {
+    /// Follows an update from its publication. Inside a window it is only noted (no other peer
+    /// can receive it before the window ends) and followed in `endWindow`; frames sent in the
+    /// meantime name it by a provisional negative index.
+    func track(_ t: PendingTrack, partition: Partition) {
+        if inWindow {
+            partition.pendingTracks.append(t)
+        } else {
+            _ = follow(t)
+        }
+    }
+
+    @discardableResult
+    func follow(_ t: PendingTrack) -> Int32 {
         let u = Int32(updates.count)
         var live = [UInt32](repeating: TrackedUpdate.pending, count: peers.count)
-        for p in peers where !p.alive || p.leaving || p.role != .honest || p.index == origin {
+        for p in peers where !p.alive || p.leaving || p.role != .honest || p.index == t.origin {
             live[Int(p.index)] = TrackedUpdate.notExpected
         }
-        updates.append(TrackedUpdate(origin: origin, publishedAt: now, liveAfter: live, copies: [UInt8](repeating: 0, count: peers.count)))
-        updateByMessage[message] = u
-        updateByRecord[record.syncID] = u
-        updatesByNode[record.nodeID, default: []].append(u)
-        updateHLC.append(record.hlc)
+        updates.append(TrackedUpdate(origin: t.origin, publishedAt: t.at, liveAfter: live))
+        updateByMessage[t.message] = u
+        updateByRecord[t.record.syncID] = u
+        updatesByNode[t.record.nodeID, default: []].append(u)
+        updateHLC.append(t.record.hlc)
+        return u
+    }
+
+    /// The followed update a published message carries, if any (a provisional index for one
+    /// published in the current window).
+    func trackedUpdate(_ message: GossipMessage, at p: SimPeer) -> Int32? {
+        let id = StrictSign.messageID(message)
+        if let u = updateByMessage[id] { return u }
+        if let slot = p.partition.pendingTracks.firstIndex(where: { $0.message == id }) { return -Int32(slot) - 1 }
+        return nil
     }
 
     /// Merges a verified record into a peer's replica and keeps the measurements.
     func merge(_ record: SignedRecord, into p: SimPeer) {
+        let now = p.partition.now, nowMs = p.partition.nowMs
         let previous = p.replica.table[record.nodeID]
         guard p.replica.merge(record, nowMs: nowMs) == .accepted else { return }
         if let previous { p.fingerprint.remove(previous.syncID) } else { noteNewNode(record.nodeID, at: p) }
@@ -246,8 +432,9 @@ public final class Simulator {
             let i = Int(p.index)
             for u in tracked.reversed() {
                 guard updateHLC[Int(u)] <= record.hlc else { continue }
-                guard i < updates[Int(u)].liveAfter.count, updates[Int(u)].liveAfter[i] == TrackedUpdate.pending else { break }
-                updates[Int(u)].liveAfter[i] = UInt32(min(now - updates[Int(u)].publishedAt, UInt64(UInt32.max - 2)))
+                let update = updates[Int(u)]
+                guard i < update.liveAfter.count, update.liveAfter[i] == TrackedUpdate.pending else { break }
+                update.liveAfter[i] = UInt32(min(now - update.publishedAt, UInt64(UInt32.max - 2)))
             }
         }
     }
@@ -255,7 +442,7 @@ public final class Simulator {
     func noteNewNode(_ node: PeerID, at p: SimPeer) {
         guard p.caughtUpAt == nil, let owner = indexOf[node], owner < p.index else { return }
         p.knownEarlier += 1
-        if p.knownEarlier >= Int(p.index) { p.caughtUpAt = now }
+        if p.knownEarlier >= Int(p.index) { p.caughtUpAt = p.partition.now }
     }
 
     /// Reads a peer's router or replica in place. A plain `p.router.x` on a class property
@@ -279,10 +466,10 @@ public final class Simulator {
             }
         }
         if let due = Self.read(&p.router, { $0.nextForwardDue }) {
-            let at = max(now, (due - Self.epochMs) * 1000)
+            let at = max(p.partition.now, (due - Self.epochMs) * 1000)
             if p.forwardTimer.map({ $0 > at }) ?? true {
                 p.forwardTimer = at
-                queue.push(at, .forwards(p.index))
+                schedule(at, .forwards(p.index), by: p)
             }
         }
     }
@@ -295,7 +482,7 @@ public final class Simulator {
     static let uplinkSlackUs: SimTime = 1_000
 
     func send(_ p: SimPeer, _ frame: OutgoingFrame) {
-        if p.outgoingHead == p.outgoing.count && p.uplinkFreeAt <= now + Self.uplinkSlackUs {
+        if p.outgoingHead == p.outgoing.count && p.uplinkFreeAt <= p.partition.now + Self.uplinkSlackUs {
             transmit(p, frame)
         } else {
             p.outgoing.append(frame)
@@ -306,11 +493,11 @@ public final class Simulator {
     func armUplink(_ p: SimPeer) {
         guard !p.uplinkArmed else { return }
         p.uplinkArmed = true
-        queue.push(max(now, p.uplinkFreeAt &- min(p.uplinkFreeAt, Self.uplinkSlackUs)), .uplink(p.index))
+        schedule(max(p.partition.now, p.uplinkFreeAt &- min(p.uplinkFreeAt, Self.uplinkSlackUs)), .uplink(p.index), by: p)
     }
 
     func drainUplink(_ p: SimPeer) {
-        while p.outgoingHead < p.outgoing.count && p.uplinkFreeAt <= now + Self.uplinkSlackUs {
+        while p.outgoingHead < p.outgoing.count && p.uplinkFreeAt <= p.partition.now + Self.uplinkSlackUs {
             let frame = p.outgoing[p.outgoingHead]
             p.outgoingHead += 1
             transmit(p, frame)
@@ -332,12 +519,12 @@ public final class Simulator {
         case .gossip(let q, var rpc):
             guard p.connections[q] != nil else { return }
             // Late deduplication at write time, as the production writer does.
-            guard p.router.filterOutgoing(&rpc, to: peers[Int(q)].id, now: nowMs) else { return }
+            guard p.router.filterOutgoing(&rpc, to: peers[Int(q)].id, now: p.partition.nowMs) else { return }
             to = q
             bytes = rpc.encoded
             kind = 0
             for message in rpc.publish {
-                if let u = updateByMessage[StrictSign.messageID(message)] { tracked.append(u) }
+                if let u = trackedUpdate(message, at: p) { tracked.append(u) }
             }
         case .sync(let q, let toResponder, let frameBytes):
             to = q
@@ -347,14 +534,14 @@ public final class Simulator {
         guard var conn = p.connections[to] else { return }
         let size = bytes.count + (kind == 0 ? varintSize(bytes.count) : 0) + config.link.framingOverheadBytes
         p.bytesOut += size
-        let start = max(now, p.uplinkFreeAt)
+        let start = max(p.partition.now, p.uplinkFreeAt)
         let serialisation = config.link.uplinkBytesPerSecond > 0 ? UInt64(Double(size) / config.link.uplinkBytesPerSecond * 1e6) : 0
         p.uplinkFreeAt = start + serialisation
         var arrival = p.uplinkFreeAt + linkDelay(p, peers[Int(to)])
         arrival = max(arrival, conn.lastArrival)
         conn.lastArrival = arrival
         p.connections[to] = conn
-        queue.push(arrival, .frame(to: to, from: p.index, conn: conn.id, sync: kind != 0, bytes: kind == 2 ? [2] + bytes : kind == 1 ? [1] + bytes : bytes, tracked: tracked))
+        schedule(arrival, .frame(to: to, from: p.index, conn: conn.id, sync: kind != 0, bytes: kind == 2 ? [2] + bytes : kind == 1 ? [1] + bytes : bytes, tracked: tracked), by: p)
     }
 
     func varintSize(_ n: Int) -> Int {
@@ -371,16 +558,17 @@ public final class Simulator {
         return config.link.latencyMs
     }
 
-    /// One-way delay of a frame in µs: latency ± uniform jitter, plus an RTO (≥ 200 ms, Linux
-    /// TCP_RTO_MIN; doubling) for each lost transmission.
+    /// One-way delay of a frame from `a` to `b` in µs: latency ± uniform jitter, plus an RTO
+    /// (≥ 200 ms, Linux TCP_RTO_MIN; doubling) for each lost transmission. Drawn from `a`'s
+    /// generator.
     func linkDelay(_ a: SimPeer, _ b: SimPeer) -> SimTime {
         let base = oneWayLatencyMs(a, b)
         let jitter = config.link.jitterMs
         var ms = base
-        if jitter > 0 { ms += (unitRandom() * 2 - 1) * jitter }
+        if jitter > 0 { ms += (a.unitRandom() * 2 - 1) * jitter }
         if config.link.loss > 0 {
             var rto = max(200, 4 * base)
-            while unitRandom() < config.link.loss {
+            while a.unitRandom() < config.link.loss {
                 ms += rto
                 rto *= 2
             }
@@ -388,11 +576,9 @@ public final class Simulator {
         return UInt64(max(0.05, ms) * 1000)
     }
 
-    func unitRandom() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
-
     // MARK: - receiving
 
-    func receiveFrame(to: Int32, from: Int32, conn: UInt32, sync: Bool, bytes: [UInt8], tracked: [Int32]) {
+    func receiveFrame(to: Int32, from: Int32, conn: UInt64, sync: Bool, bytes: [UInt8], tracked: [Int32]) {
         let q = peers[Int(to)]
         guard q.alive, let c = q.connections[from], c.id == conn else { return }
         let p = peers[Int(from)]
@@ -402,11 +588,13 @@ public final class Simulator {
             receiveSync(q, from: from, toResponder: bytes[0] == 1, body: Array(bytes[1...]))
             return
         }
-        for u in tracked where Int(to) < updates[Int(u)].copies.count {
-            let c = updates[Int(u)].copies[Int(to)]
-            if c < 255 { updates[Int(u)].copies[Int(to)] = c + 1 }
+        for u in tracked {
+            let update = updates[Int(u)]
+            guard Int(to) < update.copies.count else { continue }
+            let c = update.copies[Int(to)]
+            if c < 255 { update.copies[Int(to)] = c + 1 }
         }
-        let now = nowMs
+        let now = q.partition.nowMs
         var accepted: [MessageID: SignedRecord] = [:]
         let memo = self.memo
         let validating = q.role == .eclipser
@@ -430,7 +618,7 @@ public final class Simulator {
             p.syncPolicy.initiatorEnded(completed: false)
             return
         }
-        startSync(p, with: connected[Int(rng.next() % UInt64(connected.count))])
+        startSync(p, with: connected[Int(p.rng.next() % UInt64(connected.count))])
     }
 
     /// Starts the initiator session `SyncPolicy` granted (`request`/`retryDue`) with `q`.
@@ -455,7 +643,7 @@ public final class Simulator {
             guard toResponder else { return }  // an answer to a session we dropped
             guard q.syncPolicy.acceptInbound() else {
                 // At the limit: a sample of live records instead of a reconciliation.
-                busyReplies += 1
+                q.partition.busyReplies += 1
                 for frame in RegistrySyncSession.busyReply(sample: liveSample(q, count: SyncPolicy.busySample)) {
                     send(q, .sync(to: p, toResponder: false, frame))
                 }
@@ -474,7 +662,7 @@ public final class Simulator {
             return
         }
         for bytes in step.records {
-            if let record = try? memo.verifyRecord(bytes, nowMs: nowMs) { merge(record, into: q) }
+            if let record = try? memo.verifyRecord(bytes, nowMs: q.partition.nowMs) { merge(record, into: q) }
         }
         for frame in step.frames { send(q, .sync(to: p, toResponder: !toResponder, frame)) }
         q.syncs[key] = step.done ? nil : session
@@ -497,6 +685,7 @@ public final class Simulator {
             return
         }
         let count = p.connections.count
+        let nowMs = p.partition.nowMs
         if count < config.minPeers {
             dialMore(p, missing: config.minPeers - count, preferLive: true)
         } else if count > config.maxPeers {
@@ -515,7 +704,7 @@ public final class Simulator {
     func probeTable(_ p: SimPeer, attempts: Int, while wanted: () -> Bool, _ visit: (SignedRecord) -> Void) {
         var probed = Set<Int32>()
         for _ in 0..<attempts where wanted() {
-            let i = Int32(truncatingIfNeeded: rng.next() % UInt64(peers.count))
+            let i = Int32(truncatingIfNeeded: p.rng.next() % UInt64(peers.count))
             guard probed.insert(i).inserted, let record = Self.read(&p.replica, { $0.table[peers[Int(i)].id] }) else { continue }
             visit(record)
         }
@@ -524,14 +713,14 @@ public final class Simulator {
     /// Up to `count` distinct live records of `p`'s table, drawn uniformly by probing random
     /// peers (a whole-table scan when that comes back short).
     func liveSample(_ p: SimPeer, count: Int) -> [SignedRecord] {
-        let nowMs = self.nowMs
+        let nowMs = p.partition.nowMs
         var out: [SignedRecord] = []
         probeTable(p, attempts: 8 * count, while: { out.count < count }) { record in
             if record.isLive(nowMs: nowMs) { out.append(record) }
         }
         if out.count < count {
             var all = p.replica.table.records.filter { $0.isLive(nowMs: nowMs) }.sorted { $0.nodeID < $1.nodeID }
-            all.shuffle(using: &rng)
+            all.shuffle(using: &p.rng)
             out = Array(all.prefix(count))
         }
         return out
@@ -545,7 +734,7 @@ public final class Simulator {
     /// come back short): scanning 10,000 records for every exploration dial of every peer
     /// cost more than the gossip itself (Specs/simulation.md "Connection maintenance").
     func dialMore(_ p: SimPeer, missing: Int, preferLive: Bool) {
-        let nowMs = self.nowMs
+        let nowMs = p.partition.nowMs
         var live: [(index: Int32, region: String)] = []
         var expired: [(index: Int32, region: String)] = []
         func consider(_ record: SignedRecord) {
@@ -575,45 +764,116 @@ public final class Simulator {
             .filter { b in !candidates.contains { $0.index == b } }
         let targets = DialPlanner.targets(
             missing: missing, exchanged: exchanged, candidates: candidates.map { (peers[Int($0.index)].id, $0.region) },
-            bootstrap: boot.map { peers[Int($0)].id }, using: &rng)
+            bootstrap: boot.map { peers[Int($0)].id }, using: &p.rng)
         for target in targets {
             guard let q = indexOf[target] else { continue }
             dial(p, q)
         }
     }
 
+    /// `p` dials `q`, as TCP plus a three-message security handshake (Noise XX) do: the
+    /// handshake's first message reaches `q` after three one-way delays (SYN, SYN-ACK, then
+    /// the message), `q`'s answer reaches `p` after a fourth — `p` is connected and sends its
+    /// last message — and that message reaches `q` after a fifth. A dead address refuses after
+    /// one round trip; an unreachable one times out.
     func dial(_ p: SimPeer, _ q: Int32) {
         guard p.dialing.insert(q).inserted else { return }
-        let target = peers[Int(q)]
-        let delay: SimTime
+        let target = peers[Int(q)], now = p.partition.now
+        p.connectionCounter &+= 1
+        let conn = UInt64(UInt32(bitPattern: p.index)) << 32 | UInt64(p.connectionCounter)
         if !reachable(p, target) {
-            delay = config.dialTimeoutMs * 1000
+            schedule(now + config.dialTimeoutMs * 1000, .dialDone(from: p.index, to: q, conn: conn, result: .refused), by: p)
         } else if !target.alive {
-            delay = 2 * linkDelay(p, target)  // connection refused: one round trip
+            schedule(now + linkDelay(p, target) + linkDelay(p, target), .dialDone(from: p.index, to: q, conn: conn, result: .refused), by: p)
         } else {
-            // TCP handshake (1 RTT) + multistream-select and Noise XX (~1 RTT more).
-            delay = 4 * linkDelay(p, target)
+            let delay = linkDelay(p, target) + linkDelay(p, target) + linkDelay(p, target)
+            schedule(now + delay, .dialArrive(to: q, from: p.index, conn: conn), by: p)
         }
-        queue.push(now + delay, .dialDone(from: p.index, to: q))
     }
 
-    func dialDone(from: Int32, to: Int32) {
-        let p = peers[Int(from)], q = peers[Int(to)]
-        p.dialing.remove(to)
-        guard p.alive else { return }
-        if p.connections[to] != nil { return }
-        guard q.alive, !q.leaving, reachable(p, q), q.connections.count < 256 else {
-            p.planner.failed(q.id, now: nowMs)
+    /// The handshake's first message reaches `q`: it goes on unless it is gone, leaving, full
+    /// or already connected to the dialler, and answers.
+    func dialArrive(_ q: SimPeer, from: Int32, conn: UInt64) {
+        let p = peers[Int(from)], now = q.partition.now
+        guard reachable(q, p) else {
+            // Cut off while the handshake was under way: the dialler times out.
+            schedule(now + config.dialTimeoutMs * 1000, .dialDone(from: from, to: q.index, conn: conn, result: .refused), by: q)
             return
         }
-        p.planner.succeeded(q.id)
-        connect(p, q)
+        let result: DialResult
+        if !q.alive || q.leaving || q.connections.count >= 256 {
+            result = .refused
+        } else if q.connections[from] != nil {
+            result = .duplicate
+        } else {
+            result = .connected
+        }
+        schedule(now + linkDelay(q, p), .dialDone(from: from, to: q.index, conn: conn, result: result), by: q)
     }
 
-    /// A connection is up: both sides open their gossip streams; the dialler reconciles.
-    func connect(_ p: SimPeer, _ q: SimPeer) {
-        let id = nextConnectionID
-        nextConnectionID &+= 1
+    /// The dialler learns how its dial ended. Connected: it opens its gossip stream and sends
+    /// the handshake's last message, which reaches the remote ahead of every frame after it.
+    func dialDone(_ p: SimPeer, to q: Int32, conn: UInt64, result: DialResult) {
+        p.dialing.remove(q)
+        let target = peers[Int(q)], now = p.partition.now
+        guard p.alive else { return }
+        switch result {
+        case .refused:
+            p.planner.failed(target.id, now: p.partition.nowMs)
+        case .duplicate:
+            break
+        case .connected:
+            guard reachable(p, target) else {
+                p.planner.failed(target.id, now: p.partition.nowMs)
+                return
+            }
+            p.planner.succeeded(target.id)
+            let arrival = now + linkDelay(p, target)
+            schedule(arrival, .handshakeDone(to: q, from: p.index, conn: conn), by: p)
+            guard keepConnection(p, remote: q, conn: conn, outbound: true, arrival: arrival) else { return }
+            if p.role == .honest && p.syncPolicy.request() { startSync(p, with: q) }
+        }
+    }
+
+    /// The dialler's last handshake message reaches `q`: the connection is up on its side too.
+    func handshakeDone(_ q: SimPeer, from: Int32, conn: UInt64) {
+        guard q.alive else {
+            // The dialler holds a connection to a peer that died meanwhile: it times out there.
+            schedule(q.partition.now + config.crashDetectionMs * 1000, .closed(peer: from, remote: q.index, conn: conn), by: q)
+            return
+        }
+        keepConnection(q, remote: from, conn: conn, outbound: false, arrival: 0)
+    }
+
+    /// Adds a connection that came up, and its peer to the router. If the two peers dialled
+    /// each other and both dials got through, both keep the connection with the lower ID and
+    /// close the other. Returns whether the peer is new (false: one of two connections).
+    @discardableResult
+    func keepConnection(_ p: SimPeer, remote q: Int32, conn: UInt64, outbound: Bool, arrival: SimTime) -> Bool {
+        let target = peers[Int(q)], now = p.partition.now
+        if let existing = p.connections[q] {
+            let close: UInt64
+            if existing.id < conn {
+                close = conn
+            } else {
+                close = existing.id
+                p.connections[q] = SimConnection(id: conn, outbound: outbound, openedAt: existing.openedAt,
+                                                 lastArrival: max(existing.lastArrival, arrival))
+            }
+            // Behind the handshake's last message and every frame sent so far.
+            schedule(max(now + linkDelay(p, target), arrival, p.connections[q]!.lastArrival), .closed(peer: q, remote: p.index, conn: close), by: p)
+            return false
+        }
+        p.connections[q] = SimConnection(id: conn, outbound: outbound, openedAt: now, lastArrival: arrival)
+        execute(p, p.router.addPeer(target.id, protocol: .v12, outbound: outbound, now: p.partition.nowMs), accepted: [:])
+        return true
+    }
+
+    /// Setup only: a connection that is up at once on both sides (the dialler reconciles).
+    func connectNow(_ p: SimPeer, _ q: SimPeer) {
+        precondition(!inWindow)
+        p.connectionCounter &+= 1
+        let id = UInt64(UInt32(bitPattern: p.index)) << 32 | UInt64(p.connectionCounter)
         p.connections[q.index] = SimConnection(id: id, outbound: true, openedAt: now)
         q.connections[p.index] = SimConnection(id: id, outbound: false, openedAt: now)
         execute(p, p.router.addPeer(q.id, protocol: .v12, outbound: true, now: nowMs), accepted: [:])
@@ -626,7 +886,7 @@ public final class Simulator {
         guard let c = p.connections[remote] else { return }
         dropConnection(p, remote: remote)
         let r = peers[Int(remote)]
-        queue.push(now + (noticeAfter ?? linkDelay(p, r)), .closed(peer: remote, remote: p.index, conn: c.id))
+        schedule(p.partition.now + (noticeAfter ?? linkDelay(p, r)), .closed(peer: remote, remote: p.index, conn: c.id), by: p)
     }
 
     func dropConnection(_ p: SimPeer, remote: Int32) {
@@ -635,16 +895,17 @@ public final class Simulator {
         where p.syncs.removeValue(forKey: key) != nil {
             endSync(p, key, completed: false)
         }
-        p.router.removePeer(peers[Int(remote)].id, now: nowMs)
+        p.router.removePeer(peers[Int(remote)].id, now: p.partition.nowMs)
     }
 
     /// Like `MeshService.trim` (`DialPlanner.connectionsToClose`).
     func trim(_ p: SimPeer) {
         let mesh = p.router.mesh[RegistryGossip.topic] ?? []
+        let now = p.partition.now
         let connections = p.sortedConnections.map { i in
             (peer: peers[Int(i)].id, outbound: p.connections[i]!.outbound, ageMs: (now - p.connections[i]!.openedAt) / 1000)
         }
-        for victim in DialPlanner.connectionsToClose(connections, mesh: mesh, maxPeers: config.maxPeers, using: &rng) {
+        for victim in DialPlanner.connectionsToClose(connections, mesh: mesh, maxPeers: config.maxPeers, using: &p.rng) {
             if let q = indexOf[victim] { disconnect(p, from: q) }
         }
     }

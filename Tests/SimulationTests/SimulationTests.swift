@@ -30,6 +30,32 @@ import Testing
         #expect(Self.run(other).json() != a)
     }
 
+    /// Partitions run a window on separate threads; the report must not depend on how many
+    /// there are, nor on the threads' interleaving. The join storm and churn exercise dials
+    /// (handshakes cross partitions) and scenario actions between windows.
+    @Test(arguments: [ScenarioName.steady, .joinStorm, .churn])
+    func reportsDoNotDependOnPartitionsOrThreads(_ scenario: ScenarioName) {
+        var c = Self.config(scenario, peers: 80, duration: 12)
+        c.churnPerMinute = 0.3
+        let one = Simulator(config: c).run().json()
+        let three = Simulator(config: c, partitions: 3).run().json()
+        let threaded = Simulator(config: c, partitions: 2).run(executor: PartitionExecutors.threaded).json()
+        #expect(one == three)
+        #expect(one == threaded)
+    }
+
+    @Test func windowsStayBelowTheSmallestLinkDelay() {
+        var link = LinkModel()
+        link.latencyMs = 50
+        link.jitterMs = 10
+        #expect(Simulator.minimumLinkDelay(link) == 40_000)
+        link.regionLatencyMs = LinkModel.worldRegionLatencyMs
+        link.jitterMs = 2
+        #expect(Simulator.minimumLinkDelay(link) == 8_000)
+        link.jitterMs = 30
+        #expect(Simulator.minimumLinkDelay(link) == 50)
+    }
+
     @Test func steadyUpdatesReachEveryPeerWithinASecond() {
         let r = Self.run(Self.config(.steady, peers: 150, duration: 20))
         #expect(r.updates > 20)
