@@ -26,13 +26,15 @@ enum SimBench {
         config.link.jitterMs = 10
         config.link.loss = 0.01
         if scenario == .joinStorm { config.sampleIntervalMs = 250 }
-        let sim = Simulator(config: config)
+        // Both cores, as `drtc sim` does by default (the report does not depend on it).
+        let threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
+        let sim = Simulator(config: config, partitions: threads)
         var report = SimReport()
-        let wall = await Bench.seconds { report = sim.run() }
+        let wall = await Bench.seconds { report = sim.run(executor: threads > 1 ? PartitionExecutors.threaded : PartitionExecutors.sequential) }
         let rss = peakRSSBytes()
         let (target, pass) = targets(report, wall, rss)
         var fields: [String: Any] = [
-            "benchmark": name, "peers": peers, "virtualSeconds": duration, "forwardDelayMs": forwardDelayMs,
+            "benchmark": name, "peers": peers, "threads": threads, "virtualSeconds": duration, "forwardDelayMs": forwardDelayMs,
             "wallSeconds": (wall * 10).rounded() / 10, "peakRSSMiB": rss >> 20,
             "updates": report.updates, "deliveryRatio": report.deliveryRatio,
             "convergenceP50s": report.convergence.p50, "convergenceP99s": report.convergence.p99,

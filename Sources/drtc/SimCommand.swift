@@ -40,6 +40,8 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Virtual seconds of warm-up before measuring (steady-state scenarios).") var warmup = 5.0
     @Option(help: "churn: share of peers leaving or crashing per minute.") var churn = 0.05
     @Option(help: "flood-attack / eclipse-attempt: share of attacking peers.") var attackers = 0.1
+    @Option(help: "Threads running the simulation (the peers are split into this many partitions; report.json does not depend on it).")
+    var threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
     @Option(help: "Directory for report.json, report.html, run.json.") var report: String
     @Option(help: "Run N real drtc node processes on loopback instead of simulating.") var processes: Int?
     @Flag(help: "No progress lines on stderr.") var quiet = false
@@ -52,6 +54,7 @@ struct SimCommand: AsyncParsableCommand {
         guard let name = ScenarioName(rawValue: scenario) else {
             throw ValidationError("--scenario: expected one of \(ScenarioName.allCases.map(\.rawValue).joined(separator: ", ")), got '\(scenario)'")
         }
+        guard (1...64).contains(threads) else { throw ValidationError("--threads: expected 1 to 64, got \(threads)") }
         guard peers >= 4 else { throw ValidationError("--peers: at least 4, got \(peers)") }
         guard duration > 0 else { throw ValidationError("--duration: must be positive, got \(duration)") }
         guard (0..<1).contains(loss) else { throw ValidationError("--loss: expected 0 <= LOSS < 1, got \(loss)") }
@@ -90,7 +93,7 @@ struct SimCommand: AsyncParsableCommand {
 
         try FileManager.default.createDirectory(atPath: report, withIntermediateDirectories: true)
         let started = ContinuousClock.now
-        let sim = Simulator(config: config)
+        let sim = Simulator(config: config, partitions: threads)
         if !quiet {
             var lastPrint = ContinuousClock.now
             var lastEvents: UInt64 = 0
@@ -108,7 +111,7 @@ struct SimCommand: AsyncParsableCommand {
                     Double(virtualMs) / 1000, Double(endMs) / 1000, rate, elapsed, eta, RunInfo.currentRSSKiB() / 1024).utf8))
             }
         }
-        let result = sim.run()
+        let result = sim.run(executor: threads == 1 ? PartitionExecutors.sequential : PartitionExecutors.threaded)
         let wall = Double((ContinuousClock.now - started) / .milliseconds(1)) / 1000
         let run = RunInfo(wallSeconds: wall, peakRSSBytes: RunInfo.peakRSSKiB() * 1024)
         try result.json().write(toFile: report + "/report.json", atomically: true, encoding: .utf8)

@@ -27,14 +27,15 @@ def run_sim(report: Path, *extra: str, timeout: float = 240, env: dict[str, str]
 @pytest.fixture(scope="module")
 def steady_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     report = tmp_path_factory.mktemp("sim") / "a"
-    r = run_sim(report)
+    r = run_sim(report, "--threads", "2")
     assert r.returncode == 0, r.stderr
     return report
 
 
 def test_identical_arguments_give_a_byte_identical_report(steady_report: Path, tmp_path: Path) -> None:
+    # The same arguments on one thread instead of two: the report does not depend on threads.
     again = tmp_path / "b"
-    r = run_sim(again)
+    r = run_sim(again, "--threads", "1")
     assert r.returncode == 0, r.stderr
     first = (steady_report / "report.json").read_bytes()
     assert first == (again / "report.json").read_bytes()
@@ -60,6 +61,9 @@ def test_bad_scenario_is_a_usage_error(tmp_path: Path) -> None:
     r = h.run_cli(["sim", "--scenario", "nope", "--report", str(tmp_path)])
     assert r.returncode == 2
     assert "--scenario" in r.stderr and "steady" in r.stderr
+    r = h.run_cli(["sim", "--threads", "0", "--report", str(tmp_path)])
+    assert r.returncode == 2
+    assert "--threads" in r.stderr
 
 
 def png_pixels(png: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
