@@ -136,8 +136,8 @@ let package = Package(
         // MARK: tests
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CSodium", "CLMDB", "CSRTP", "COpenSSL"]),
         .testTarget(name: "IdentityTests", dependencies: ["Identity"]),
-        .testTarget(name: "RTCTests", dependencies: ["RTC", "CSRTP"]),
-        .testTarget(name: "SFUTests", dependencies: ["SFU", "RTC"]),
+        .testTarget(name: "RTCTests", dependencies: ["RTC", "CSRTP", "Identity"]),
+        .testTarget(name: "SFUTests", dependencies: ["SFU", "RTC", "Identity"]),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "Libp2pTests", dependencies: ["Libp2p", "Identity"]),
         .testTarget(
