@@ -70,7 +70,6 @@ extension Simulator {
         for p in honest {
             let phase = rng.next() % intervalMs
             let record = makeRecord(p, hlc: HLC(wallMs: Self.epochMs - phase), status: .active, schedule: schedule)
-            p.ownRecord = record
             p.refreshIntervalMs = intervalMs
             shared.merge(record, nowMs: Self.epochMs)
             fingerprint.add(record.syncID)

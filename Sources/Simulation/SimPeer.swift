@@ -80,7 +80,6 @@ final class SimPeer {
     /// Records of nodes that joined before this one, and when it first held all of them.
     var knownEarlier = 0
     var caughtUpAt: SimTime?
-    var ownRecord: SignedRecord?
     var refreshIntervalMs: UInt64 = 30_000
     var nextRefreshAt: SimTime = 0
     var announce = AnnouncePolicy()

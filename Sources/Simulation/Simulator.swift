@@ -65,7 +65,6 @@ public final class Simulator {
     var updates: [TrackedUpdate] = []
     var updateHLC: [HLC] = []
     var updateByMessage: [MessageID: Int32] = [:]
-    var updateByRecord: [SyncID: Int32] = [:]
     /// Tracked updates by node, oldest first: a newer version being live makes an older one live.
     var updatesByNode: [PeerID: [Int32]] = [:]
     var bootstrap: [Int32] = []
@@ -73,7 +72,6 @@ public final class Simulator {
     /// Measurement window start (after the warm-up).
     var measureFrom: SimTime = 0
     var endAt: SimTime = 0
-    var windows: UInt64 = 0
     var samples: [AgreementSample] = []
     var scenarioActions: [(SimTime, ScenarioAction)] = []
     var scenarioLog = ScenarioLog()
@@ -267,7 +265,6 @@ public final class Simulator {
     /// Between windows: follow the updates published in the window (in time order, whatever
     /// partition published them), then hand each cross-peer event to its peer's partition.
     func endWindow() {
-        windows += 1
         snapshots.endWindow()
         var pending: [(track: PendingTrack, partition: Int, slot: Int)] = []
         for part in partitions {
@@ -374,7 +371,6 @@ public final class Simulator {
         }
         let hlc = p.replica.nextTimestamp(nowMs: nowMs)
         let record = makeRecord(p, hlc: hlc, status: status, schedule: schedule)
-        p.ownRecord = record
         merge(record, into: p)
         guard let (id, actions) = try? p.router.publish(record.encoded, topic: RegistryGossip.topic, now: nowMs) else { return }
         if now >= measureFrom {
@@ -403,7 +399,6 @@ public final class Simulator {
         }
         updates.append(TrackedUpdate(origin: t.origin, publishedAt: t.at, liveAfter: live))
         updateByMessage[t.message] = u
-        updateByRecord[t.record.syncID] = u
         updatesByNode[t.record.nodeID, default: []].append(u)
         updateHLC.append(t.record.hlc)
         return u
