@@ -219,7 +219,10 @@ public final class MeshGossip: Sendable {
             defer { armed = true }
             return !armed
         }) else { return }
-        let wait = due > clock() ? due - clock() : 0
+        // One reading of the clock: reading it twice let `due - clock()` underflow (and trap)
+        // when the clock passed `due` between the comparison and the subtraction.
+        let now = clock()
+        let wait = due > now ? due - now : 0
         Task {
             if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait))) }
             forwardTimerArmed.withLock { $0 = false }

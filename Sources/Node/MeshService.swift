@@ -53,12 +53,16 @@ struct MeshService: Service {
     }
 
     private func maintainConnections() async {
+        // Backoffs, connection ages and the exploration interval are local durations: they run
+        // on the monotonic clock, so a wall clock stepped backwards (NTP, a VM resumed) neither
+        // traps on an unsigned subtraction nor freezes dialling until it catches up. The wall
+        // clock only judges records' liveness.
         var planner = DialPlanner()
-        var lastExplore = node.registry.clock()
+        var lastExplore = monotonicMs()
         /// When each connection was first seen (its age for the trim grace period).
         var since: [PeerID: UInt64] = [:]
         while !Task.isCancelled {
-            let now = node.registry.clock()
+            let now = monotonicMs()
             let connected = Set(node.host.connectedPeers)
             since = since.filter { connected.contains($0.key) }
             for peer in connected where since[peer] == nil { since[peer] = now }
@@ -67,7 +71,7 @@ struct MeshService: Service {
                 await dialMore(node.config.minPeers - connected.count, connected: connected, planner: &planner, now: now)
             } else if connected.count > node.config.maxPeers {
                 trim(since: since, now: now)
-            } else if connected.count < node.config.maxPeers && now - lastExplore >= node.config.syncIntervalSeconds * 1000 {
+            } else if connected.count < node.config.maxPeers && now &- lastExplore >= node.config.syncIntervalSeconds * 1000 {
                 // Exploration: one extra random peer per sync interval keeps the graph random
                 // and reconnects the two sides of a healed partition, whose nodes each still
                 // have enough peers on their own side never to dial otherwise.
@@ -78,6 +82,7 @@ struct MeshService: Service {
         }
     }
 
+    /// `now` is monotonic milliseconds (the planner's backoffs).
     private func dialMore(_ missing: Int, connected: Set<PeerID>, planner: inout DialPlanner, now: UInt64, preferLive: Bool = true) async {
         let denied = node.host.deniedPeers
         var addresses: [PeerID: Multiaddr] = [:]
@@ -85,9 +90,10 @@ struct MeshService: Service {
         // The table: every active record carries its owner's multiaddrs. Expired ones count
         // too (a partition expires the other side's records; dial backoff covers dead nodes),
         // but live ones are preferred.
+        let wallNow = node.registry.clock()
         let (live, expired) = node.registry.withReplica { r in
             let all = r.table.records.filter { $0.record.status == .active }
-            return (all.filter { $0.isLive(nowMs: now) }, all.filter { !$0.isLive(nowMs: now) })
+            return (all.filter { $0.isLive(nowMs: wallNow) }, all.filter { !$0.isLive(nowMs: wallNow) })
         }
         func collect(_ records: [SignedRecord]) {
             for record in records {

@@ -17,6 +17,14 @@ public func wallClockMs() -> UInt64 {
     return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
 }
 
+/// Milliseconds on the monotonic clock (CLOCK_MONOTONIC): for local durations (timers,
+/// backoffs, ages), which must not jump or run backwards when the wall clock is stepped.
+public func monotonicMs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}
+
 /// The registry's I/O shell: owns the replica (pure core) and the LMDB store.
 ///
 /// Writes go through a group-commit queue: callers verify signatures on their own threads

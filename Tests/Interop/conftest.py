@@ -48,15 +48,16 @@ class NodeFactory:
         return node
 
     def cleanup(self) -> None:
+        """Kills every node, then fails if any of them crashed during the test: a trap in a
+        node is a bug even when the test's own assertions happened to pass."""
+        crashes = []
         for node in self.nodes:
-            if node.alive():
-                node.proc.kill()
-            try:
-                node.proc.wait(timeout=20)
-            except Exception:  # pragma: no cover - a process that cannot be reaped
-                pass
-            if node.proc.stdout:
-                node.proc.stdout.close()
+            node.reap()
+            report = node.crash_report()
+            if report:
+                crashes.append(f"--- {node.log_path}:\n{report}")
+        if crashes:
+            raise AssertionError(f"{len(crashes)} drtc node(s) crashed during the test:\n" + "\n".join(crashes))
 
 
 @pytest.fixture

@@ -277,6 +277,10 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 LISTENING_RE = re.compile(r"^drtc: API listening on (http://\S+) peerId=(\S+)\s*$")
 
 
+# What the Swift runtime writes to stderr when a process traps or gets a fatal signal.
+CRASH_MARKERS = ("*** Signal ", "*** Program crashed", "Fatal error:", "*** Swift runtime failure")
+
+
 @dataclass
 class NodeProcess:
     """A running `drtc node`. Its stderr goes to `log_path`; stdout is drained by a thread."""
@@ -335,6 +339,30 @@ class NodeProcess:
             self.proc.send_signal(signal.SIGKILL)
         return self.proc.wait(timeout=20)
 
+    def crash_report(self) -> str | None:
+        """The Swift runtime's crash report in the node's log (a trap, a fatal error, a fatal
+        signal), or None. A node killed by SIGKILL or stopped by SIGTERM writes none."""
+        text = self.stderr_text()
+        for marker in CRASH_MARKERS:
+            at = text.find(marker)
+            if at >= 0:
+                return text[max(0, at - 2000): at + 6000]
+        return None
+
+    def reap(self) -> None:
+        """Kills the node's whole process group (the node and anything it spawned, such as the
+        Swift runtime's backtracer after a crash) and waits for the node. Never blocks on the
+        stdout pipe: the drain thread owns it and ends at EOF."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a process that cannot be reaped
+            pass
+
+
     def wait_own_record(self, timeout: float = 15) -> dict:
         """Waits until the node's own record is live in its registry; returns it."""
         deadline = time.monotonic() + timeout
@@ -345,6 +373,71 @@ class NodeProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"own record not published within {timeout}s: {r.status_code} {r.text}")
             time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------------------------
+# Waiting for properties, not for moments.
+#
+# A mesh whose nodes refresh their records every few seconds never stands still: asking twenty
+# nodes "are your tables equal right now?" is a race that a busy machine loses. What users rely
+# on is monotone instead: once every node holds, for every peer, a version at least as new as
+# one that peer published after the event under test, that stays true. The helpers below wait
+# for such properties with generous bounds and poll; a timeout names what was last seen.
+
+
+def wait_for(what: str, predicate: Any, timeout: float, interval: float = 0.2, last_seen: Any = None) -> float:
+    """Polls `predicate()` until it is true; returns the seconds it took. Request errors count
+    as "not yet". On timeout raises AssertionError naming `what` and `last_seen()` if given."""
+    start = time.monotonic()
+    while True:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except requests.RequestException:
+            pass
+        if time.monotonic() - start > timeout:
+            seen = last_seen() if callable(last_seen) else last_seen
+            raise AssertionError(f"timed out after {timeout}s waiting for: {what}; last seen: {seen}")
+        time.sleep(interval)
+
+
+Version = tuple[int, int]
+
+
+def record_version(record_json: dict) -> Version:
+    """A record's hybrid logical clock as a comparable (wallMs, logical) pair."""
+    return (record_json["hlc"]["wallMs"], record_json["hlc"]["logical"])
+
+
+def table_versions(node: "NodeProcess") -> dict[str, Version]:
+    """Every live record the node holds, PeerID -> version (all pages of /listMediaNodes)."""
+    out: dict[str, Version] = {}
+    cursor = None
+    while True:
+        params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+        page = node.get("/listMediaNodes", check=False, **params).json()
+        for rec in page["nodes"]:
+            out[rec["nodeId"]] = record_version(rec)
+        cursor = page.get("nextCursor")
+        if not cursor:
+            return out
+
+
+def own_version(node: "NodeProcess") -> Version:
+    """The version of the node's own record as the node itself holds it now (waiting for the
+    first one if the node has only just started)."""
+    return record_version(node.wait_own_record(timeout=60))
+
+
+def missing_versions(node: "NodeProcess", want: dict[str, Version], exact: set[str] | None = None) -> dict[str, Any]:
+    """What `node` lacks of `want` (PeerID -> minimum version): {peer: held version or None}.
+    With `exact`, records outside that set count too (as {peer: "unexpected"})."""
+    held = table_versions(node)
+    lacking: dict[str, Any] = {p: held.get(p) for p, v in want.items() if held.get(p, (-1, -1)) < v}
+    if exact is not None:
+        lacking.update({p: "unexpected" for p in set(held) - exact})
+        lacking.update({p: None for p in exact - set(held)})
+    return lacking
 
 
 def start_process(args: list[str], *, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
@@ -364,6 +457,8 @@ def start_process(args: list[str], *, log_path: Path, env: dict[str, str] | None
             stderr=log,
             env=full_env,
             cwd=str(cwd) if cwd else None,
+            # Its own process group, so cleanup can kill whatever it spawned too.
+            start_new_session=True,
         )
     finally:
         log.close()
