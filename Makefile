@@ -4,7 +4,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-APT_PACKAGES := pkg-config libsodium-dev liblmdb-dev libsrtp2-dev libssl-dev protobuf-compiler lmdb-utils wrk chromium chromium-driver
+# The GStreamer webrtcbin peer of the media interop tests (Tests/Interop/gst_webrtc_peer.py runs
+# under Debian's python3 with python3-gi): webrtcbin (bad), libnice ICE, VP8 (good), Opus and
+# the test sources (base), and the GObject bindings of all three.
+GSTREAMER_PACKAGES := gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice \
+	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
+APT_PACKAGES := pkg-config libsodium-dev liblmdb-dev libsrtp2-dev libssl-dev protobuf-compiler lmdb-utils wrk chromium chromium-driver \
+	$(GSTREAMER_PACKAGES)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 PY_REQUIREMENTS := Tests/Interop/requirements.txt

@@ -6,7 +6,8 @@
 // - parsing never traps; an accepted description serializes to text that parses again, and the
 //   serialized form is a fixed point after one pass (parse ∘ serialize is stable);
 // - the answer to an accepted offer (when one can be made) serializes to text that parses, with
-//   one m-section per offered section, in order;
+//   one m-section per offered section, in order, each carrying a=setup:passive and none
+//   a=bundle-only (JSEP, RFC 8829 §5.3.1);
 // - `ProducerDescription(section:)` never traps on an accepted section.
 import RTC
 import SFU
@@ -39,6 +40,7 @@ public func sdpFuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt 
     for opts in [options, sendRecv] {
         guard let answer = try? SessionDescription.answer(to: offer, options: opts) else { continue }
         precondition(answer.media.count == offer.media.count, "answer has \(answer.media.count) sections for \(offer.media.count) offered")
+        precondition(answer.media.allSatisfy { $0.setup == .passive && !$0.bundleOnly }, "an answer section lacks a=setup:passive or has a=bundle-only")
         guard (try? SessionDescription(parsing: answer.serialized)) != nil else {
             preconditionFailure("answer does not parse:\n\(answer.serialized)")
         }

@@ -227,7 +227,7 @@ public final class MediaServer {
         var outgoing: [String: SDPOutgoingTrack] = [:]
         var plans: [String: PlannedConsumer] = [:]
         var taken = Set<ProducerID>()
-        for m in offer.media where m.port != 0 && m.effectiveDirection.receives {
+        for m in offer.media where !m.isDisabled && m.effectiveDirection.receives {
             guard let mid = m.mid else { continue }
             guard let track = state.producers.first(where: { p in
                 !taken.contains(p.id) && p.kind.rawValue == m.kind && m.codecs.contains { Self.sameCodec($0, p.codec) }
@@ -411,9 +411,12 @@ public final class MediaServer {
         guard sessions.count < configuration.maxSessions else {
             throw MediaServerError(.overloaded, "this node is at its limit of \(configuration.maxSessions) media sessions")
         }
-        guard let m = offer.media.first(where: { $0.port != 0 && ($0.kind == "audio" || $0.kind == "video") }) else {
+        // The BUNDLE transport's credentials: those of the offerer-tagged section (RFC 8843
+        // §7.3.1), which bundle-only sections share.
+        guard let m = offer.offererTaggedSection(where: \.carriesRTPMedia)
+                ?? offer.media.first(where: { $0.port != 0 && $0.carriesRTPMedia }) else {
             counters.offersRejected += 1
-            throw MediaServerError(.badOffer, "the offer has no audio or video m-section")
+            throw MediaServerError(.badOffer, "the offer has no audio or video m-section with a port and an SRTP profile (UDP/TLS/RTP/SAVPF)")
         }
         guard let remoteUfrag = offer.iceUfrag(for: m), offer.icePwd(for: m) != nil else {
             counters.offersRejected += 1

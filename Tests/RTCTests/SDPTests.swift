@@ -4,6 +4,7 @@ import RTC
 
 @Suite struct SDPTests {
     static let offers = Fixtures.sdpNames(prefix: "aiortc-") + Fixtures.sdpNames(prefix: "chrome-")
+        + Fixtures.sdpNames(prefix: "gstreamer-")
 
     static func options(tracks: [String: SDPOutgoingTrack] = [:], sendRecv: SDPDirection = .recvonly) -> SDPAnswerOptions {
         SDPAnswerOptions(
@@ -19,6 +20,7 @@ import RTC
     @Test func fixturesExist() {
         #expect(SDPTests.offers.filter { $0.hasPrefix("aiortc-") }.count >= 3)
         #expect(SDPTests.offers.filter { $0.hasPrefix("chrome-") }.count >= 4)
+        #expect(SDPTests.offers.filter { $0.hasPrefix("gstreamer-") }.count >= 3)
     }
 
     @Test(arguments: SDPTests.offers) func offerParsesAndSurvivesReserialization(name: String) throws {
@@ -55,11 +57,24 @@ import RTC
         #expect(lines.contains("a=setup:passive"))
         let accepted = offer.media.filter { ($0.kind == "audio" || $0.kind == "video") }.compactMap(\.mid)
         #expect(lines.contains("a=group:BUNDLE " + accepted.joined(separator: " ")))
+        // JSEP (RFC 8829 §5.3.1): no a=bundle-only in answers, bundle-only offers included.
+        #expect(!lines.contains("a=bundle-only"))
 
         // The answer parses back, with one section per offered one, in order.
         let parsed = try SessionDescription(parsing: text)
         #expect(parsed == answer)
         #expect(parsed.media.count == offer.media.count)
+        // The transport is written in every m-section, rejected ones included (RFC 8829 §5.3.1,
+        // RFC 8842): webrtcbin refuses a section without a=setup. Not at session level too,
+        // where webrtcbin would take a second fingerprint for a conflicting one.
+        #expect(parsed.iceUfrag == nil && parsed.icePwd == nil && parsed.fingerprints.isEmpty && parsed.setup == nil)
+        for a in parsed.media {
+            #expect(a.setup == .passive, "\(name): m=\(a.kind) mid \(a.mid ?? "-") has no a=setup:passive")
+            #expect(a.iceUfrag == "srvU")
+            #expect(a.icePwd == "server-password-0123456789")
+            #expect(a.fingerprints.map(\.hashFunction) == ["sha-256"])
+            #expect(!a.bundleOnly)
+        }
         for (m, a) in zip(offer.media, parsed.media) {
             #expect(a.mid == m.mid)
             #expect(a.kind == m.kind)
@@ -168,6 +183,109 @@ import RTC
         #expect(app.port == 0)
         #expect(answer.bundleGroup?.mids == ["0"])
         #expect(answer.serialized.contains("m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\n"))
+    }
+
+    // MARK: max-bundle offers with bundle-only sections (GStreamer webrtcbin)
+
+    /// Answers to real offers, byte for byte, with `SDPTests.options()` (and, for viewers, the
+    /// tracks of `viewerTracks`). Kept in Fixtures/sdp/answers; RTC_RECORD_ANSWERS=1 rewrites
+    /// them (then read the diff).
+    static let pinnedAnswers = ["gstreamer-video-audio-sendonly.sdp", "gstreamer-datachannel-video-audio.sdp",
+                                "gstreamer-viewer-recvonly.sdp", "chrome-audio-video-sendonly.sdp",
+                                "chrome-datachannel-video.sdp", "aiortc-viewer-recvonly.sdp"]
+
+    static func viewerTracks(_ offer: SessionDescription) -> [String: SDPOutgoingTrack] {
+        var tracks: [String: SDPOutgoingTrack] = [:]
+        for (i, m) in offer.media.enumerated() where m.effectiveDirection == .recvonly {
+            if let mid = m.mid {
+                tracks[mid] = SDPOutgoingTrack(ssrc: 1000 + UInt32(i), rtxSSRC: 2000 + UInt32(i), cname: "drtc-room", streamID: "room", trackID: "\(m.kind)-\(i)")
+            }
+        }
+        return tracks
+    }
+
+    @Test(arguments: SDPTests.pinnedAnswers) func answerIsByteExact(name: String) throws {
+        let offer = try SessionDescription(parsing: try Fixtures.text("sdp/" + name))
+        let sends = offer.media.contains { $0.effectiveDirection == .recvonly }
+        let options = sends ? SDPTests.options(tracks: SDPTests.viewerTracks(offer), sendRecv: .sendonly) : SDPTests.options()
+        let text = try SessionDescription.answer(to: offer, options: options).serialized
+        let path = "sdp/answers/" + name
+        if ProcessInfo.processInfo.environment["RTC_RECORD_ANSWERS"] != nil {
+            try text.write(to: Fixtures.directory.appendingPathComponent(path), atomically: true, encoding: .utf8)
+        }
+        let expected = try Fixtures.text(path)
+        #expect(text == expected, "answer to \(name) differs from Fixtures/\(path):\n\(text)")
+    }
+
+    @Test func bundleOnlyAudioIsAcceptedIntoTheBundle() throws {
+        let offer = try SessionDescription(parsing: try Fixtures.text("sdp/gstreamer-video-audio-sendonly.sdp"))
+        let audio = try #require(offer.media.first { $0.kind == "audio" })
+        #expect(audio.port == 0 && audio.bundleOnly, "the fixture is webrtcbin's max-bundle shape")
+        #expect(!audio.isDisabled)
+        #expect(offer.offererTaggedSection()?.mid == "video0")
+        let text = try SessionDescription.answer(to: offer, options: SDPTests.options()).serialized
+        #expect(text.contains("a=group:BUNDLE video0 audio1\r\n"))
+        #expect(text.contains("m=video 40000 UDP/TLS/RTP/SAVPF 96\r\n"))
+        #expect(text.contains("m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\n"))
+        #expect(text.contains("a=mid:audio1\r\na=recvonly\r\na=rtcp-mux\r\na=rtcp-rsize\r\na=rtpmap:111 OPUS/48000/2\r\n"))
+        #expect(text.components(separatedBy: "a=setup:passive\r\n").count == 3, "one a=setup per m-section")
+    }
+
+    @Test func rejectedBundleOnlyDataChannelStillCarriesTheTransport() throws {
+        let offer = try SessionDescription(parsing: try Fixtures.text("sdp/gstreamer-datachannel-video-audio.sdp"))
+        let answer = try SessionDescription.answer(to: offer, options: SDPTests.options())
+        #expect(answer.bundleGroup?.mids == ["video0", "audio1"])
+        let app = [
+            "m=application 0 UDP/DTLS/SCTP webrtc-datachannel", "c=IN IP4 0.0.0.0",
+            "a=ice-ufrag:srvU", "a=ice-pwd:server-password-0123456789",
+            "a=fingerprint:sha-256 " + (0..<32).map { String(format: "%02X", $0) }.joined(separator: ":"),
+            "a=setup:passive", "a=mid:application2", "a=inactive",
+        ]
+        #expect(answer.serialized.hasSuffix(app.joined(separator: "\r\n") + "\r\n"))
+    }
+
+    /// RFC 8843 §7.2: a bundle-only section may leave out the IDENTICAL and TRANSPORT attributes
+    /// (ICE, fingerprint, setup, rtcp-mux, rtcp-rsize); the tagged section's apply to it.
+    @Test func bundleOnlySectionWithoutTransportAttributesUsesTheTaggedOnes() throws {
+        var text = try Fixtures.text("sdp/gstreamer-video-audio-sendonly.sdp")
+        let audioStart = try #require(text.range(of: "m=audio"))
+        let transport = ["a=setup:", "a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=rtcp-mux", "a=rtcp-rsize"]
+        let audio = text[audioStart.lowerBound...].components(separatedBy: "\r\n")
+            .filter { line in !transport.contains { line.hasPrefix($0) } }.joined(separator: "\r\n")
+        text = String(text[..<audioStart.lowerBound]) + audio
+        let offer = try SessionDescription(parsing: text)
+        let m = try #require(offer.media.last)
+        #expect(m.setup == nil && m.iceUfrag == nil && !m.rtcpMux && m.bundleOnly)
+        let answer = try SessionDescription.answer(to: offer, options: SDPTests.options())
+        let a = try #require(answer.media.last)
+        #expect(a.port == 40000)
+        #expect(a.rtcpMux && a.rtcpReducedSize && a.setup == .passive)
+        #expect(answer.bundleGroup?.mids == ["video0", "audio1"])
+    }
+
+    @Test func portZeroWithoutBundleOnlyIsStillDisabled() throws {
+        let text = try Fixtures.text("sdp/gstreamer-video-audio-sendonly.sdp").replacingOccurrences(of: "a=bundle-only\r\n", with: "")
+        let answer = try SessionDescription.answer(to: try SessionDescription(parsing: text), options: SDPTests.options())
+        #expect(answer.media.map(\.port) == [40000, 0])
+        #expect(answer.media[1].setup == .passive)
+        #expect(answer.bundleGroup?.mids == ["video0"])
+    }
+
+    @Test func bundleOnlyWithoutATaggedSectionIsRefused() throws {
+        // Every section port 0: the video one disabled, the audio one bundle-only with nothing
+        // to bundle into (RFC 8843 §7.3.1 finds no offerer-tagged section).
+        let text = try Fixtures.text("sdp/gstreamer-video-audio-sendonly.sdp").replacingOccurrences(of: "m=video 9 ", with: "m=video 0 ")
+        let error = answerError(text)
+        #expect(error?.code == .notBundleable)
+        #expect(error?.message.contains("m-section 1 (audio) is bundle-only") == true)
+    }
+
+    @Test func answererTagComesFirstInTheGroup() throws {
+        // A group that names a bundle-only section first: the tag is the first one with a port.
+        let text = try Fixtures.text("sdp/gstreamer-video-audio-sendonly.sdp")
+            .replacingOccurrences(of: "a=group:BUNDLE video0 audio1", with: "a=group:BUNDLE audio1 video0")
+        let answer = try SessionDescription.answer(to: try SessionDescription(parsing: text), options: SDPTests.options())
+        #expect(answer.bundleGroup?.mids == ["video0", "audio1"])
     }
 
     // MARK: errors

@@ -143,6 +143,23 @@ final class MediaLoop {
         #expect(loop.server.roomCount == 0)
     }
 
+    /// GStreamer's webrtcbin with bundle-policy max-bundle offers its second section with port 0
+    /// and a=bundle-only (RFC 8843 §6): that track is published and viewed like the first.
+    @Test func maxBundleOffersWithBundleOnlySectionsPublishAndViewEveryTrack() throws {
+        let loop = MediaLoop()
+        let published = try loop.server.publish(room: "g", offer: try Fixtures.text("sdp/gstreamer-video-audio-sendonly.sdp"), now: loop.now)
+        #expect(published.tracks == 2, "the bundle-only audio section is a producer too")
+        #expect(loop.server.producerCount == 2)
+        let viewed = try loop.server.view(room: "g", offer: try Fixtures.text("sdp/gstreamer-viewer-recvonly.sdp"), rid: nil, now: loop.now)
+        #expect(viewed.tracks == 2, "the bundle-only audio section gets the room's audio")
+        let answer = try SessionDescription(parsing: viewed.answer)
+        #expect(answer.media.map(\.kind) == ["video", "audio"])
+        for m in answer.media {
+            #expect(m.port == 40000 && m.direction == .sendonly && m.setup == .passive)
+            #expect(m.sourceAttributes.contains { $0.attribute == "cname" })
+        }
+    }
+
     @Test func badOffersSayWhatIsWrong() throws {
         let loop = MediaLoop()
         let good = MediaClient(role: .publisher, certificate: MediaLoop.certificate).offer()

@@ -1,5 +1,6 @@
 // Building the SFU's answer to a WHIP/WHEP offer: JSEP §5.3 (RFC 8829) for an ICE-lite
-// (RFC 8445 §2.5), DTLS-passive, BUNDLE-only (RFC 9143), rtcp-mux-only (RFC 8843 §9.1) server.
+// (RFC 8445 §2.5), DTLS-passive (RFC 8842), always-bundled (RFC 8843/9143), rtcp-mux-only
+// (RFC 8843 §9.1) server.
 
 /// A host UDP candidate of this server (RFC 8839 §5.1).
 public struct SDPCandidate: Hashable, Sendable {
@@ -117,25 +118,27 @@ public struct SDPAnswerOptions: Hashable, Sendable {
 
 extension SessionDescription {
     /// The ICE-lite, DTLS-passive, bundled answer to `offer` (JSEP §5.3.1). Audio and video
-    /// m-sections are accepted when they have a codec in common; others (data channels, unknown
-    /// kinds) and port-0 sections are rejected with port 0 and left out of the BUNDLE group.
+    /// m-sections are accepted when they have a codec in common, bundle-only ones included
+    /// (RFC 8843 §7.3); others (data channels, unknown kinds) and disabled sections (port 0
+    /// without `a=bundle-only`) are rejected with port 0 and left out of the BUNDLE group.
+    ///
+    /// Every m-section, rejected ones included, carries the transport: `a=ice-ufrag`,
+    /// `a=ice-pwd`, `a=fingerprint` and `a=setup:passive` (RFC 8829 §5.3.1, RFC 8842 §5.3).
+    /// Stacks such as GStreamer's webrtcbin refuse an answer whose sections lack `a=setup`.
+    /// No section carries `a=bundle-only` (RFC 8829 §5.3.1).
     public static func answer(to offer: SessionDescription, options: SDPAnswerOptions) throws(SDPError) -> SessionDescription {
         guard !offer.media.isEmpty else { throw SDPError(.noMedia, "the offer has no m= section; nothing to answer") }
         var answer = SessionDescription(origin: "- \(options.sessionID) \(options.sessionVersion) IN IP4 127.0.0.1")
         answer.iceLite = true
-        answer.iceUfrag = options.iceUfrag
-        answer.icePwd = options.icePwd
-        answer.fingerprints = [options.fingerprint]
-        answer.setup = .passive
         answer.extmapAllowMixed = offer.extmapAllowMixed
 
         let bundle = offer.bundleGroup
+        let tagged = offer.offererTaggedSection(where: \.carriesRTPMedia)
         var bundled: [String] = []
         for (index, m) in offer.media.enumerated() {
             let label = "m-section \(index) (\(m.kind))"
-            let isRTP = (m.kind == "audio" || m.kind == "video") && m.proto.contains("RTP/SAVPF")
-            guard isRTP, m.port != 0 else {
-                answer.media.append(rejected(m))
+            guard m.carriesRTPMedia, !m.isDisabled else {
+                answer.media.append(rejected(m, options))
                 continue
             }
             guard let mid = m.mid else {
@@ -147,16 +150,27 @@ extension SessionDescription {
             guard bundle.mids.contains(mid) else {
                 throw SDPError(.notBundleable, "\(label) mid '\(mid)' is not in the offer's BUNDLE group \(bundle.mids)")
             }
-            guard m.rtcpMux else {
+            // A bundle-only section may leave out the transport attributes: the offerer-tagged
+            // section's apply to it (RFC 8843 §7.2). Other sections must carry their own.
+            let transport: SDPMediaSection
+            if m.bundleOnly {
+                guard let tagged else {
+                    throw SDPError(.notBundleable, "\(label) is bundle-only, but no audio/video section of the BUNDLE group \(bundle.mids) has a port to carry the transport (RFC 8843 §7.3.1)")
+                }
+                transport = tagged
+            } else {
+                transport = m
+            }
+            guard transport.rtcpMux else {
                 throw SDPError(.notBundleable, "\(label) lacks a=rtcp-mux, which BUNDLE requires (RFC 8843 §9.1)")
             }
-            guard offer.iceUfrag(for: m) != nil, offer.icePwd(for: m) != nil else {
+            guard offer.iceUfrag(for: transport) != nil, offer.icePwd(for: transport) != nil else {
                 throw SDPError(.noICECredentials, "\(label) has no a=ice-ufrag/a=ice-pwd at media or session level (RFC 8839 §5.4)")
             }
-            guard !offer.fingerprints(for: m).isEmpty else {
+            guard !offer.fingerprints(for: transport).isEmpty else {
                 throw SDPError(.noFingerprint, "\(label) has no a=fingerprint at media or session level (RFC 8122 §5)")
             }
-            if offer.setup(for: m) == .passive {
+            if offer.setup(for: transport) == .passive {
                 throw SDPError(.unsupportedSetup, "\(label) offers a=setup:passive, but this server is always the DTLS server (a=setup:passive); offer actpass or active (RFC 5763 §5)")
             }
             let codecs = commonCodecs(m, options.capabilities)
@@ -172,9 +186,10 @@ extension SessionDescription {
             } else {
                 section.connection = "IN IP4 0.0.0.0"
             }
+            addTransport(to: &section, options)
             section.mid = mid
             section.rtcpMux = true
-            section.rtcpReducedSize = m.rtcpReducedSize
+            section.rtcpReducedSize = m.rtcpReducedSize || transport.rtcpReducedSize
             section.codecs = codecs
             section.extmaps = m.extmaps.filter { options.capabilities.headerExtensions.contains($0.uri) }
                 .map { SDPExtmap(id: $0.id, uri: $0.uri) }
@@ -213,17 +228,30 @@ extension SessionDescription {
             bundled.append(mid)
         }
         if !bundled.isEmpty {
-            // RFC 9143 §7.3.1: the answer's group lists the accepted mids, offerer's tag first.
-            let order = bundle?.mids ?? []
-            answer.groups = [SDPGroup(semantics: "BUNDLE", mids: order.filter(bundled.contains))]
+            // RFC 9143 §7.3.1: the answer's group lists the accepted mids in offer order, with the
+            // answerer BUNDLE-tag (the offerer-tagged section's mid) first.
+            var mids = (bundle?.mids ?? []).filter(bundled.contains)
+            if let tag = tagged?.mid, let i = mids.firstIndex(of: tag) { mids.insert(mids.remove(at: i), at: 0) }
+            answer.groups = [SDPGroup(semantics: "BUNDLE", mids: mids)]
         }
         return answer
     }
 
-    /// A rejected m-section: port 0, the offer's formats, its mid (JSEP §5.3.1).
-    private static func rejected(_ m: SDPMediaSection) -> SDPMediaSection {
+    /// The transport this server answers with, written in every m-section (RFC 8829 §5.3.1):
+    /// one ICE-lite agent and one DTLS server for the whole bundle.
+    private static func addTransport(to section: inout SDPMediaSection, _ options: SDPAnswerOptions) {
+        section.iceUfrag = options.iceUfrag
+        section.icePwd = options.icePwd
+        section.fingerprints = [options.fingerprint]
+        section.setup = .passive
+    }
+
+    /// A rejected m-section: port 0, the offer's formats, its mid (JSEP §5.3.1), and the
+    /// transport attributes, which some answer parsers require of every section.
+    private static func rejected(_ m: SDPMediaSection, _ options: SDPAnswerOptions) -> SDPMediaSection {
         var section = SDPMediaSection(kind: m.kind, port: 0, proto: m.proto, formats: m.formats)
         section.connection = "IN IP4 0.0.0.0"
+        addTransport(to: &section, options)
         section.mid = m.mid
         section.direction = .inactive
         return section

@@ -101,6 +101,7 @@ extension SessionDescription {
                                      pending: inout PendingCodecs, bad: (String) -> SDPError) throws(SDPError) {
         switch name {
         case "mid": m.mid = try required(value, name, bad)
+        case "bundle-only": m.bundleOnly = true
         case "sendrecv", "sendonly", "recvonly", "inactive": m.direction = SDPDirection(rawValue: name)
         case "ice-ufrag": m.iceUfrag = try SessionDescription.required(value, name, bad)
         case "ice-pwd": m.icePwd = try SessionDescription.required(value, name, bad)
@@ -275,6 +276,7 @@ extension SessionDescription {
         for f in m.fingerprints { lines.append("a=fingerprint:\(f.hashFunction) \(f.value)") }
         if let s = m.setup { lines.append("a=setup:" + s.rawValue) }
         if let mid = m.mid { lines.append("a=mid:" + mid) }
+        if m.bundleOnly { lines.append("a=bundle-only") }
         for e in m.extmaps { lines.append(extmapLine(e)) }
         if let d = m.direction { lines.append("a=" + d.rawValue) }
         for msid in m.msids { lines.append("a=msid:" + msid.streamID + (msid.trackID.map { " " + $0 } ?? "")) }

@@ -232,6 +232,9 @@ public struct SDPMediaSection: Hashable, Sendable {
     /// `b=` values verbatim.
     public var bandwidths: [String] = []
     public var mid: String?
+    /// `a=bundle-only` (RFC 8843 §6): with port 0, the offerer wants the section only if it is
+    /// bundled. Answers never carry it (RFC 8829 §5.3.1).
+    public var bundleOnly = false
     /// `nil` when absent (RFC 8866 §6.7: defaults to sendrecv).
     public var direction: SDPDirection?
     public var iceUfrag: String?
@@ -265,6 +268,13 @@ public struct SDPMediaSection: Hashable, Sendable {
 
     /// RFC 8866 §6.7: absent means sendrecv.
     public var effectiveDirection: SDPDirection { direction ?? .sendrecv }
+
+    /// Port 0 without `a=bundle-only` disables a section (RFC 3264 §8.2); with it, the section
+    /// asks to be bundled and is still offered (RFC 8843 §6).
+    public var isDisabled: Bool { port == 0 && !bundleOnly }
+
+    /// Audio or video over SRTP with RTCP feedback: what this server can accept.
+    public var carriesRTPMedia: Bool { (kind == "audio" || kind == "video") && proto.contains("RTP/SAVPF") }
 
     /// The codec for payload type `pt`.
     public func codec(_ pt: UInt8) -> SDPCodec? { codecs.first { $0.payloadType == pt } }
@@ -301,6 +311,19 @@ public struct SessionDescription: Hashable, Sendable {
 
     /// The BUNDLE group, if any (RFC 9143 §7.1).
     public var bundleGroup: SDPGroup? { groups.first { $0.semantics == "BUNDLE" } }
+
+    /// The offerer-tagged m-section (RFC 8843 §7.3.1): the first section named in the BUNDLE
+    /// group that has a port and that the answerer accepts. Its transport (ICE credentials,
+    /// fingerprint, setup, rtcp-mux) applies to every bundled section, including bundle-only
+    /// ones, which need not repeat it (RFC 8843 §7.2). nil without a BUNDLE group, or when no
+    /// such section exists.
+    public func offererTaggedSection(where accepted: (SDPMediaSection) -> Bool = { _ in true }) -> SDPMediaSection? {
+        guard let bundle = bundleGroup else { return nil }
+        for mid in bundle.mids {
+            if let m = media.first(where: { $0.mid == mid }), m.port != 0, accepted(m) { return m }
+        }
+        return nil
+    }
 
     /// ICE ufrag for a section: media-level wins over session-level (RFC 8839 §5.4).
     public func iceUfrag(for m: SDPMediaSection) -> String? { m.iceUfrag ?? iceUfrag }
