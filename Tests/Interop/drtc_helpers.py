@@ -298,7 +298,7 @@ class NodeProcess:
 
     def get(self, path: str, check: bool = True, **params: Any) -> requests.Response:
         """GETs; unless check=False, the response must conform to Specs/openapi.yaml."""
-        r = requests.get(self.url + path, params=params or None, timeout=10)
+        r = requests.get(self.url + path, params=params or None, timeout=30)
         return assert_conforms(r, path, "GET") if check else r
 
     def post(self, path: str, body: bytes, content_type: str = "application/x-protobuf", check: bool = True) -> requests.Response:
@@ -363,7 +363,7 @@ class NodeProcess:
             pass
 
 
-    def wait_own_record(self, timeout: float = 15) -> dict:
+    def wait_own_record(self, timeout: float = 60) -> dict:
         """Waits until the node's own record is live in its registry; returns it."""
         deadline = time.monotonic() + timeout
         while True:
@@ -488,7 +488,7 @@ def launch_node(
     *,
     args: list[str] | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 30,
+    timeout: float = 90,
     **kw: Any,
 ) -> NodeProcess:
     """Starts a node and waits for its `drtc: API listening on ...` stdout line and a healthy
@@ -520,7 +520,7 @@ def launch_node(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if requests.get(node.url + "/health", timeout=2).status_code == 200:
+            if requests.get(node.url + "/health", timeout=10).status_code == 200:
                 break
         except requests.RequestException:
             pass

@@ -237,7 +237,7 @@ def test_api_port_in_use_publishes_nothing(node: h.NodeProcess, cli_data_dir) ->
 
 
 def test_second_node_on_same_data_dir_refuses(node: h.NodeProcess) -> None:
-    out = h.run_cli(h.node_args(node.data_dir), timeout=5)
+    out = h.run_cli(h.node_args(node.data_dir), timeout=60)
     assert out.returncode != 0
     assert "API listening" not in out.stdout
     assert "in use by another drtc process" in out.stderr, out.stderr

@@ -73,10 +73,7 @@ def five(tmp_path_factory: pytest.TempPathFactory, registry_pb2) -> Iterator[lis
         bootstrap = ["--bootstrap", seed.health()["multiaddrs"][0]]
         for _ in range(4):
             factory.start(extra=args + bootstrap)
-        deadline = time.monotonic() + 30
-        while not all(n.health()["records"] == 5 for n in factory.nodes):
-            assert time.monotonic() < deadline, "the 5-node mesh did not converge"
-            time.sleep(0.2)
+        h.wait_for("the 5-node mesh converged", lambda: all(n.health()["records"] == 5 for n in factory.nodes), timeout=120)
         yield factory.nodes
     finally:
         factory.cleanup()
@@ -88,23 +85,30 @@ def rejected(node: h.NodeProcess, reason: str) -> float:
 
 def test_py_libp2p_peer_receives_and_verifies_drtc_records(five: list[h.NodeProcess]) -> None:
     addrs = [five[0].health()["multiaddrs"][0], five[3].health()["multiaddrs"][0]]
-    peer = PyPeer(*sum((["--connect", a] for a in addrs), []), "--duration", "8")
+    peer = PyPeer(*sum((["--connect", a] for a in addrs), []), "--duration", "300")
+    owners: set[str] = set()
+
+    def every_owner_seen() -> bool:
+        for m in peer.messages():
+            record = h.verify_signed_record(bytes.fromhex(m["data"]))  # raises unless genuine
+            owners.add(record.node_id)
+        return owners == {n.peer_id for n in five}
+
+    def in_mesh() -> bool:
+        meshes = [e for e in peer.events if e["event"] == "mesh"]
+        return bool(meshes) and bool(set(meshes[-1]["peers"]) & {five[0].peer_id, five[3].peer_id})
+
     try:
         ready = peer.wait_ready()
         # py negotiated the newest protocol drtc offers.
         assert set(ready["peers"].values()) == {"/meshsub/1.2.0"}, ready
-        peer.proc.wait(timeout=30)
+        # Every drtc node refreshes every 2 s: records of all five reach the py peer.
+        h.wait_for("records from all five drtc nodes at the py peer", every_owner_seen, timeout=120,
+                   last_seen=lambda: f"{len(owners)} of 5 owners")
+        # The py peer joined the drtc nodes' mesh.
+        h.wait_for("the py peer in a drtc node's mesh", in_mesh, timeout=120)
     finally:
         peer.stop()
-    owners = set()
-    for m in peer.messages():
-        record = h.verify_signed_record(bytes.fromhex(m["data"]))  # raises unless genuine
-        owners.add(record.node_id)
-    # Every drtc node refreshes every 2 s, so all five records arrive within the 8 s window.
-    assert owners == {n.peer_id for n in five}, f"records from {len(owners)} of 5 nodes"
-    # The py peer joined the drtc nodes' mesh.
-    meshes = [e for e in peer.events if e["event"] == "mesh"]
-    assert meshes and set(meshes[-1]["peers"]) & {five[0].peer_id, five[3].peer_id}
 
 
 def test_invalid_record_from_py_is_rejected_and_not_forwarded(five: list[h.NodeProcess]) -> None:
@@ -122,10 +126,7 @@ def test_invalid_record_from_py_is_rejected_and_not_forwarded(five: list[h.NodeP
             assert published, publisher.events
         finally:
             publisher.stop()
-        deadline = time.monotonic() + 5
-        while rejected(five[1], "record_malformed") <= before:
-            assert time.monotonic() < deadline, "drtc did not count the invalid record"
-            time.sleep(0.2)
+        h.wait_for("drtc counting the invalid record", lambda: rejected(five[1], "record_malformed") > before, timeout=60)
         listener.proc.wait(timeout=30)
     finally:
         listener.stop()
@@ -168,18 +169,14 @@ def test_forged_and_replayed_records_graylist_the_sender_and_honest_traffic_flow
         return all(h.parse_metric(metrics, "drtc_gossip_rejected_total", {"reason": r}) == before[r] + 1 for r in before) \
             and h.parse_metric(metrics, "drtc_gossip_ignored_total", {"reason": "graylisted"}) >= 1
 
-    deadline = time.monotonic() + 10
-    while not counted():
-        assert time.monotonic() < deadline, f"rejections or graylisting not counted:\n{target.metrics()}"
-        time.sleep(0.2)
+    h.wait_for("the rejections and the graylisting counted", counted, timeout=60, last_seen=lambda: target.metrics())
     assert h.parse_metric(target.metrics(), "drtc_gossip_rejected_total", {"reason": "bad_framing"}) == 0
     # Nothing of it reached any table, and the mesh still agrees and refreshes.
     for ident in (victim, attacker):
         assert all(n.get("/nodeById", check=False, id=ident.peer_id).status_code == 404 for n in five)
-    deadline = time.monotonic() + 10
-    while True:
-        digests = {n.health()["tableDigest"] for n in five}
-        if len(digests) == 1 and digests.isdisjoint(digest_before):
-            break
-        assert time.monotonic() < deadline, "the mesh stopped converging after the attack"
-        time.sleep(0.3)
+    # The mesh keeps refreshing: every node gets every node's next versions (the tables move on
+    # from where they were before the attack), and nothing else.
+    want = {n.peer_id: h.own_version(n) for n in five}
+    h.wait_for("every node holding every node's latest record after the attack",
+               lambda: not any(h.missing_versions(n, want, exact=set(want)) for n in five), timeout=120)
+    assert {n.health()["tableDigest"] for n in five}.isdisjoint(digest_before)

@@ -48,9 +48,9 @@ def test_signalling_errors_name_the_problem(module_node: h.NodeProcess) -> None:
     assert r.status_code == 415 and r.headers["Accept-Post"] == "application/sdp"
     assert post(node, "/whip/bad%20room", offer()).status_code == 400
     assert post(node, "/whep/bad", offer(), rid="!!").status_code == 400
-    assert requests.patch(node.url + "/whip/bad/whatever", data=b"a=candidate", headers={"Content-Type": "application/trickle-ice-sdpfrag"}, timeout=5).status_code == 405
-    assert requests.delete(node.url + "/whep/bad/nonexistent", timeout=5).status_code == 404
-    assert requests.get(node.url + "/whip/bad", timeout=5).status_code == 405
+    assert requests.patch(node.url + "/whip/bad/whatever", data=b"a=candidate", headers={"Content-Type": "application/trickle-ice-sdpfrag"}, timeout=30).status_code == 405
+    assert requests.delete(node.url + "/whep/bad/nonexistent", timeout=30).status_code == 404
+    assert requests.get(node.url + "/whip/bad", timeout=30).status_code == 405
     big = offer() + "a=x-padding:" + "y" * 70_000 + "\r\n"
     assert post(node, "/whip/bad", big).status_code == 413
     metrics = node.metrics()
@@ -66,7 +66,7 @@ def test_hostile_udp_does_not_disturb_a_live_session(node: h.NodeProcess) -> Non
     async def scenario() -> None:
         pub, track, _ = await mc.publish(node.url, "hostile")
         viewer = await mc.view(node.url, "hostile")
-        await mc.wait_for(lambda: viewer.frames["video"] > 10, 20, "first frames")
+        await mc.wait_for(lambda: viewer.frames["video"] > 10, 60, "first frames")
         ufrag = re.search(r"a=ice-ufrag:(\S+)", viewer.session.answer).group(1)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rng = random.Random(5)
@@ -88,8 +88,7 @@ def test_hostile_udp_does_not_disturb_a_live_session(node: h.NodeProcess) -> Non
             sock.sendto(kinds[i % len(kinds)](), ("127.0.0.1", media_port))
             if i % 200 == 0:
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(2.0)
-        assert viewer.frames["video"] - before > 30, "the viewer stalled under the flood"
+        await mc.wait_for(lambda: viewer.frames["video"] - before > 30, 60, "the viewer decoding on after the flood")
         sock.close()
         await viewer.session.pc.close()
         await pub.pc.close()

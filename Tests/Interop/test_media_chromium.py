@@ -48,7 +48,7 @@ class Browser:
     def call(self, script: str, *args):
         return self.driver.execute_script(script, *args)
 
-    def wait_status(self, want: str, timeout: float = 30) -> None:
+    def wait_status(self, want: str, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while True:
             state = self.call("return window.state")
@@ -104,7 +104,7 @@ def test_chromium_publisher_to_chromium_viewer(node: h.NodeProcess, browsers) ->
     viewer = browsers()
     viewer.call("window.view(arguments[0], 'cam', null)", node.url)
     viewer.wait_status("viewing")
-    stats = viewer.wait_stats(lambda s: inbound(s)["framesDecoded"] > 100, 40, "> 100 decoded frames")
+    stats = viewer.wait_stats(lambda s: inbound(s)["framesDecoded"] > 100, 90, "> 100 decoded frames")
     row = inbound(stats)
     assert row["packetsLost"] == 0, row
     assert row["frameWidth"] == 640, row
@@ -119,14 +119,14 @@ def test_chromium_simulcast_viewers_get_different_layers(node: h.NodeProcess, br
     pub.call("window.publish(arguments[0], 'sim', true, 960, 540)", node.url)
     pub.wait_status("published")
     pub.wait_stats(lambda s: sum(1 for r in s if r["type"] == "outbound-rtp" and r["framesEncoded"] > 0) >= 2,
-                   30, "at least two simulcast layers encoding")
+                   90, "at least two simulcast layers encoding")
     low, high = browsers(), browsers()
     low.call("window.view(arguments[0], 'sim', 'q')", node.url)
     high.call("window.view(arguments[0], 'sim', 'h')", node.url)
     low.wait_status("viewing")
     high.wait_status("viewing")
-    lo = inbound(low.wait_stats(lambda s: inbound(s)["framesDecoded"] > 60, 40, "low layer frames"))
-    hi = inbound(high.wait_stats(lambda s: inbound(s)["framesDecoded"] > 60, 40, "high layer frames"))
+    lo = inbound(low.wait_stats(lambda s: inbound(s)["framesDecoded"] > 60, 90, "low layer frames"))
+    hi = inbound(high.wait_stats(lambda s: inbound(s)["framesDecoded"] > 60, 90, "high layer frames"))
     assert lo["frameWidth"] == 240, lo
     assert hi["frameWidth"] == 480, hi
     assert lo["frameWidth"] != hi["frameWidth"]

@@ -199,14 +199,14 @@ def test_node_survives_fuzzing(module_node: h.NodeProcess) -> None:
     """Runs after the fuzzers in this module (pytest keeps file order): the node is still up,
     healthy and still serving its own record."""
     assert module_node.alive(), module_node.stderr_text()
-    health = requests.get(module_node.url + "/health", timeout=5).json()
+    health = requests.get(module_node.url + "/health", timeout=30).json()
     assert health["status"] == "ok"
     assert health["peerId"] == module_node.peer_id
     assert health["records"] >= 1
-    assert requests.get(module_node.url + "/nodeById", params={"id": module_node.peer_id}, timeout=5).status_code == 200
+    assert requests.get(module_node.url + "/nodeById", params={"id": module_node.peer_id}, timeout=30).status_code == 200
     # The fuzzers really reached every route, with successes and (except for the parameterless
     # ones) rejections.
-    metrics = requests.get(module_node.url + "/metrics", timeout=5).text
+    metrics = requests.get(module_node.url + "/metrics", timeout=30).text
     for route in ("/health", "/metrics", "/getMediaNodes", "/nodeById", "/listMediaNodes"):
         ok = h.parse_metric(metrics, "drtc_http_request_duration_seconds_count", {"method": "GET", "route": route, "status": "200"})
         assert ok >= 1, f"no successful GET {route} during fuzzing"

@@ -48,7 +48,8 @@ import FoundationNetworking
                 var it = stream.makeAsyncIterator()
                 let bound = await it.next()!
                 // The own record is published right after the API binds.
-                for _ in 0..<200 where node.registry.withReplica({ $0.table.count }) == 0 {
+                let deadline = ContinuousClock.now + .seconds(30)
+                while node.registry.withReplica({ $0.table.count }) == 0 && ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(10))
                 }
                 try await body("http://\(bound)", node)
