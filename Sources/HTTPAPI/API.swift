@@ -136,9 +136,7 @@ public enum RegistryAPI {
     }
 
     static func json(_ value: some Encodable) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return jsonBytes(try encoder.encode(value))
+        jsonBytes(try APIJSON.encode(value))
     }
 
     static func jsonBytes(_ bytes: some Sequence<UInt8>) -> Response {
@@ -238,9 +236,7 @@ struct APIMiddleware: RouterMiddleware {
         }
         var headers = api.headers
         headers[.contentType] = "application/json"
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        let body = (try? encoder.encode(ErrorJSON(error: api.message, code: api.code, parameter: api.parameter))) ?? Data()
+        let body = (try? APIJSON.encode(ErrorJSON(error: api.message, code: api.code, parameter: api.parameter))) ?? []
         return Response(status: api.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

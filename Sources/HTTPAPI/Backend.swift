@@ -20,6 +20,7 @@ public enum SubmitResult: Sendable {
 }
 
 public struct HealthReport: Codable, Sendable {
+    /// `ok`, or `degraded` when a component (see `registry`) is degraded.
     public var status: String
     public var peerId: String
     public var multiaddrs: [String]
@@ -27,8 +28,11 @@ public struct HealthReport: Codable, Sendable {
     public var records: Int
     public var tableDigest: String
     public var version: String
+    /// The registry's storage: whether it takes writes (Specs/registry.md "A full disk").
+    public var registry: RegistryHealth
 
-    public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String) {
+    public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String,
+                registry: RegistryHealth = RegistryHealth()) {
         self.status = status
         self.peerId = peerId
         self.multiaddrs = multiaddrs
@@ -36,5 +40,34 @@ public struct HealthReport: Codable, Sendable {
         self.records = records
         self.tableDigest = tableDigest
         self.version = version
+        self.registry = registry
     }
+}
+
+/// `/health.registry`: `{"status":"ok","deferredRecords":0}`, or when commits fail
+/// `{"status":"degraded","code":"storage_full","reason":"disk_full","error":"…","sinceMs":…,"deferredRecords":N}`.
+public struct RegistryHealth: Codable, Sendable {
+    /// `ok` or `degraded`.
+    public var status: String
+    /// The error code writes are refused with (`storage_full`, `storage_error`).
+    public var code: String?
+    /// The label of `drtc_registry_commit_failures_total` (`disk_full`, `map_full`, `io_error`, `other`).
+    public var reason: String?
+    /// The last failure, as the store describes it.
+    public var error: String?
+    /// When commits started failing (Unix ms).
+    public var sinceMs: UInt64?
+    /// Records merged in memory (from the mesh, or the node's own) that are not on disk yet.
+    public var deferredRecords: Int
+
+    public init(status: String = "ok", code: String? = nil, reason: String? = nil, error: String? = nil, sinceMs: UInt64? = nil, deferredRecords: Int = 0) {
+        self.status = status
+        self.code = code
+        self.reason = reason
+        self.error = error
+        self.sinceMs = sinceMs
+        self.deferredRecords = deferredRecords
+    }
+
+    public var isDegraded: Bool { status != "ok" }
 }

@@ -41,6 +41,11 @@ public struct MediaNodeJSON: Codable, Sendable {
     /// Base64 of the `SignedMediaNodeRecord` protobuf, so clients can verify the owner's signature.
     public var signedRecord: String
 
+    /// Computed numbers are rounded (Specs/openapi.yaml "JSON"): headroom to 4 decimals
+    /// (0.01 %), distances to 3 (metres).
+    static let headroomDecimals = 4
+    static let distanceDecimals = 3
+
     public init(_ signed: SignedRecord, distanceKm: Double? = nil) {
         let r = signed.record
         nodeId = r.nodeID.description
@@ -59,13 +64,13 @@ public struct MediaNodeJSON: Codable, Sendable {
         multiaddrs = r.multiaddrs
         capacity = r.capacity
         load = r.load
-        loadHeadroom = r.loadHeadroom
+        loadHeadroom = r.loadHeadroom.rounded(decimals: Self.headroomDecimals)
         status = r.status
         hlc = HLCJSON(wallMs: r.hlc.wallMs, logical: r.hlc.logical)
         refreshIntervalSeconds = r.refreshIntervalSeconds
         ttlSeconds = r.ttlSeconds
         expiresAtMs = signed.expiresAtMs
-        self.distanceKm = distanceKm.map { ($0 * 1000).rounded() / 1000 }
+        self.distanceKm = distanceKm.map { $0.rounded(decimals: Self.distanceDecimals) }
         signedRecord = Data(signed.encoded).base64EncodedString()
     }
 }
@@ -77,7 +82,7 @@ struct NodePageJSON: Codable {
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(nodes, forKey: .nodes)
-        try c.encode(nextCursor, forKey: .nextCursor)  // explicit null at the end
+        try c.encode(nextCursor, forKey: .nextCursor)  // an explicit null on the last page
     }
 }
 

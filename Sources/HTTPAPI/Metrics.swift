@@ -15,6 +15,10 @@ public final class DrtcMetrics: Sendable {
     public let liveRecords: CoreMetrics.Meter
     public let storedRecords: CoreMetrics.Meter
     public let storeMapGrowths: CoreMetrics.Counter
+    /// 1 while registry commits fail (Specs/registry.md "A full disk"), else 0.
+    public let storageDegraded: CoreMetrics.Meter
+    /// Records merged in memory that are not on disk yet.
+    public let deferredRecords: CoreMetrics.Meter
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -30,6 +34,8 @@ public final class DrtcMetrics: Sendable {
         liveRecords = CoreMetrics.Meter(label: "drtc_registry_records", factory: f)
         storedRecords = CoreMetrics.Meter(label: "drtc_registry_entries_stored", factory: f)
         storeMapGrowths = CoreMetrics.Counter(label: "drtc_store_map_growths_total", factory: f)
+        storageDegraded = CoreMetrics.Meter(label: "drtc_registry_storage_degraded", factory: f)
+        deferredRecords = CoreMetrics.Meter(label: "drtc_registry_deferred_records", factory: f)
     }
 
     /// Merges that changed nothing, by outcome (duplicate, stale, expired).

@@ -8,6 +8,7 @@ import NIOCore
 import Registry
 import RegistryGossip
 import ServiceLifecycle
+import Store
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -47,7 +48,14 @@ public final class DrtcNode: Sendable {
         }
         identity = loaded.keyPair
         metrics = DrtcMetrics()
-        registry = try RegistryService(directory: config.dataDir + "/registry", metrics: metrics, logger: logger, clock: clock)
+        let registryDir = config.dataDir + "/registry"
+        do {
+            registry = try RegistryService(directory: registryDir, metrics: metrics, logger: logger, clock: clock)
+        } catch {
+            let full = (error as? LMDBError)?.isNoSpace == true
+            throw NodeStartError("--data-dir \(config.dataDir): cannot open the registry store \(registryDir): \(error)"
+                + (full ? "; the disk is full: free some space (or choose another --data-dir) and start again" : ""))
+        }
         var hostConfig = Libp2pHost.Configuration()
         hostConfig.agentVersion = "drtc/\(Self.version)"
         hostConfig.maxConnections = max(hostConfig.maxConnections, config.maxPeers * 4)
@@ -89,9 +97,16 @@ public final class DrtcNode: Sendable {
     func health() -> HealthReport {
         let now = registry.clock()
         let (live, digest) = registry.withReplica { ($0.table.liveCount(nowMs: now), $0.table.liveDigest(nowMs: now)) }
+        let storage = registry.storageStatus()
+        var registryHealth = RegistryHealth(deferredRecords: storage.deferredRecords)
+        if let d = storage.degraded {
+            registryHealth.status = "degraded"
+            (registryHealth.code, registryHealth.reason, registryHealth.error, registryHealth.sinceMs) = (d.code, d.reason, d.detail, d.sinceMs)
+        }
         return HealthReport(
-            status: "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs, peers: host.connectedPeers.count,
-            records: live, tableDigest: Hex.encode(digest), version: Self.version)
+            status: registryHealth.isDegraded ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
+            peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest), version: Self.version,
+            registry: registryHealth)
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.
@@ -175,29 +190,45 @@ struct RegistryLifecycle: Service {
         node.logger.info("published own record", metadata: ["peerId": "\(node.peerID)", "refreshIntervalSeconds": "\(first)"])
         try? await cancelWhenGracefulShutdown {
             // Ticks every second: refresh when the interval has passed, and announce at once
-            // when the gossip mesh goes from empty to non-empty (AnnouncePolicy).
+            // when the gossip mesh goes from empty to non-empty (AnnouncePolicy); retry
+            // writes a full disk refused. A failed tick is logged and the next one runs.
             var nextRefresh = node.registry.clock() + UInt64(first) * 1000
             var nextGC = node.registry.clock() + 600_000
             var announce = AnnouncePolicy()
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(1))
                 let now = node.registry.clock()
+                await node.registry.retryDeferredWrites()
                 if announce.shouldAnnounce(meshPeers: node.gossip.meshSize) || now >= nextRefresh {
-                    nextRefresh = now + UInt64(try await publish(.active)) * 1000
+                    do {
+                        nextRefresh = now + UInt64(try await publish(.active)) * 1000
+                    } catch {
+                        node.logger.error("could not refresh own record; retrying in 5 s", metadata: ["error": "\(error)"])
+                        nextRefresh = now + 5_000
+                    }
                 }
                 if now >= nextGC {
                     nextGC = now + 600_000
-                    try node.registry.collectGarbage()
+                    node.registry.collectGarbage()
                 }
             }
         }
+        var tombstoned = false
         do {
             try await publish(.leaving)
-            node.logger.notice("left gracefully: tombstone written", metadata: ["peerId": "\(node.peerID)"])
+            tombstoned = true
         } catch {
             node.logger.error("could not write the tombstone", metadata: ["error": "\(error)"])
         }
-        node.registry.close()
+        let degraded = node.registry.storageStatus().degraded
+        // Closing makes a last attempt at writing what a full disk refused.
+        let unwritten = node.registry.close()
+        if tombstoned && unwritten == 0 {
+            node.logger.notice("left gracefully: tombstone written", metadata: ["peerId": "\(node.peerID)"])
+        } else if tombstoned {
+            node.logger.error("left: tombstone gossiped, but not written to disk (the store refuses writes)", metadata: [
+                "peerId": "\(node.peerID)", "reason": "\(degraded?.reason ?? "?")", "error": "\(degraded?.detail ?? "?")"])
+        }
     }
 }
 
@@ -224,7 +255,14 @@ struct Backend: RegistryBackend {
     /// Registration (whitepaper 4.2.3.1): a record that wins the merge is gossiped to the mesh
     /// like any update; the owner's signature, not ours, is what every peer checks.
     func submit(encodedRecord: [UInt8]) async throws -> SubmitResult {
-        let result = try await node.registry.submit(encoded: encodedRecord)
+        let result: SubmitResult
+        do {
+            result = try await node.registry.submit(encoded: encodedRecord)
+        } catch let e as RegistryStorageError {
+            throw APIError.storage(e)
+        } catch is RegistryClosedError {
+            throw APIError(.serviceUnavailable, code: "shutting_down", "the node is shutting down; submit the record to another node")
+        }
         if case .merged(let record, .accepted) = result, record.isLive(nowMs: node.registry.clock()) || record.record.status == .leaving {
             node.gossip.publish(record)
         }
@@ -232,6 +270,22 @@ struct Backend: RegistryBackend {
     }
 
     func nowMs() -> UInt64 { node.registry.clock() }
+}
+
+extension APIError {
+    /// A write the registry did not commit (Specs/registry.md "A full disk"): 507
+    /// `storage_full` when the disk (or the database's size limit) has no room, else 503
+    /// `storage_error`. Either way nothing was acknowledged.
+    static func storage(_ e: RegistryStorageError) -> APIError {
+        if e.code == "storage_full" {
+            return APIError(.init(code: 507, reasonPhrase: "Insufficient Storage"), code: e.code,
+                            "the node's storage is full (\(e.reason)): the record was not stored; registry commit failed, merge not acknowledged. Retry later or submit to another node")
+        }
+        var error = APIError(.serviceUnavailable, code: e.code,
+                             "the node's storage failed (\(e.reason)): the record was not stored; registry commit failed, merge not acknowledged. Retry later or submit to another node")
+        error.headers[.retryAfter] = "10"
+        return error
+    }
 }
 
 public struct NodeStartError: Error, CustomStringConvertible {

@@ -197,8 +197,10 @@ public final class MeshGossip: Sendable {
                 guard let record = verified.withLock({ $0.removeValue(forKey: id) }) else { continue }
                 deliveryHook.withLock { $0 }?(record)
                 Task {
-                    do { _ = try await registry.merge([record]) } catch {
-                        logger.warning("could not store a gossiped record", metadata: ["error": "\(error)"])
+                    // Deferrable: on a full disk the record is still merged in memory (and was
+                    // already forwarded); the registry logs the failed commit, rate-bounded.
+                    do { _ = try await registry.merge([record], durability: .deferrable) } catch {
+                        logger.debug("gossiped record not merged", metadata: ["error": "\(error)"])
                     }
                 }
             case .discovered(let peers):
@@ -364,7 +366,7 @@ public final class MeshGossip: Sendable {
             }
         }
         if good.isEmpty && !encoded.isEmpty { throw SyncError(.protocolViolation, "peer sent only invalid records") }
-        _ = try await registry.merge(good)
+        _ = try await registry.merge(good, durability: .deferrable)
     }
 
     // MARK: metrics
