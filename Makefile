@@ -16,7 +16,7 @@ VENV := .venv
 PY_REQUIREMENTS := Tests/Interop/requirements.txt
 RUN_ARGS ?=
 
-.PHONY: help deps venv build build-release run test swift-test interop bench fuzz proto clean
+.PHONY: help deps venv build build-release build-test run test swift-test interop bench fuzz proto clean
 
 help:
 	@echo "make run     build (release) and run a node: API on 127.0.0.1:8080, data in ./drtc-data"
@@ -51,11 +51,21 @@ run: build-release
 	@echo "starting drtc: API on http://127.0.0.1:8080 (override with RUN_ARGS='--api HOST:PORT …'), Ctrl-C leaves gracefully"
 	./.build/release/drtc node $(RUN_ARGS)
 
-swift-test: build
-	swift test
+# `make test` builds once, optimised and testable, in its own folder (so `make run` and
+# `make bench` keep a plain release build): the Swift suites and the Python tier then run the
+# same binaries, and twenty nodes of the mesh tests cost a fraction of the CPU that debug
+# builds did (README "Tests" has the figures behind this choice).
+TEST_BUILD := .build-test
+TEST_FLAGS := -c release -Xswiftc -enable-testing --scratch-path $(TEST_BUILD)
 
-interop: build venv
-	DRTC_BIN=$(CURDIR)/.build/debug/drtc $(VENV)/bin/pytest -q Tests/Interop
+build-test: deps
+	swift build $(TEST_FLAGS) --build-tests
+
+swift-test: build-test
+	swift test $(TEST_FLAGS) --skip-build
+
+interop: build-test venv
+	DRTC_BIN=$(CURDIR)/$(TEST_BUILD)/release/drtc $(VENV)/bin/pytest -q Tests/Interop
 
 test: swift-test interop
 
@@ -79,4 +89,4 @@ proto: deps
 		--swift_out=Sources/Registry/Generated -I Specs Specs/registry.proto
 
 clean:
-	rm -rf .build $(VENV)
+	rm -rf .build $(TEST_BUILD) $(VENV)

@@ -26,7 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 REPO = Path(__file__).resolve().parents[2]
 SPEC_DIR = REPO / "Specs"
 OPENAPI = SPEC_DIR / "openapi.yaml"
-DRTC_BIN = Path(os.environ.get("DRTC_BIN", REPO / ".build" / "debug" / "drtc"))
+# `make test` sets DRTC_BIN to its optimised, testable build; by hand, the first that exists of
+# that build and a debug build.
+_DEFAULT_BIN = next((p for p in (REPO / ".build-test" / "release" / "drtc", REPO / ".build" / "debug" / "drtc") if p.exists()),
+                    REPO / ".build" / "debug" / "drtc")
+DRTC_BIN = Path(os.environ.get("DRTC_BIN", _DEFAULT_BIN))
 
 SIGNING_PREFIX = b"drtc-registry-record:"
 MAX_SIGNED_RECORD = 16 * 1024

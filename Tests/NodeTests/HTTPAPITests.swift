@@ -38,6 +38,8 @@ import FoundationNetworking
         var config = NodeConfig()
         config.dataDir = tempDir("http")
         config.api = HostPort(host: "127.0.0.1", port: 0)
+        // An ephemeral media port too: the default 40000 may be taken (another test, a node).
+        config.media = HostPort(host: "127.0.0.1", port: 0)
         config.listen = [try Multiaddr("/ip4/127.0.0.1/tcp/0")]
         config.geo = geo
         let node = try DrtcNode(config: config, logger: Logger(label: "test"))
