@@ -27,8 +27,11 @@ public struct HealthReport: Codable, Sendable {
     public var records: Int
     public var tableDigest: String
     public var version: String
+    /// The media engine; absent on a node that runs no media service.
+    public var media: MediaHealth?
 
-    public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String) {
+    public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String,
+                media: MediaHealth? = nil) {
         self.status = status
         self.peerId = peerId
         self.multiaddrs = multiaddrs
@@ -36,5 +39,24 @@ public struct HealthReport: Codable, Sendable {
         self.records = records
         self.tableDigest = tableDigest
         self.version = version
+        self.media = media
     }
+}
+
+/// The media socket on `/health` (Specs/media.md "Send errors and socket loss").
+public struct MediaHealth: Codable, Sendable, Equatable {
+    /// `ok`, or `unavailable` while the media socket is closed (WHIP/WHEP then answer 503).
+    public var status: String
+    /// The media socket's address (`--media`, port resolved).
+    public var udp: String
+    /// Why media is unavailable; absent when `ok`.
+    public var error: String?
+
+    public init(status: String, udp: String, error: String? = nil) {
+        self.status = status
+        self.udp = udp
+        self.error = error
+    }
+
+    public var isAvailable: Bool { status == "ok" }
 }

@@ -31,6 +31,8 @@ public final class DrtcNode: Sendable {
     let gossip: MeshGossip
     let logger: Logger
     private let dataDirLock: DataDirLock
+    /// Set by `run` once the media service exists; `/health` reports it.
+    private let media = Synchronization.Mutex<MediaService?>(nil)
 
     public var peerID: PeerID { identity.peerID }
 
@@ -89,9 +91,10 @@ public final class DrtcNode: Sendable {
     func health() -> HealthReport {
         let now = registry.clock()
         let (live, digest) = registry.withReplica { ($0.table.liveCount(nowMs: now), $0.table.liveDigest(nowMs: now)) }
+        let media = media.withLock { $0 }?.health()
         return HealthReport(
-            status: "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs, peers: host.connectedPeers.count,
-            records: live, tableDigest: Hex.encode(digest), version: Self.version)
+            status: media?.isAvailable == false ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
+            peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest), version: Self.version, media: media)
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.
@@ -102,6 +105,7 @@ public final class DrtcNode: Sendable {
         if config.adminAPI { AdminAPI.add(to: router, host: host, logger: logger) }
         let media = MediaService(config: config, metrics: metrics, logger: logger)
         await media.start()
+        self.media.withLock { $0 = media }
         MediaAPI.add(to: router, media: media)
         let app = Application(
             router: router,
