@@ -202,11 +202,13 @@ public final class MediaEngine: Sendable {
 
     /// Starts reading a bound descriptor on the reader thread; writes go through
     /// `DatagramSender` on the loop. On the loop.
-    private func attach(_ fd: Int32) {
+    private func attach(_ fd: Int32, attempt: Int = 0) {
         let io = self.io.value
         let reader = DatagramReader(fd: fd)
         io.fd = fd
         io.reader = reader
+        io.boundAtMs = now
+        io.bindAttempt = attempt
         io.readerExit = pool.runIfActive(eventLoop: loop) {
             reader.run(
                 deliver: { batch in
@@ -242,7 +244,9 @@ public final class MediaEngine: Sendable {
         }
         logger.error("media socket closed: sessions get no media and WHIP/WHEP answer 503 until it is bound again; rebinding",
                      metadata: ["udp": "\(localAddress)", "error": "\(reason)"])
-        scheduleRebind(attempt: 0)
+        // A socket that fails within a second of being bound continues the backoff, so a fault
+        // that recurs at once cannot turn into a hot loop of binds and log lines.
+        scheduleRebind(attempt: now < io.boundAtMs + 1_000 ? io.bindAttempt + 1 : 0)
     }
 
     /// Rebinds the same address: the first attempt at once, then with exponential backoff up to
@@ -257,7 +261,7 @@ public final class MediaEngine: Sendable {
         let io = self.io.value
         guard !io.shuttingDown, io.fd < 0 else { return }
         do {
-            attach(try MediaSocket.open(boundTo: bindAddress))
+            attach(try MediaSocket.open(boundTo: bindAddress), attempt: attempt)
             let closes = socketStatus.withLock { s -> Int in
                 s.isUp = true
                 s.rebinds += 1
@@ -337,6 +341,9 @@ final class MediaSocketIO {
     /// The bound descriptor; -1 while the socket is closed.
     var fd: Int32 = -1
     var reader: DatagramReader?
+    /// When the current socket was bound, and at which rebind attempt (0: at once).
+    var boundAtMs: UInt64 = 0
+    var bindAttempt = 0
     /// Completes once the reader has stopped and the descriptor is closed.
     var readerExit: EventLoopFuture<Void>?
     let sender = DatagramSender()
