@@ -27,6 +27,8 @@ let package = Package(
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // sendmmsg(2), which Swift's Glibc module does not export (libc only, nothing to link).
+        .systemLibrary(name: "CUDP"),
 
         // MARK: base
         .target(name: "Identity", dependencies: ["CSodium"]),
@@ -75,7 +77,7 @@ let package = Package(
         .target(
             name: "MediaNIO",
             dependencies: [
-                "RTC", "SFU",
+                "RTC", "SFU", "CUDP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -146,6 +148,14 @@ let package = Package(
                 "Libp2pNIO", "Libp2p", "Identity",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "MediaNIOTests",
+            dependencies: [
+                "MediaNIO", "SFU", "RTC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),

@@ -20,7 +20,7 @@ public enum SubmitResult: Sendable {
 }
 
 public struct HealthReport: Codable, Sendable {
-    /// `ok`, or `degraded` when a component (see `registry`) is degraded.
+    /// `ok`, or `degraded` when a component (`registry`, `media`) is degraded.
     public var status: String
     public var peerId: String
     public var multiaddrs: [String]
@@ -30,9 +30,11 @@ public struct HealthReport: Codable, Sendable {
     public var version: String
     /// The registry's storage: whether it takes writes (Specs/registry.md "A full disk").
     public var registry: RegistryHealth
+    /// The media engine; absent on a node that runs no media service.
+    public var media: MediaHealth?
 
     public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String,
-                registry: RegistryHealth = RegistryHealth()) {
+                registry: RegistryHealth = RegistryHealth(), media: MediaHealth? = nil) {
         self.status = status
         self.peerId = peerId
         self.multiaddrs = multiaddrs
@@ -41,6 +43,7 @@ public struct HealthReport: Codable, Sendable {
         self.tableDigest = tableDigest
         self.version = version
         self.registry = registry
+        self.media = media
     }
 }
 
@@ -70,4 +73,22 @@ public struct RegistryHealth: Codable, Sendable {
     }
 
     public var isDegraded: Bool { status != "ok" }
+}
+
+/// The media socket on `/health` (Specs/media.md "Send errors and socket loss").
+public struct MediaHealth: Codable, Sendable, Equatable {
+    /// `ok`, or `unavailable` while the media socket is closed (WHIP/WHEP then answer 503).
+    public var status: String
+    /// The media socket's address (`--media`, port resolved).
+    public var udp: String
+    /// Why media is unavailable; absent when `ok`.
+    public var error: String?
+
+    public init(status: String, udp: String, error: String? = nil) {
+        self.status = status
+        self.udp = udp
+        self.error = error
+    }
+
+    public var isAvailable: Bool { status == "ok" }
 }

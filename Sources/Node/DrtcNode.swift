@@ -32,6 +32,8 @@ public final class DrtcNode: Sendable {
     let gossip: MeshGossip
     let logger: Logger
     private let dataDirLock: DataDirLock
+    /// Set by `run` once the media service exists; `/health` reports it.
+    private let media = Synchronization.Mutex<MediaService?>(nil)
 
     public var peerID: PeerID { identity.peerID }
 
@@ -103,10 +105,12 @@ public final class DrtcNode: Sendable {
             registryHealth.status = "degraded"
             (registryHealth.code, registryHealth.reason, registryHealth.error, registryHealth.sinceMs) = (d.code, d.reason, d.detail, d.sinceMs)
         }
+        let media = media.withLock { $0 }?.health()
+        let degraded = registryHealth.isDegraded || media?.isAvailable == false
         return HealthReport(
-            status: registryHealth.isDegraded ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
+            status: degraded ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
             peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest), version: Self.version,
-            registry: registryHealth)
+            registry: registryHealth, media: media)
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.
@@ -117,6 +121,7 @@ public final class DrtcNode: Sendable {
         if config.adminAPI { AdminAPI.add(to: router, host: host, logger: logger) }
         let media = MediaService(config: config, metrics: metrics, logger: logger)
         await media.start()
+        self.media.withLock { $0 = media }
         MediaAPI.add(to: router, media: media)
         let app = Application(
             router: router,

@@ -10,6 +10,8 @@ import Synchronization
 /// The node's media engine (one UDP port, `--media`) and its WHIP/WHEP signalling.
 final class MediaService: Service, MediaSignaling {
     private let engine: Mutex<MediaEngine?> = Mutex(nil)
+    /// Why the port could not be bound at start (the node then runs without media).
+    private let startError: Mutex<String?> = Mutex(nil)
     private let exported = Mutex(MediaSnapshot())
     private let config: NodeConfig
     private let metrics: DrtcMetrics
@@ -34,6 +36,7 @@ final class MediaService: Service, MediaSignaling {
             engine.withLock { $0 = started }
             metrics.onScrape { [weak self] in self?.exportMetrics() }
         } catch {
+            startError.withLock { $0 = "cannot serve --media \(config.media): \(error)" }
             logger.error("media disabled: cannot serve --media", metadata: ["media": "\(config.media)", "error": "\(error)"])
         }
     }
@@ -44,11 +47,31 @@ final class MediaService: Service, MediaSignaling {
         try? await group.shutdownGracefully()
     }
 
+    /// The media socket for `/health`: unavailable when it was never bound, or while it is
+    /// closed and being bound again.
+    func health() -> MediaHealth {
+        guard let engine = engine.withLock({ $0 }) else {
+            return MediaHealth(status: "unavailable", udp: "\(config.media)", error: startError.withLock { $0 } ?? "media engine not started")
+        }
+        let socket = engine.socket
+        return socket.isUp
+            ? MediaHealth(status: "ok", udp: "\(engine.localAddress)")
+            : MediaHealth(status: "unavailable", udp: "\(engine.localAddress)", error: "media socket closed (\(socket.lastError ?? "unknown")); rebinding")
+    }
+
     // MARK: MediaSignaling
 
     func offer(_ sdp: String, room: String, role: MediaRole, rid: String?) async throws -> MediaAnswer {
         guard let engine = engine.withLock({ $0 }) else {
             throw APIError(.serviceUnavailable, code: "media_unavailable", "this node's media port \(config.media) could not be bound; see its log")
+        }
+        // An answer naming a closed socket would never connect: say so instead.
+        let socket = engine.socket
+        guard socket.isUp else {
+            var api = APIError(.serviceUnavailable, code: "media_unavailable",
+                               "this node's media socket \(engine.localAddress) closed (\(socket.lastError ?? "unknown")) and is being bound again; retry shortly")
+            api.headers[.retryAfter] = "1"
+            throw api
         }
         do {
             let created = switch role {
@@ -96,7 +119,7 @@ final class MediaService: Service, MediaSignaling {
             defer { e = now }
             return e
         }
-        let c = now.counters, p = before.counters, r = now.room, q = before.room
+        let c = now.counters, p = before.counters, r = now.room, q = before.room, s = now.socket, t = before.socket
         let deltas: [(String, String, String, Int)] = [
             ("drtc_media_packets_total", "kind", "rtp_in", c.rtpIn - p.rtpIn),
             ("drtc_media_packets_total", "kind", "rtp_out", c.rtpOut - p.rtpOut),
@@ -129,10 +152,18 @@ final class MediaService: Service, MediaSignaling {
             ("drtc_media_sessions_total", "event", "offer_rejected", c.offersRejected - p.offersRejected),
             ("drtc_media_dtls_failures_total", "kind", "handshake", c.dtlsFailures - p.dtlsFailures),
             ("drtc_media_layer_switches_total", "kind", "simulcast", r.layerSwitches - q.layerSwitches),
+            ("drtc_media_dropped_total", "reason", "socket_closed", s.droppedWhileClosed - t.droppedWhileClosed),
+            ("drtc_media_socket_events_total", "event", "closed", s.closes - t.closes),
+            ("drtc_media_socket_events_total", "event", "rebound", s.rebinds - t.rebinds),
+            ("drtc_media_socket_events_total", "event", "rebind_failed", s.rebindFailures - t.rebindFailures),
+            ("drtc_media_dropped_total", "reason", "truncated", s.truncated - t.truncated),
         ]
+            + s.sendErrors.map { ("drtc_media_send_errors_total", "errno", $0.key, $0.value - (t.sendErrors[$0.key] ?? 0)) }
+            + s.receiveErrors.map { ("drtc_media_receive_errors_total", "errno", $0.key, $0.value - (t.receiveErrors[$0.key] ?? 0)) }
         for (label, dim, value, delta) in deltas where delta > 0 {
             metrics.counter(label, dim, value).increment(by: delta)
         }
+        metrics.gauge("drtc_media_socket_up", "udp", "\(engine.localAddress)").set(s.isUp ? 1 : 0)
         metrics.gauge("drtc_media_sessions", "kind", "active").set(now.sessions)
         metrics.gauge("drtc_media_rooms", "kind", "active").set(now.rooms)
         metrics.gauge("drtc_media_producers", "kind", "active").set(now.producers)

@@ -107,6 +107,11 @@ public final class MediaServer {
     public struct Datagram {
         public var bytes: [UInt8]
         public var to: SocketAddress
+
+        public init(bytes: [UInt8], to: SocketAddress) {
+            self.bytes = bytes
+            self.to = to
+        }
     }
 
     /// Something the operator's log should say (one line each; never per packet).
