@@ -22,6 +22,7 @@ public struct MediaSnapshot: Sendable {
     public var rooms = 0
     public var producers = 0
     public var consumers = 0
+    public var pipes = 0
     public init() {}
 }
 
@@ -33,6 +34,11 @@ public final class MediaEngine: Sendable {
     private let clock: MediaClock
     private let logger: Logger
     private let ticker: NIOLockedValueBox<RepeatedTask?> = .init(nil)
+    /// Sockets of the pipes this node dialled, by the number the server knows them by.
+    private let pipeChannels: NIOLoopBoundBox<[Int: any Channel]>
+    private let nextPipeSocket: NIOLoopBoundBox<Int>
+    private let host: String
+    private let eventSink: NIOLockedValueBox<(@Sendable (MediaServer.Event) -> Void)?> = .init(nil)
 
     /// Binds `host:port` (port 0: any) and starts the server's timers. `announce` replaces the
     /// bound address in answers' candidates (e.g. a public address in front of a NAT).
@@ -60,7 +66,7 @@ public final class MediaEngine: Sendable {
         let engine = try await loop.submit {
             let server = MediaServer(configuration: config)
             handler.server = server
-            return MediaEngine(channel: channel, server: NIOLoopBound(server, eventLoop: loop), local: local, logger: logger)
+            return MediaEngine(channel: channel, server: NIOLoopBound(server, eventLoop: loop), local: local, host: host, logger: logger)
         }.get()
         handler.engine = engine
         engine.startTicking(every: config.tickIntervalMs)
@@ -69,13 +75,21 @@ public final class MediaEngine: Sendable {
         return engine
     }
 
-    private init(channel: any Channel, server: NIOLoopBound<MediaServer>, local: RTC.SocketAddress, logger: Logger) {
+    private init(channel: any Channel, server: NIOLoopBound<MediaServer>, local: RTC.SocketAddress, host: String, logger: Logger) {
         self.channel = channel
         self.server = server
         self.localAddress = local
+        self.host = host
         self.logger = logger
         self.clock = MediaClock()
         self.addressCache = NIOLoopBoundBox([:], eventLoop: channel.eventLoop)
+        self.pipeChannels = NIOLoopBoundBox([:], eventLoop: channel.eventLoop)
+        self.nextPipeSocket = NIOLoopBoundBox(1, eventLoop: channel.eventLoop)
+    }
+
+    /// Pipe events (connected, closed, tracks changed) go to `sink`, on the engine's loop.
+    public func onEvent(_ sink: @escaping @Sendable (MediaServer.Event) -> Void) {
+        eventSink.withLockedValue { $0 = sink }
     }
 
     /// Milliseconds on the server's clock: Unix time at start plus monotonic time since.
@@ -110,8 +124,90 @@ public final class MediaEngine: Sendable {
 
     public var snapshot: MediaSnapshot { snapshotBox.withLock { $0 } }
 
+    // MARK: pipes and rooms (Specs/media.md "Pipes")
+
+    /// Binds a socket for a pipe this node dials (same host as the media port, any port) and
+    /// returns the parameters to send to the accepting node.
+    public func preparePipe() async throws -> (socket: Int, parameters: PipeParameters) {
+        let loop = channel.eventLoop
+        let number = try await loop.submit { () -> Int in
+            let n = self.nextPipeSocket.value
+            self.nextPipeSocket.value += 1
+            return n
+        }.get()
+        let handler = MediaChannelHandler(logger: logger, socket: number)
+        let pipeChannel = try await DatagramBootstrap(group: loop)
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 * 2048))
+            .channelOption(.datagramVectorReadMessageCount, value: 64)
+            .channelInitializer { channel in channel.pipeline.addHandler(handler) }
+            .bind(host: host, port: 0).get()
+        guard let bound = pipeChannel.localAddress, let local = RTC.SocketAddress(nio: bound) else {
+            try? await pipeChannel.close()
+            throw MediaServerError(.overloaded, "a pipe socket bound to an address that is not IPv4/IPv6")
+        }
+        return try await loop.submit {
+            handler.server = self.server.value
+            handler.engine = self
+            self.pipeChannels.value[number] = pipeChannel
+            return (number, self.server.value.newPipeParameters(candidate: local))
+        }.get()
+    }
+
+    /// Opens a pipe end (see `MediaServer.openPipe`). A dialling end that fails gives its socket back.
+    public func openPipe(room: String, id: String, peer: String, remote: PipeParameters, local: PipeParameters? = nil,
+                         socket: Int? = nil, tracks: [PipeTrack]) async throws -> PipeParameters {
+        do {
+            return try await onLoop { server, now, _ in
+                try server.openPipe(room: room, id: id, peer: peer, remote: remote, local: local, socket: socket, tracks: tracks, now: now)
+            }
+        } catch {
+            if let socket { await releasePipeSocket(socket) }
+            throw error
+        }
+    }
+
+    /// Gives back a socket from `preparePipe` that no pipe uses.
+    public func releasePipeSocket(_ socket: Int) async {
+        let ch = try? await channel.eventLoop.submit { self.pipeChannels.value.removeValue(forKey: socket) }.get()
+        if let ch = ch ?? nil { try? await ch.close() }
+    }
+
+    public func setPipeTracks(id: String, version: UInt64, tracks: [PipeTrack]) async -> Bool {
+        (try? await onLoop { server, _, _ in server.setPipeTracks(id: id, version: version, tracks: tracks) }) ?? false
+    }
+
+    public func pipeAnnouncement(id: String) async -> (version: UInt64, tracks: [PipeTrack], peer: String)? {
+        (try? await onLoop { server, _, _ in server.pipeAnnouncement(id: id) }) ?? nil
+    }
+
+    public func closePipe(id: String, reason: String) async -> Bool {
+        (try? await onLoop { server, now, out in server.closePipe(id: id, reason: reason, now: now, into: &out) }) ?? false
+    }
+
+    public func pipePeer(_ id: String) async -> String? {
+        (try? await onLoop { server, _, _ in server.pipePeer(id) }) ?? nil
+    }
+
+    public func reserveRoom(_ room: String, forMs: UInt64) async {
+        _ = try? await onLoop { server, now, _ in server.reserveRoom(room, until: now + forMs) }
+    }
+
+    public func closeRoom(_ room: String) async -> Int {
+        (try? await onLoop { server, now, out in server.closeRoom(room, now: now, into: &out) }) ?? 0
+    }
+
+    public func roomStatus(_ room: String?) async -> [RoomStatus] {
+        (try? await onLoop { server, _, _ in
+            (room.map { [$0] } ?? server.roomNames).compactMap { server.roomStatus($0) }
+        }) ?? []
+    }
+
     public func shutdown() async {
         ticker.withLockedValue { $0?.cancel() }
+        let pipes = (try? await channel.eventLoop.submit { Array(self.pipeChannels.value.values) }.get()) ?? []
+        for p in pipes { try? await p.close() }
         try? await channel.close()
     }
 
@@ -143,6 +239,7 @@ public final class MediaEngine: Sendable {
                 s.rooms = server.roomCount
                 s.producers = server.producerCount
                 s.consumers = server.consumerCount
+                s.pipes = server.pipeCount
             }
         }
         ticker.withLockedValue { $0 = task }
@@ -154,12 +251,22 @@ public final class MediaEngine: Sendable {
 
     func write(_ datagrams: [MediaServer.Datagram], flush: Bool) {
         guard !datagrams.isEmpty else { return }
+        var flushPipes: Set<Int> = []
         for d in datagrams {
             guard let to = nioAddress(d.to) else { continue }
-            let buffer = channel.allocator.buffer(bytes: d.bytes)
-            channel.write(AddressedEnvelope(remoteAddress: to, data: buffer), promise: nil)
+            var out = channel
+            if d.via != 0 {
+                guard let pipe = pipeChannels.value[d.via] else { continue }
+                out = pipe
+                flushPipes.insert(d.via)
+            }
+            let buffer = out.allocator.buffer(bytes: d.bytes)
+            out.write(AddressedEnvelope(remoteAddress: to, data: buffer), promise: nil)
         }
-        if flush { channel.flush() }
+        if flush {
+            channel.flush()
+            for p in flushPipes { pipeChannels.value[p]?.flush() }
+        }
     }
 
     private func nioAddress(_ a: RTC.SocketAddress) -> NIOCore.SocketAddress? {
@@ -179,6 +286,19 @@ public final class MediaEngine: Sendable {
                 logger.info("media session closed", metadata: ["session": "\(id)", "reason": "\(reason)"])
             case .layerSwitched(let room, let consumer, let from, let to):
                 logger.info("simulcast layer switched", metadata: ["room": "\(room)", "consumer": "\(consumer)", "from": "\(from.map(String.init) ?? "-")", "to": "\(to)"])
+            case .pipeConnected(let id, let room):
+                logger.info("pipe connected", metadata: ["pipe": "\(id)", "room": "\(room)"])
+            case .pipeClosed(let id, let room, let socket, let reason):
+                logger.notice("pipe closed", metadata: ["pipe": "\(id)", "room": "\(room)", "reason": "\(reason)"])
+                if socket != 0, let ch = pipeChannels.value.removeValue(forKey: socket) { ch.close(promise: nil) }
+            case .pipeTracksChanged:
+                break
+            }
+            if let sink = eventSink.withLockedValue({ $0 }) {
+                switch event {
+                case .pipeConnected, .pipeClosed, .pipeTracksChanged: sink(event)
+                default: break
+                }
             }
         }
     }
@@ -192,14 +312,19 @@ final class MediaChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     var engine: MediaEngine?
     private var pending: [MediaServer.Datagram] = []
     private let logger: Logger
+    /// 0 for the media port, else the pipe socket's number.
+    private let socket: Int
 
-    init(logger: Logger) { self.logger = logger }
+    init(logger: Logger, socket: Int = 0) {
+        self.logger = logger
+        self.socket = socket
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         guard let server, let engine, let source = RTC.SocketAddress(nio: envelope.remoteAddress) else { return }
         var bytes = Array(envelope.data.readableBytesView)
-        server.receive(taking: &bytes, from: source, now: engine.now, into: &pending)
+        server.receive(taking: &bytes, from: source, via: socket, now: engine.now, into: &pending)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

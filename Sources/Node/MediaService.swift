@@ -9,14 +9,18 @@ import Synchronization
 
 /// The node's media engine (one UDP port, `--media`) and its WHIP/WHEP signalling.
 final class MediaService: Service, MediaSignaling {
-    private let engine: Mutex<MediaEngine?> = Mutex(nil)
+    let engine: Mutex<MediaEngine?> = Mutex(nil)
     private let exported = Mutex(MediaSnapshot())
     private let config: NodeConfig
     private let metrics: DrtcMetrics
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-    init(config: NodeConfig, metrics: DrtcMetrics, logger: Logger) {
+    /// Names this node in pipe track keys (its PeerID).
+    private let nodeTag: String
+
+    init(config: NodeConfig, metrics: DrtcMetrics, logger: Logger, nodeTag: String = "local") {
+        self.nodeTag = nodeTag
         self.config = config
         self.metrics = metrics
         self.logger = logger
@@ -30,7 +34,10 @@ final class MediaService: Service, MediaSignaling {
             let maxSessions = config.capacity.maxSessions > 0 ? Int(config.capacity.maxSessions) : 1000
             let started = try await MediaEngine.start(
                 host: config.media.host, port: config.media.port, group: group, certificate: certificate,
-                configure: { $0.maxSessions = maxSessions }, logger: logger)
+                configure: { [nodeTag] in
+                    $0.maxSessions = maxSessions
+                    $0.nodeTag = nodeTag
+                }, logger: logger)
             engine.withLock { $0 = started }
             metrics.onScrape { [weak self] in self?.exportMetrics() }
         } catch {

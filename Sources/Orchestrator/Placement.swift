@@ -1,0 +1,162 @@
+// A room's placement (Specs/orchestrator.md): which media nodes host it, in which role, and the
+// pipes between them as a tree of parent links. Jicofo keeps its relay topology as data and
+// validates that it is a tree (`Cascade.kt`); this value does the same, so a planner bug that
+// would make a loop (media circling between nodes) is caught before any pipe is built.
+import Identity
+import Registry
+
+/// How a room's participants are spread over media nodes (whitepaper 4.3.1).
+public enum Strategy: String, Codable, Hashable, Sendable, CaseIterable {
+    /// Proximity for a new room; an existing room keeps its strategy.
+    case auto
+    /// Each participant on its nearest node; the room's nodes linked.
+    case proximity
+    /// Participants of one region spread over that region's nodes by load.
+    case regional
+    /// One origin node ingests; edge nodes near the viewers receive it over pipes.
+    case fanout
+}
+
+public struct RoomPlacement: Codable, Hashable, Sendable {
+    public enum NodeRole: String, Codable, Hashable, Sendable {
+        /// Fanout: the node that ingests the stream.
+        case origin
+        /// Fanout: a node that serves viewers from the origin's stream.
+        case edge
+        /// Proximity and regional: a node serving participants of any role.
+        case member
+    }
+
+    public struct Node: Codable, Hashable, Sendable {
+        public var nodeId: String
+        public var role: NodeRole
+        /// The node this one pulls its pipe from; nil for the tree's root.
+        public var parent: String?
+        /// The node's API base URL (its registry record's `url`).
+        public var url: String
+        public var latitude: Double?
+        public var longitude: Double?
+
+        public init(nodeId: String, role: NodeRole, parent: String?, url: String, geo: GeoPoint?) {
+            self.nodeId = nodeId
+            self.role = role
+            self.parent = parent
+            self.url = url
+            latitude = geo?.latitude
+            longitude = geo?.longitude
+        }
+
+        public var geo: GeoPoint? {
+            guard let latitude, let longitude else { return nil }
+            return GeoPoint(latitude: latitude, longitude: longitude)
+        }
+    }
+
+    /// A pipe: `child` connects to `parent` (ICE and DTLS client), media flows both ways.
+    public struct Pipe: Codable, Hashable, Sendable {
+        public var parent: String
+        public var child: String
+        public init(parent: String, child: String) {
+            self.parent = parent
+            self.child = child
+        }
+        /// The pipe's id on both nodes: one pipe per node pair per room.
+        public func id(room: String) -> String {
+            let digest = SHA256.hash(Array("\(room)\u{0}\(parent)\u{0}\(child)".utf8))
+            return Hex.encode(digest.prefix(12))
+        }
+    }
+
+    public var room: String
+    /// Never `.auto`: resolved when the room is first placed.
+    public var strategy: Strategy
+    public var nodes: [Node]
+    /// Raised by every change; replicas keep the highest.
+    public var version: UInt64
+    /// The orchestrator that wrote this version.
+    public var owner: String
+
+    public init(room: String, strategy: Strategy, nodes: [Node] = [], version: UInt64 = 0, owner: String) {
+        self.room = room
+        self.strategy = strategy
+        self.nodes = nodes
+        self.version = version
+        self.owner = owner
+    }
+
+    public func node(_ id: String) -> Node? { nodes.first { $0.nodeId == id } }
+    public var origin: Node? { nodes.first { $0.role == .origin } }
+    public var pipes: [Pipe] { nodes.compactMap { n in n.parent.map { Pipe(parent: $0, child: n.nodeId) } } }
+    public func degree(_ id: String) -> Int {
+        nodes.reduce(0) { $0 + ($1.parent == id ? 1 : 0) } + (node(id)?.parent == nil ? 0 : 1)
+    }
+
+    public enum ValidationError: Error, Hashable, Sendable, CustomStringConvertible {
+        case duplicateNode(String)
+        case unknownParent(node: String, parent: String)
+        case selfParent(String)
+        case notOneRoot(Int)
+        case cycle(String)
+        case autoStrategy
+        public var description: String {
+            switch self {
+            case .duplicateNode(let n): "node \(n) appears twice"
+            case .unknownParent(let n, let p): "node \(n) has parent \(p), which is not in the room"
+            case .selfParent(let n): "node \(n) is its own parent"
+            case .notOneRoot(let k): "a non-empty placement has exactly one root, this one has \(k)"
+            case .cycle(let n): "node \(n) is on a cycle"
+            case .autoStrategy: "a placement's strategy is resolved, never auto"
+            }
+        }
+    }
+
+    /// A loop-free tree: unique nodes, known parents, one root, every node reaches the root.
+    /// (n nodes, n − 1 parent links and no cycle imply connected.)
+    public func validate() throws(ValidationError) {
+        guard strategy != .auto else { throw .autoStrategy }
+        var ids = Set<String>()
+        for n in nodes {
+            guard ids.insert(n.nodeId).inserted else { throw .duplicateNode(n.nodeId) }
+        }
+        guard !nodes.isEmpty else { return }
+        var parent: [String: String] = [:]
+        for n in nodes {
+            guard let p = n.parent else { continue }
+            guard p != n.nodeId else { throw .selfParent(n.nodeId) }
+            guard ids.contains(p) else { throw .unknownParent(node: n.nodeId, parent: p) }
+            parent[n.nodeId] = p
+        }
+        let roots = nodes.count - parent.count
+        guard roots == 1 else { throw .notOneRoot(roots) }
+        for n in nodes {
+            var at = n.nodeId
+            var steps = 0
+            while let p = parent[at] {
+                at = p
+                steps += 1
+                if steps > nodes.count { throw .cycle(n.nodeId) }
+            }
+        }
+    }
+
+    /// Removes a node that died or drained and keeps the tree whole: its children re-attach to
+    /// its parent, or, if it was the root, the first child becomes the root and the others
+    /// attach to it. Returns the pipes to build for the re-attached children.
+    public mutating func remove(_ id: String) -> [Pipe] {
+        guard let gone = node(id) else { return [] }
+        nodes.removeAll { $0.nodeId == id }
+        let children = nodes.indices.filter { nodes[$0].parent == id }
+        var built: [Pipe] = []
+        var newParent = gone.parent
+        for i in children {
+            nodes[i].parent = newParent
+            if let p = newParent {
+                built.append(Pipe(parent: p, child: nodes[i].nodeId))
+            } else {
+                newParent = nodes[i].nodeId  // the new root; the other children attach to it
+            }
+        }
+        version += 1
+        return built
+    }
+}
