@@ -291,3 +291,29 @@ def test_fanout_sends_one_stream_per_edge_and_viewers_of_a_killed_edge_come_back
 
     asyncio.run(scenario())
     print(json.dumps({"fanout": report}))
+
+
+from test_media_chromium import browsers, page_url  # noqa: E402,F401  (fixtures)
+
+
+def test_chromium_publishes_through_a_307_redirect(world: dict[str, h.NodeProcess], browsers) -> None:
+    """Chromium's WHIP POST to New York with Tallinn's coordinates is redirected (307, with an
+    access_token) to the Tallinn node, which serves it; a viewer near Tokyo decodes it over a pipe."""
+    ny, tallinn, tokyo = world["new_york"], world["tallinn"], world["tokyo"]
+    pub = browsers()
+    pub.call("window.publish(arguments[0], 'browser', false, 640, 480, arguments[1])", ny.url, "lat=59.44&lon=24.75")
+    pub.wait_status("published")
+    served_by = pub.call("return window.state.servedBy")
+    assert served_by.startswith(f"{tallinn.url}/whip/browser?access_token="), served_by
+    room = room_view(ny, "browser").json()
+    assert [n["publishers"] for n in room["nodes"] if n["nodeId"] == tallinn.peer_id] == [1], room
+
+    async def watch() -> None:
+        a = allocate(ny, "browser", "view", (35.7, 139.7))
+        assert a["nodeId"] == tokyo.peer_id, a
+        viewer = await mc.view(ny.url, "browser", url=a["url"], token=a["token"], retry_conflict=10)
+        await mc.wait_for(lambda: viewer.frames["video"] > 60, 40, "60 frames of the browser's camera in Tokyo")
+        assert viewer.sizes == {(640, 480)}, viewer.sizes
+        await viewer.session.pc.close()
+
+    asyncio.run(watch())
