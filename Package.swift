@@ -160,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p",
+                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p", "Orchestrator",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -136,6 +136,7 @@ final class MediaService: Service, MediaSignaling {
             ("drtc_media_sessions_total", "event", "offer_rejected", c.offersRejected - p.offersRejected),
             ("drtc_media_dtls_failures_total", "kind", "handshake", c.dtlsFailures - p.dtlsFailures),
             ("drtc_media_layer_switches_total", "kind", "simulcast", r.layerSwitches - q.layerSwitches),
+            ("drtc_media_nacks_total", "result", "sent_upstream", r.nacksSentUpstream - q.nacksSentUpstream),
         ]
         for (label, dim, value, delta) in deltas where delta > 0 {
             metrics.counter(label, dim, value).increment(by: delta)
@@ -144,5 +145,6 @@ final class MediaService: Service, MediaSignaling {
         metrics.gauge("drtc_media_rooms", "kind", "active").set(now.rooms)
         metrics.gauge("drtc_media_producers", "kind", "active").set(now.producers)
         metrics.gauge("drtc_media_consumers", "kind", "active").set(now.consumers)
+        metrics.gauge("drtc_media_pipes", "kind", "active").set(now.pipes)
     }
 }

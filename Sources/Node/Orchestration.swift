@@ -32,13 +32,18 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         var rooms: Set<String> = []
     }
 
+    struct RoomNode: Hashable {
+        var room: String
+        var node: PeerID
+    }
+
     struct State {
         /// Rooms this peer owns: the authoritative placement.
         var owned: [String: RoomPlacement] = [:]
         /// Copies of placements owned elsewhere (or formerly here).
         var replicas: [String: RoomPlacement] = [:]
         /// When each (room, node) entered a placement owned here.
-        var joinedAt: [String: UInt64] = [:]
+        var joinedAt: [RoomNode: UInt64] = [:]
         var recent = RecentAllocations()
         var health: [PeerID: Health] = [:]
         var replay = ReplayCache()
@@ -47,10 +52,11 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         var toReplicate: [String: RoomPlacement] = [:]
         /// Announcements that failed, to retry: pipe → attempts.
         var announceRetries: [String: Int] = [:]
+        var texts = PeerIDTexts()
     }
 
     static let maxReplicas = 2
-    static let candidateCount = 32
+    static let candidateCount = 16
     static let downForMs: UInt64 = 30_000
 
     let node: DrtcNode
@@ -58,6 +64,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     let rpc: RPCClient
     let policy: PlannerPolicy
     let state = Mutex(State())
+    let ring = Mutex<(ring: OwnerRing, checkedAt: UInt64)?>(nil)
     let locks = RoomLocks()
     let logger: Logger
     let allowlist: Set<PeerID>
@@ -66,6 +73,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         self.node = node
         self.media = media
         self.logger = node.logger
+        meText = node.peerID.description
         rpc = RPCClient(identity: node.identity, group: MultiThreadedEventLoopGroup.singleton, clock: node.registry.clock)
         policy = PlannerPolicy(version: DrtcNode.version)
         allowlist = Set(node.config.trustedOrchestrators)
@@ -74,6 +82,8 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     }
 
     var me: PeerID { node.peerID }
+    /// Its text form, made once (base58 costs microseconds, and every token names the issuer).
+    let meText: String
     var now: UInt64 { node.registry.clock() }
 
     // MARK: key policy
@@ -148,7 +158,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
                 let decision: Decision
                 do {
                     decision = try Planner.plan(want, candidates: candidates, placement: placement, recent: recent, policy: self.policy,
-                                                owner: self.me.description, nowMs: self.now, seed: seed)
+                                                owner: self.meText, nowMs: self.now, seed: seed)
                 } catch let error as PlanError {
                     self.node.metrics.counter("drtc_orchestrator_allocations_total", "result", "no_capacity").increment()
                     var api = APIError(.serviceUnavailable, code: error.code.rawValue, "no media node can take this client now: \(error.message)")
@@ -160,11 +170,11 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
                 } catch {
                     lastError = error
                     self.markDown(decision.node.id, why: "allocation: \(error)")
-                    if let newNode = decision.placement.node(decision.node.id.description), placement?.node(newNode.nodeId) == nil {
-                        continue  // re-plan without it
+                    if var p = placement, p.node(decision.node.id) != nil {
+                        _ = p.remove(decision.node.id)
+                        placement = p.nodes.isEmpty ? nil : p
                     }
-                    if var p = placement { _ = p.remove(decision.node.id.description); placement = p.nodes.isEmpty ? nil : p }
-                    continue
+                    continue  // re-plan without it (it is marked down)
                 }
                 return self.commit(decision, request: request)
             }
@@ -179,9 +189,9 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     func prepare(_ d: Decision, room: String) async throws {
         let id = d.node.id
         if let pipe = d.newPipe, let parent = d.placement.node(pipe.parent) {
-            let body = try JSONEncoder().encode(PipeRequestJSON(room: room, pipeId: pipe.id(room: room), peer: pipe.parent, peerUrl: parent.url)).bytes
+            let body = try JSONEncoder().encode(PipeRequestJSON(room: room, pipeId: pipe.id(room: room), peer: pipe.parent.description, peerUrl: parent.url)).bytes
             try await call(id, url: d.node.url, method: .POST, path: "/rpc/v1/pipes", body: body, timeout: .seconds(8))
-        } else if d.placement.node(id.description) != nil, state.withLock({ $0.owned[room]?.node(id.description) == nil }) {
+        } else if d.placement.node(id) != nil, state.withLock({ $0.owned[room]?.node(id) == nil }) {
             try await call(id, url: d.node.url, method: .POST, path: "/rpc/v1/rooms", body: try JSONEncoder().encode(RoomRequestJSON(room: room)).bytes)
         } else if now > (state.withLock { $0.health[id]?.lastOK } ?? 0) + 5_000 {
             try await call(id, url: d.node.url, method: .GET, path: "/rpc/v1/status", timeout: .seconds(2))
@@ -191,19 +201,21 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
 
     func commit(_ d: Decision, request: AllocateRequestJSON) -> AllocationJSON {
         let now = self.now
-        state.withLock { s in
+        let nodeText = state.withLock { s in
             s.owned[request.room] = d.placement
             s.replicas[request.room] = nil
             s.recent.record(d.node.id, nowMs: now)
-            if s.joinedAt["\(request.room)/\(d.node.id)"] == nil { s.joinedAt["\(request.room)/\(d.node.id)"] = now }
+            let key = RoomNode(room: request.room, node: d.node.id)
+            if s.joinedAt[key] == nil { s.joinedAt[key] = now }
             s.toReplicate[request.room] = d.placement
+            return s.texts.text(d.node.id)
         }
         node.metrics.counter("drtc_orchestrator_allocations_total", "result", "allocated").increment()
         let exp = now + MediaToken.defaultValidityMs
-        let token = MediaToken.issue(MediaTokenClaims(iss: me.description, aud: d.node.id.description, room: request.room,
+        let token = MediaToken.issue(MediaTokenClaims(iss: meText, aud: nodeText, room: request.room,
                                                       role: request.role, iat: now, exp: exp), key: node.identity)
         let path = request.role == .publish ? "/whip/" : "/whep/"
-        return AllocationJSON(room: request.room, role: request.role, nodeId: d.node.id.description, url: d.node.url + path + request.room,
+        return AllocationJSON(room: request.room, role: request.role, nodeId: nodeText, url: d.node.url + path + request.room,
                               token: token, expiresAtMs: exp, strategy: d.strategy)
     }
 
@@ -211,13 +223,16 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     /// regional strategy) and the room's own nodes, with what health probes learned.
     func candidates(for r: AllocationRequest, placement: RoomPlacement?) -> ([NodeCandidate], RecentAllocations, UInt64) {
         let now = self.now
-        var query = NodeQuery(near: r.position, limit: Self.candidateCount)
-        if (placement?.strategy ?? r.strategy) == .regional { query.region = r.region }
+        let region = (placement?.strategy ?? r.strategy) == .regional ? r.region : nil
         var records = node.registry.withReplica { replica -> [SignedRecord] in
-            var out = replica.getMediaNodes(query, nowMs: now).map(\.record)
-            if out.isEmpty, query.region != nil { out = replica.getMediaNodes(NodeQuery(near: r.position, limit: Self.candidateCount), nowMs: now).map(\.record) }
+            func query(_ region: String?) -> [SignedRecord] {
+                if let p = r.position { return replica.nearest(p, k: Self.candidateCount, region: region, nowMs: now) }
+                return replica.getMediaNodes(NodeQuery(region: region, limit: Self.candidateCount), nowMs: now).map(\.record)
+            }
+            var out = query(region)
+            if out.isEmpty, region != nil { out = query(nil) }
             for n in placement?.nodes ?? [] {
-                if let id = try? PeerID(n.nodeId), let rec = replica.table[id], rec.isLive(nowMs: now), !out.contains(where: { $0.nodeID == id }) {
+                if let rec = replica.table[n.nodeID], rec.isLive(nowMs: now), !out.contains(where: { $0.nodeID == n.nodeID }) {
                     out.append(rec)
                 }
             }
@@ -241,17 +256,33 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
 
     // MARK: ownership and replicas
 
-    /// The peers that may own `room`, best first: rendezvous hashing over live peers running a
-    /// compatible version, the first three that are not known to be down.
+    /// The peers that may own `room`, best first: the room's owner on the ring of live peers
+    /// running a compatible version, then its two replica holders, skipping peers marked down.
     func owners(of room: String) -> [PeerID] {
         let now = self.now
-        let peers = node.registry.withReplica { r in
+        let ring = ownerRing(now: now)
+        return state.withLock { s in
+            ring.owners(of: room, count: Self.maxReplicas + 1, skip: { $0 != self.me && (s.health[$0]?.downUntil ?? 0) > now })
+        }
+    }
+
+    /// The ring, rebuilt when the set of live compatible peers changes (looked at once a second).
+    func ownerRing(now: UInt64) -> OwnerRing {
+        if let cached = ring.withLock({ $0 }), now < cached.checkedAt + 1000 { return cached.ring }
+        var peers = node.registry.withReplica { r in
             r.table.records.filter { $0.isLive(nowMs: now) && policy.compatible($0.record.version) }.map(\.nodeID)
         }
-        let down = state.withLock { s in Set(s.health.filter { $0.value.downUntil > now }.keys) }
-        var ranked = Rendezvous.rank(room: room, peers: peers.contains(me) ? peers : peers + [me])
-        ranked.removeAll { down.contains($0) && $0 != me }
-        return Array(ranked.prefix(Self.maxReplicas + 1))
+        peers.append(me)
+        let members = Set(peers)
+        return ring.withLock { cache in
+            if let cached = cache, cached.ring.peers == members {
+                cache!.checkedAt = now
+                return cached.ring
+            }
+            let built = OwnerRing(peers: members)
+            cache = (built, now)
+            return built
+        }
     }
 
     /// This peer's placement of `room`, or else the newest copy among the room's replica holders.
@@ -332,15 +363,15 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     /// longer hosting the room well after joining it), and rebuilds the pipes of their children.
     func prune(_ p: inout RoomPlacement) async {
         let now = self.now
-        var gone: [String] = []
+        var gone: [PeerID] = []
         for n in p.nodes {
-            guard let id = try? PeerID(n.nodeId) else { gone.append(n.nodeId); continue }
+            let id = n.nodeID
             let (down, hosts, joined) = state.withLock { s in
-                ((s.health[id]?.downUntil ?? 0) > now, s.health[id].map { $0.lastOK > 0 && $0.rooms.contains(p.room) }, s.joinedAt["\(p.room)/\(id)"] ?? 0)
+                ((s.health[id]?.downUntil ?? 0) > now, s.health[id].map { $0.lastOK > 0 && $0.rooms.contains(p.room) }, s.joinedAt[RoomNode(room: p.room, node: id)] ?? 0)
             }
             let live = record(id) != nil
             let abandoned = hosts == false && now > joined + 90_000
-            if !live || down || abandoned { gone.append(n.nodeId) }
+            if !live || down || abandoned { gone.append(id) }
         }
         guard !gone.isEmpty else { return }
         var rebuild: [RoomPlacement.Pipe] = []
@@ -361,14 +392,14 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             }
         }
         for pipe in orphaned {
-            guard let parent = p.node(pipe.parent), let parentID = try? PeerID(parent.nodeId) else { continue }
-            _ = try? await call(parentID, url: parent.url, method: .DELETE, path: "/rpc/v1/pipes/\(pipe.id(room: room))", timeout: .seconds(1))
+            guard let parent = p.node(pipe.parent) else { continue }
+            _ = try? await call(parent.nodeID, url: parent.url, method: .DELETE, path: "/rpc/v1/pipes/\(pipe.id(room: room))", timeout: .seconds(1))
         }
         for pipe in rebuild {
-            guard let child = p.node(pipe.child), let parent = p.node(pipe.parent), let childID = try? PeerID(child.nodeId) else { continue }
+            guard let child = p.node(pipe.child), let parent = p.node(pipe.parent) else { continue }
             let body = (try? JSONEncoder().encode(PipeRequestJSON(room: room, pipeId: pipe.id(room: room), peer: parent.nodeId, peerUrl: parent.url)).bytes) ?? []
             do {
-                try await call(childID, url: child.url, method: .POST, path: "/rpc/v1/pipes", body: body, timeout: .seconds(8))
+                try await call(child.nodeID, url: child.url, method: .POST, path: "/rpc/v1/pipes", body: body, timeout: .seconds(8))
             } catch {
                 logger.warning("could not rebuild a pipe", metadata: ["room": "\(room)", "child": "\(child.nodeId)", "error": "\(error)"])
             }
@@ -378,15 +409,14 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     /// Probes every node of the rooms owned here once a second and repairs placements.
     func probe() async {
         let owned = state.withLock { Array($0.owned.values) }
-        let nodes = Set(owned.flatMap { $0.nodes.map(\.nodeId) })
+        let nodes = Set(owned.flatMap { $0.nodes.map(\.nodeID) })
         await withTaskGroup(of: Void.self) { group in
-            for n in nodes {
-                guard let id = try? PeerID(n), id != me else { continue }
+            for id in nodes where id != me {
                 guard let rec = record(id) else { continue }
                 group.addTask { await self.probe(id, url: rec.record.url) }
             }
         }
-        if nodes.contains(me.description) {
+        if nodes.contains(me) {
             let status = await media.roomStatus(nil)
             let now = self.now
             state.withLock { s in
@@ -449,7 +479,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         await withTaskGroup(of: (String, RoomStatus?).self) { group in
             for n in p.nodes {
                 group.addTask {
-                    guard let id = try? PeerID(n.nodeId) else { return (n.nodeId, nil) }
+                    let id = n.nodeID
                     if id == self.me { return (n.nodeId, await self.media.roomStatus(room).first) }
                     guard let r = try? await self.rpc.call(id, baseURL: n.url, method: .GET, path: "/rpc/v1/rooms/\(room)", timeout: .seconds(1)), r.ok
                     else { return (n.nodeId, nil) }
@@ -464,10 +494,11 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         }
         var pipes: [RoomViewJSON.Pipe] = []
         for edge in p.pipes {
-            let down = statuses[edge.parent]?.pipes.first { $0.peer == edge.child }
-            let up = statuses[edge.child]?.pipes.first { $0.peer == edge.parent }
-            pipes.append(.init(from: edge.parent, to: edge.child, tracks: down?.tracksOut ?? 0, packets: down?.rtpOut ?? 0))
-            if let up, up.tracksOut > 0 { pipes.append(.init(from: edge.child, to: edge.parent, tracks: up.tracksOut, packets: up.rtpOut)) }
+            let (parent, child) = (edge.parent.description, edge.child.description)
+            let down = statuses[parent]?.pipes.first { $0.peer == child }
+            let up = statuses[child]?.pipes.first { $0.peer == parent }
+            pipes.append(.init(from: parent, to: child, tracks: down?.tracksOut ?? 0, packets: down?.rtpOut ?? 0))
+            if let up, up.tracksOut > 0 { pipes.append(.init(from: child, to: parent, tracks: up.tracksOut, packets: up.rtpOut)) }
         }
         return RoomViewJSON(room: room, strategy: p.strategy, version: p.version, owner: p.owner, nodes: nodes, pipes: pipes)
     }

@@ -120,3 +120,20 @@ public enum MediaToken {
         return claims
     }
 }
+
+/// PeerIDs' text forms, kept for the nodes allocated to: base58 costs microseconds, and every
+/// token names its node. Bounded: cleared when full.
+public struct PeerIDTexts: Sendable {
+    private var texts: [PeerID: String] = [:]
+    public let capacity: Int
+
+    public init(capacity: Int = 16_384) { self.capacity = capacity }
+
+    public mutating func text(_ id: PeerID) -> String {
+        if let t = texts[id] { return t }
+        if texts.count >= capacity { texts.removeAll(keepingCapacity: true) }
+        let t = id.description
+        texts[id] = t
+        return t
+    }
+}

@@ -72,28 +72,49 @@ public struct AllocationRequest: Hashable, Sendable {
 
 /// Allocations handed out recently, per node: they count as load until the node's own figures
 /// catch up, and add a ramp-up penalty so that a burst of joins spreads (Jicofo's "stress").
+/// Counted in one-second buckets over the window: constant memory per node, whatever the rate.
 public struct RecentAllocations: Sendable {
-    public var windowMs: UInt64
-    private var times: [PeerID: [UInt64]] = [:]
+    struct Buckets: Sendable {
+        var second: [UInt64]
+        var count: [Int]
+    }
 
-    public init(windowMs: UInt64 = 10_000) { self.windowMs = windowMs }
+    public let windowMs: UInt64
+    private let slots: Int
+    private var nodes: [PeerID: Buckets] = [:]
+    private var prunedAt: UInt64 = 0
 
+    public init(windowMs: UInt64 = 10_000) {
+        self.windowMs = windowMs
+        slots = Int(max(1, windowMs / 1000))
+    }
+
+    /// Allocations to `id` within the window (to the second).
     public func count(_ id: PeerID, nowMs: UInt64) -> Int {
-        guard let t = times[id] else { return 0 }
+        guard let b = nodes[id] else { return 0 }
+        let now = nowMs / 1000
         var n = 0
-        for x in t.reversed() {
-            guard x + windowMs > nowMs else { break }
-            n += 1
-        }
+        for i in 0..<slots where b.second[i] + UInt64(slots) > now { n += b.count[i] }
         return n
     }
 
     public mutating func record(_ id: PeerID, nowMs: UInt64) {
-        var t = times[id] ?? []
-        if let firstLive = t.firstIndex(where: { $0 + windowMs > nowMs }) { t.removeFirst(firstLive) } else { t.removeAll() }
-        t.append(nowMs)
-        times[id] = t
-        if times.count > 4096 { times = times.filter { $0.value.last.map { $0 + windowMs > nowMs } ?? false } }
+        let second = nowMs / 1000
+        let slot = Int(second % UInt64(slots))
+        if nodes[id] == nil {
+            nodes[id] = Buckets(second: Array(repeating: 0, count: slots), count: Array(repeating: 0, count: slots))
+        }
+        // In place: no copy of the node's buckets.
+        if nodes[id]!.second[slot] != second {
+            nodes[id]!.second[slot] = second
+            nodes[id]!.count[slot] = 0
+        }
+        nodes[id]!.count[slot] += 1
+        // Nodes with nothing recent leave once per window: memory follows the allocation rate.
+        if nodes.count > 1024, nowMs >= prunedAt + windowMs {
+            prunedAt = nowMs
+            nodes = nodes.filter { $0.value.second.contains { $0 + UInt64(slots) > second } }
+        }
     }
 }
 
@@ -119,14 +140,17 @@ public struct PlannerPolicy: Hashable, Sendable {
     /// Pipes one node carries in a room (fanout degree); further edges attach deeper.
     public var maxPipesPerNode = 16
 
-    public init(version: String) { self.version = version }
+    /// What a compatible version starts with: `MAJOR.` (for 0.x: `0.MINOR.`).
+    private let compatiblePrefix: String
 
-    public func compatible(_ other: String) -> Bool {
-        func parts(_ v: String) -> [Int] { v.split(separator: "-").first.map { $0.split(separator: ".").compactMap { Int($0) } } ?? [] }
-        let a = parts(version), b = parts(other)
-        guard a.count >= 2, b.count >= 2 else { return false }
-        return a[0] == b[0] && (a[0] > 0 || a[1] == b[1])
+    public init(version: String) {
+        self.version = version
+        let parts = version.split(separator: "-").first.map { $0.split(separator: ".").compactMap { Int($0) } } ?? []
+        compatiblePrefix = parts.count >= 2 ? (parts[0] > 0 ? "\(parts[0])." : "0.\(parts[1]).") : "\u{0}"
     }
+
+    /// Same major version, and same minor while the major is 0 (semantic versioning).
+    public func compatible(_ other: String) -> Bool { other.hasPrefix(compatiblePrefix) }
 }
 
 /// The planner's answer.
@@ -157,35 +181,24 @@ public enum Planner {
         var room = placement ?? RoomPlacement(room: request.room, strategy: strategy, owner: owner)
         room.owner = owner
         let anyScored = candidates.contains { $0.qosScore != nil }
-        let usable = candidates.filter { Self.eligible($0, recent: recent, policy: policy, nowMs: nowMs) }
-        let inRoom = Set(room.nodes.map(\.nodeId))
+        // Indices into `candidates` throughout: no copies of the candidates on the hot path.
+        let pending = candidates.map { recent.count($0.id, nowMs: nowMs) }
+        let usable = candidates.indices.filter { eligible(candidates[$0], pending: pending[$0], policy: policy) }
+        let inRoom = Set(room.nodes.map(\.nodeID))
 
         var pool = usable
-        let costOf: (NodeCandidate) -> Double
-        switch strategy {
-        case .regional:
-            let region = request.region ?? nearest(usable, to: request.position)?.region
-            if let region, pool.contains(where: { $0.region == region }) { pool = pool.filter { $0.region == region } }
-            // Spread by load: four times the load weight, distance only breaks ties.
-            costOf = { c in
-                let load: Double = 4 * loadCost(c, recent: recent, policy: policy, nowMs: nowMs)
-                let distance: Double = distanceMs(c, request.position) / 10
-                return load + distance + qosCost(c, anyScored: anyScored, policy: policy)
-            }
-        case .fanout, .proximity, .auto:
-            costOf = { c in
-                let load: Double = loadCost(c, recent: recent, policy: policy, nowMs: nowMs)
-                return distanceMs(c, request.position) + load + qosCost(c, anyScored: anyScored, policy: policy)
-            }
+        if strategy == .regional {
+            let region = request.region ?? nearest(usable.map { candidates[$0] }, to: request.position)?.region
+            if let region, pool.contains(where: { candidates[$0].region == region }) { pool.removeAll { candidates[$0].region != region } }
         }
         if strategy == .fanout, let origin = room.origin {
-            if request.role == .publish, let o = pool.first(where: { $0.id.description == origin.nodeId }) {
+            if request.role == .publish, let o = pool.first(where: { candidates[$0].id == origin.nodeID }) {
                 // One ingest node per livestream.
-                return Decision(node: o, placement: room, newPipe: nil, strategy: strategy)
+                return Decision(node: candidates[o], placement: room, newPipe: nil, strategy: strategy)
             }
-            if request.role == .view, pool.contains(where: { $0.id.description != origin.nodeId }) {
+            if request.role == .view, pool.contains(where: { candidates[$0].id != origin.nodeID }) {
                 // Viewers watch edges: the origin sends one stream per edge, not per viewer.
-                pool.removeAll { $0.id.description == origin.nodeId }
+                pool.removeAll { candidates[$0].id == origin.nodeID }
             }
         }
         guard !pool.isEmpty else {
@@ -193,64 +206,74 @@ public enum Planner {
                 ? "all \(candidates.count) candidate nodes are full, unhealthy or run an incompatible version"
                 : "no live media node is known")
         }
-        let scored: [(c: NodeCandidate, cost: Double)] = pool.map { (c: $0, cost: costOf($0)) }.sorted { a, b in
-            if a.cost != b.cost { return a.cost < b.cost }
-            return a.c.id < b.c.id
+        var scored: [(index: Int, cost: Double)] = pool.map { i in
+            let c = candidates[i]
+            let load = loadCost(c, pending: pending[i], policy: policy)
+            let qos = qosCost(c, anyScored: anyScored, policy: policy)
+            // Regional spreads by load: four times the load weight, distance only breaks ties.
+            let cost = strategy == .regional ? 4 * load + distanceMs(c, request.position) / 10 + qos
+                                             : distanceMs(c, request.position) + load + qos
+            return (i, cost)
         }
+        scored.sort { a, b in a.cost != b.cost ? a.cost < b.cost : candidates[a.index].id < candidates[b.index].id }
         let best = scored[0].cost
         var chosen: NodeCandidate
         if strategy != .regional,
-           let member = scored.first(where: { inRoom.contains($0.c.id.description) }), member.cost <= best + policy.roomSlackMs {
-            chosen = member.c  // keep the room together: no new pipe
+           let member = scored.first(where: { inRoom.contains(candidates[$0.index].id) }), member.cost <= best + policy.roomSlackMs {
+            chosen = candidates[member.index]  // keep the room together: no new pipe
         } else {
             let limit = best + max(policy.toleranceMs, best * 0.1)
             let near = scored.prefix { $0.cost <= limit }.prefix(policy.poolSize)
-            chosen = near.first!.c
+            var pick = near.first!
             if near.count >= 2 {
                 var rng = SplitMix64(seed: seed)
                 let i = Int(rng.next() % UInt64(near.count))
                 var j = Int(rng.next() % UInt64(near.count - 1))
                 if j >= i { j += 1 }
                 let (a, b) = (near[near.startIndex + i], near[near.startIndex + j])
-                chosen = a.cost != b.cost ? (a.cost < b.cost ? a.c : b.c) : (a.c.id < b.c.id ? a.c : b.c)
+                pick = a.cost != b.cost ? (a.cost < b.cost ? a : b) : (candidates[a.index].id < candidates[b.index].id ? a : b)
             }
+            chosen = candidates[pick.index]
         }
-        guard !inRoom.contains(chosen.id.description) else {
+        guard !inRoom.contains(chosen.id) else {
             return Decision(node: chosen, placement: room, newPipe: nil, strategy: strategy)
         }
         // A new node joins the room's tree under the nearest node with a free pipe slot (fanout:
         // under the origin while it has one).
         let role: RoomPlacement.NodeRole = strategy == .fanout ? (request.role == .publish && room.origin == nil ? .origin : .edge) : .member
-        var parent: String?
+        var parent: PeerID?
         if !room.nodes.isEmpty {
-            let open = room.nodes.filter { room.degree($0.nodeId) < policy.maxPipesPerNode }
+            let open = room.nodes.filter { room.degree($0.nodeID) < policy.maxPipesPerNode }
             let from = open.isEmpty ? room.nodes : open
-            if strategy == .fanout, role == .edge, let o = room.origin, from.contains(where: { $0.nodeId == o.nodeId }) {
-                parent = o.nodeId
+            if strategy == .fanout, role == .edge, let o = room.origin, from.contains(where: { $0.nodeID == o.nodeID }) {
+                parent = o.nodeID
             } else {
                 parent = from.min { a, b in
                     let (da, db) = (km(a.geo, chosen.geo), km(b.geo, chosen.geo))
-                    return da != db ? da < db : a.nodeId < b.nodeId
-                }!.nodeId
+                    return da != db ? da < db : a.nodeID < b.nodeID
+                }!.nodeID
             }
         }
-        room.nodes.append(.init(nodeId: chosen.id.description, role: role, parent: parent, url: chosen.url, geo: chosen.geo))
+        room.nodes.append(.init(nodeID: chosen.id, role: role, parent: parent, url: chosen.url, geo: chosen.geo))
         room.version += 1
-        return Decision(node: chosen, placement: room, newPipe: parent.map { .init(parent: $0, child: chosen.id.description) }, strategy: strategy)
+        return Decision(node: chosen, placement: room, newPipe: parent.map { .init(parent: $0, child: chosen.id) }, strategy: strategy)
     }
 
     /// Hard limits: healthy, compatible software, room under every declared capacity (recent
     /// allocations count as sessions), QoS score not below the floor. CPU is the machine's load
     /// average, which everything else on the machine moves too: it weighs in the cost only.
     public static func eligible(_ c: NodeCandidate, recent: RecentAllocations, policy: PlannerPolicy, nowMs: UInt64) -> Bool {
+        eligible(c, pending: recent.count(c.id, nowMs: nowMs), policy: policy)
+    }
+
+    static func eligible(_ c: NodeCandidate, pending: Int, policy: PlannerPolicy) -> Bool {
         guard c.healthy, policy.compatible(c.version), c.uplinkUtilization < policy.maxUplinkUtilization else { return false }
-        if c.maxSessions > 0, c.sessions + recent.count(c.id, nowMs: nowMs) >= c.maxSessions { return false }
+        if c.maxSessions > 0, c.sessions + pending >= c.maxSessions { return false }
         if let q = c.qosScore, q < policy.minQoSScore { return false }
         return true
     }
 
-    static func loadCost(_ c: NodeCandidate, recent: RecentAllocations, policy: PlannerPolicy, nowMs: UInt64) -> Double {
-        let pending = recent.count(c.id, nowMs: nowMs)
+    static func loadCost(_ c: NodeCandidate, pending: Int, policy: PlannerPolicy) -> Double {
         var u = max(Double(c.cpuPermille) / 1000, c.uplinkUtilization)
         if c.maxSessions > 0 { u = max(u, Double(c.sessions + pending) / Double(c.maxSessions)) }
         u = min(1, u)
@@ -276,18 +299,50 @@ public enum Planner {
     }
 }
 
-/// Rendezvous (highest-random-weight) hashing of rooms over peers: every peer ranks the same
-/// live nodes the same way, so all agree which peer owns a room's placement and which two keep
-/// its replicas (Specs/orchestrator.md "Where placement lives").
-public enum Rendezvous {
-    public static func rank(room: String, peers: [PeerID]) -> [PeerID] {
-        let roomBytes = Array(room.utf8) + [0]
-        return peers.map { (weight(roomBytes + $0.bytes), $0) }
-            .sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }
-            .map(\.1)
+/// Consistent hashing of rooms over peers (Karger et al. 1997): every peer builds the same ring
+/// from the same live peers, so all agree which peer owns a room's placement and which two keep
+/// its replicas (Specs/orchestrator.md "Where placement lives"). A lookup is a binary search,
+/// so a peer can find a room's owner per request among 10,000 peers; a peer joining or leaving
+/// moves only the rooms next to its points.
+public struct OwnerRing: Sendable {
+    /// Points per peer, for an even share of rooms.
+    public static let pointsPerPeer = 8
+    private let points: [(position: UInt64, peer: PeerID)]
+    public let peers: Set<PeerID>
+
+    public init(peers: some Sequence<PeerID>) {
+        let unique = Set(peers)
+        self.peers = unique
+        var points: [(position: UInt64, peer: PeerID)] = []
+        points.reserveCapacity(unique.count * Self.pointsPerPeer)
+        for peer in unique {
+            for i in 0..<Self.pointsPerPeer { points.append((Self.position(peer.bytes + [UInt8(i)]), peer)) }
+        }
+        self.points = points.sorted { $0.position != $1.position ? $0.position < $1.position : $0.peer < $1.peer }
     }
 
-    static func weight(_ bytes: [UInt8]) -> UInt64 {
+    /// The first `count` distinct peers clockwise from the room's position that `skip` does not
+    /// exclude: the owner first, then the replica holders.
+    public func owners(of room: String, count: Int, skip: (PeerID) -> Bool = { _ in false }) -> [PeerID] {
+        guard !points.isEmpty, count > 0 else { return [] }
+        let target = Self.position(Array(room.utf8))
+        var lo = 0, hi = points.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if points[mid].position < target { lo = mid + 1 } else { hi = mid }
+        }
+        var out: [PeerID] = []
+        var seen = Set<PeerID>()
+        for step in 0..<points.count {
+            let peer = points[(lo + step) % points.count].peer
+            guard seen.insert(peer).inserted, !skip(peer) else { continue }
+            out.append(peer)
+            if out.count == count { break }
+        }
+        return out
+    }
+
+    static func position(_ bytes: [UInt8]) -> UInt64 {
         SHA256.hash(bytes).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 }

@@ -238,11 +238,26 @@ public enum Base64 {
         Data(base64Encoded: text).map { Array($0) }
     }
 
+    private static let urlAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    /// RFC 4648 §5 without padding, straight from the bytes (tokens are made per allocation).
     public static func urlEncode(_ bytes: [UInt8]) -> String {
-        var s = encode(bytes)
-        s = String(s.map { $0 == "+" ? "-" : ($0 == "/" ? "_" : $0) })
-        while s.hasSuffix("=") { s.removeLast() }
-        return s
+        var out = [UInt8]()
+        out.reserveCapacity((bytes.count * 4 + 2) / 3)
+        var i = 0
+        while i + 3 <= bytes.count {
+            let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out += [urlAlphabet[Int(v >> 18)], urlAlphabet[Int(v >> 12 & 63)], urlAlphabet[Int(v >> 6 & 63)], urlAlphabet[Int(v & 63)]]
+            i += 3
+        }
+        if bytes.count - i == 1 {
+            let v = UInt32(bytes[i]) << 16
+            out += [urlAlphabet[Int(v >> 18)], urlAlphabet[Int(v >> 12 & 63)]]
+        } else if bytes.count - i == 2 {
+            let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out += [urlAlphabet[Int(v >> 18)], urlAlphabet[Int(v >> 12 & 63)], urlAlphabet[Int(v >> 6 & 63)]]
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     public static func urlDecode(_ text: String) -> [UInt8]? {

@@ -101,7 +101,7 @@ def test_rpc_rejections_each_have_their_code(world: dict[str, h.NodeProcess]) ->
     their codes, counted in /metrics."""
     node, other = world["tokyo"], world["tallinn"]
     orchestrator = h.Identity.from_seed(77_001)
-    assert node.register(h.signed(orchestrator, version="0.1.0")).json()["outcome"] == "accepted"
+    assert node.register(h.signed(orchestrator)).json()["outcome"] == "accepted"
     stranger = h.Identity.from_seed(77_002)
     path, body = "/rpc/v1/rooms", json.dumps({"room": "rpc-room"}).encode()
 
@@ -291,6 +291,46 @@ def test_fanout_sends_one_stream_per_edge_and_viewers_of_a_killed_edge_come_back
 
     asyncio.run(scenario())
     print(json.dumps({"fanout": report}))
+
+
+def test_a_room_outlives_its_owner_peer(node_factory: NodeFactory) -> None:
+    """The peer that owns a room's placement is killed with kill -9; another peer, asked for a
+    viewer, continues the same room (same publisher node, next version) from its replica."""
+    tallinn, tokyo, new_york = start_mesh(node_factory, [("EU", TALLINN), ("ASI", TOKYO), ("NAM", NEW_YORK)])
+    peers = {n.peer_id: n for n in (tallinn, tokyo, new_york)}
+
+    async def scenario() -> None:
+        # A room whose owner is not the publisher's node (owners follow the room's name).
+        for i in range(50):
+            room = f"owned-{i}"
+            alloc = allocate(new_york, room, "publish", TALLINN)
+            owner = room_view(new_york, room).json()["owner"]
+            if owner != tallinn.peer_id:
+                break
+        assert alloc["nodeId"] == tallinn.peer_id
+        pub, _, _ = await mc.publish(new_york.url, room, url=alloc["url"], token=alloc["token"])
+        before = room_view(new_york, room).json()
+        # The other two peers hold the replica before the owner dies.
+        others = [n for pid, n in peers.items() if pid != owner]
+        h.wait_until(lambda: all(h.rpc_call(n, probe, "GET", f"/rpc/v1/placements/{room}").status_code == 200 for n in others),
+                     10, "the placement replicated to the other peers")
+        peers[owner].kill9()
+        asker = next(n for n in others if n is not tallinn)
+        view = allocate(asker, room, "view", (59.0, 25.0))
+        assert view["nodeId"] == tallinn.peer_id, view
+        viewer = await mc.view(asker.url, room, url=view["url"], token=view["token"], retry_conflict=10)
+        await mc.wait_for(lambda: viewer.frames["video"] > 30, 30, "frames at the viewer placed by the surviving peer")
+        after = room_view(asker, room).json()
+        assert after["owner"] != owner and after["version"] >= before["version"], (before, after)
+        assert [n["publishers"] for n in after["nodes"] if n["nodeId"] == tallinn.peer_id] == [1], after
+        await viewer.session.pc.close()
+        await pub.pc.close()
+
+    # A key with a live record may call RPC; its version keeps it out of room ownership.
+    probe = h.Identity.from_seed(77_010)
+    for n in peers.values():
+        assert n.register(h.signed(probe)).json()["outcome"] in ("accepted", "duplicate")
+    asyncio.run(scenario())
 
 
 from test_media_chromium import browsers, page_url  # noqa: E402,F401  (fixtures)

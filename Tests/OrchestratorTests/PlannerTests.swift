@@ -1,3 +1,4 @@
+import Foundation
 import Identity
 import Registry
 import Testing
@@ -36,7 +37,7 @@ func candidate(_ seed: UInt8, _ geo: GeoPoint?, region: String = "EU", version: 
         #expect(pub.newPipe == nil)
         let view = try plan(AllocationRequest(room: "r", role: .view, position: GeoPoint(latitude: 35.7, longitude: 139.7)), nodes, pub.placement)
         #expect(view.node.id == nodes[1].id)
-        #expect(view.newPipe == .init(parent: nodes[0].id.description, child: nodes[1].id.description))
+        #expect(view.newPipe == .init(parent: nodes[0].id, child: nodes[1].id))
         #expect(view.placement.nodes.count == 2)
         // A second viewer in Tokyo joins the room's Tokyo node: no new pipe.
         let again = try plan(AllocationRequest(room: "r", role: .view, position: tokyo), nodes, view.placement)
@@ -105,9 +106,9 @@ func candidate(_ seed: UInt8, _ geo: GeoPoint?, region: String = "EU", version: 
         d = try plan(AllocationRequest(room: "live", role: .view, position: tallinn), all, d.placement)
         #expect(d.node.id == edges[2].id)
         #expect(d.strategy == .fanout)
-        #expect(d.newPipe == .init(parent: origin.id.description, child: edges[2].id.description))
+        #expect(d.newPipe == .init(parent: origin.id, child: edges[2].id))
         d = try plan(AllocationRequest(room: "live", role: .view, position: tokyo), all, d.placement)
-        #expect(d.node.id == edges[0].id && d.newPipe?.parent == origin.id.description)
+        #expect(d.node.id == edges[0].id && d.newPipe?.parent == origin.id)
         // A second publisher of the stream goes to the origin too.
         let p2 = try plan(AllocationRequest(room: "live", role: .publish, position: tokyo), all, d.placement)
         #expect(p2.node.id == origin.id)
@@ -120,7 +121,7 @@ func candidate(_ seed: UInt8, _ geo: GeoPoint?, region: String = "EU", version: 
         full[3].sessions = 2
         next = try plan(AllocationRequest(room: "live", role: .view, position: tokyo), full, d.placement)
         #expect(next.node.id == edges[1].id)
-        #expect(next.newPipe == .init(parent: origin.id.description, child: edges[1].id.description))
+        #expect(next.newPipe == .init(parent: origin.id, child: edges[1].id))
         #expect(next.placement.nodes.count == 4)
     }
 
@@ -143,44 +144,59 @@ func candidate(_ seed: UInt8, _ geo: GeoPoint?, region: String = "EU", version: 
     }
 
     @Test func placementsValidateAsTreesAndRepairAfterANodeDies() throws {
-        func n(_ id: String, _ parent: String?) -> RoomPlacement.Node { .init(nodeId: id, role: .member, parent: parent, url: "", geo: nil) }
-        var p = RoomPlacement(room: "r", strategy: .proximity, nodes: [n("a", nil), n("b", "a"), n("c", "b"), n("d", "b")], owner: "o")
+        let (a, b, c, d, e, zz) = (candidate(1, nil).id, candidate(2, nil).id, candidate(3, nil).id, candidate(4, nil).id,
+                                   candidate(5, nil).id, candidate(6, nil).id)
+        func n(_ id: PeerID, _ parent: PeerID?) -> RoomPlacement.Node { .init(nodeID: id, role: .member, parent: parent, url: "", geo: nil) }
+        var p = RoomPlacement(room: "r", strategy: .proximity, nodes: [n(a, nil), n(b, a), n(c, b), n(d, b)], owner: "o")
         try p.validate()
         var bad = p
-        bad.nodes[0].parent = "d"
+        bad.nodes[0].parent = d
         #expect(throws: RoomPlacement.ValidationError.self) { try bad.validate() }
         bad = p
-        bad.nodes.append(n("b", "a"))
-        #expect(throws: RoomPlacement.ValidationError.duplicateNode("b")) { try bad.validate() }
+        bad.nodes.append(n(b, a))
+        #expect(throws: RoomPlacement.ValidationError.duplicateNode(b)) { try bad.validate() }
         bad = p
-        bad.nodes.append(n("e", nil))
+        bad.nodes.append(n(e, nil))
         #expect(throws: RoomPlacement.ValidationError.notOneRoot(2)) { try bad.validate() }
         bad = p
-        bad.nodes[3].parent = "zz"
-        #expect(throws: RoomPlacement.ValidationError.unknownParent(node: "d", parent: "zz")) { try bad.validate() }
+        bad.nodes[3].parent = zz
+        #expect(throws: RoomPlacement.ValidationError.unknownParent(node: d, parent: zz)) { try bad.validate() }
+
+        // Round trip through JSON (replicas travel as JSON).
+        let json = try JSONEncoder().encode(p)
+        #expect(try JSONDecoder().decode(RoomPlacement.self, from: json) == p)
+        #expect(String(decoding: json, as: UTF8.self).contains("\"nodeId\":\"\(a)\""))
 
         // An inner node dies: its children re-attach to its parent.
-        let built = p.remove("b")
+        let built = p.remove(b)
         try p.validate()
-        #expect(Set(built) == [.init(parent: "a", child: "c"), .init(parent: "a", child: "d")])
+        #expect(Set(built) == [.init(parent: a, child: c), .init(parent: a, child: d)])
         // The root dies: its first child becomes the root, the other attaches to it.
-        let rebuilt = p.remove("a")
+        let rebuilt = p.remove(a)
         try p.validate()
-        #expect(rebuilt == [.init(parent: "c", child: "d")])
+        #expect(rebuilt == [.init(parent: c, child: d)])
         #expect(p.nodes.count == 2)
     }
 
-    @Test func everyPeerRanksOwnersTheSameWay() {
+    @Test func everyPeerFindsTheSameOwnersAndAPeerLeavingMovesOnlyItsRooms() {
         let peers = (1...20).map { try! Ed25519KeyPair(seed: [UInt8](repeating: UInt8($0), count: 32)).peerID }
-        let a = Rendezvous.rank(room: "room-1", peers: peers)
-        let b = Rendezvous.rank(room: "room-1", peers: peers.reversed())
-        #expect(a == b)
-        // Removing a peer that is not the owner does not move the room.
-        let owner = a[0]
-        #expect(Rendezvous.rank(room: "room-1", peers: peers.filter { $0 != a[5] })[0] == owner)
+        let ring = OwnerRing(peers: peers)
+        let a = ring.owners(of: "room-1", count: 3)
+        #expect(a.count == 3 && Set(a).count == 3)
+        #expect(OwnerRing(peers: peers.reversed()).owners(of: "room-1", count: 3) == a)
+        // Skipping the owner (down) makes the first replica holder the owner.
+        #expect(ring.owners(of: "room-1", count: 3, skip: { $0 == a[0] }).first == a[1])
+        // A peer leaving moves only the rooms it owned.
+        let rooms = (0..<500).map { "room-\($0)" }
+        let before = Dictionary(uniqueKeysWithValues: rooms.map { ($0, ring.owners(of: $0, count: 1)[0]) })
+        let gone = peers[7]
+        let smaller = OwnerRing(peers: peers.filter { $0 != gone })
+        for room in rooms where before[room] != gone {
+            #expect(smaller.owners(of: room, count: 1)[0] == before[room])
+        }
         // Rooms spread over owners.
-        let owners = Set((0..<200).map { Rendezvous.rank(room: "room-\($0)", peers: peers)[0] })
-        #expect(owners.count >= 15)
+        let counts = Dictionary(grouping: before.values, by: { $0 }).mapValues(\.count)
+        #expect(counts.count == 20 && counts.values.max()! <= 75, "\(counts.values.sorted())")
     }
 
     @Test func versionsAreCompatibleWithinAMinorForZeroMajors() {
