@@ -338,22 +338,31 @@ from test_media_chromium import browsers, page_url  # noqa: E402,F401  (fixtures
 
 def test_chromium_publishes_through_a_307_redirect(world: dict[str, h.NodeProcess], browsers) -> None:
     """Chromium's WHIP POST to New York with Tallinn's coordinates is redirected (307, with an
-    access_token) to the Tallinn node, which serves it; a viewer near Tokyo decodes it over a pipe."""
+    access_token) to the Tallinn node, which serves it. Its three simulcast layers all cross the
+    pipe to Tokyo, where two viewers pick different layers."""
     ny, tallinn, tokyo = world["new_york"], world["tallinn"], world["tokyo"]
     pub = browsers()
-    pub.call("window.publish(arguments[0], 'browser', false, 640, 480, arguments[1])", ny.url, "lat=59.44&lon=24.75")
+    pub.call("window.publish(arguments[0], 'browser', true, 960, 540, arguments[1])", ny.url, "lat=59.44&lon=24.75")
     pub.wait_status("published")
+    from test_media_chromium import inbound  # noqa: F401
+    pub.wait_stats(lambda st: sum(1 for r in st if r["type"] == "outbound-rtp" and r["framesEncoded"] > 0) >= 2,
+                   30, "at least two simulcast layers encoding")
     served_by = pub.call("return window.state.servedBy")
     assert served_by.startswith(f"{tallinn.url}/whip/browser?access_token="), served_by
     room = room_view(ny, "browser").json()
     assert [n["publishers"] for n in room["nodes"] if n["nodeId"] == tallinn.peer_id] == [1], room
 
     async def watch() -> None:
-        a = allocate(ny, "browser", "view", (35.7, 139.7))
-        assert a["nodeId"] == tokyo.peer_id, a
-        viewer = await mc.view(ny.url, "browser", url=a["url"], token=a["token"], retry_conflict=10)
-        await mc.wait_for(lambda: viewer.frames["video"] > 60, 40, "60 frames of the browser's camera in Tokyo")
-        assert viewer.sizes == {(640, 480)}, viewer.sizes
-        await viewer.session.pc.close()
+        viewers = {}
+        for rid in ("q", "h"):
+            a = allocate(ny, "browser", "view", (35.7, 139.7))
+            assert a["nodeId"] == tokyo.peer_id, a
+            viewers[rid] = await mc.view(ny.url, "browser", url=a["url"] + f"?rid={rid}", token=a["token"], retry_conflict=10)
+        await mc.wait_for(lambda: all(v.frames["video"] > 60 for v in viewers.values()), 40,
+                          "60 frames of each simulcast layer in Tokyo")
+        # Layers are switched in on keyframes; the last size seen is the layer asked for.
+        assert (240, 135) in viewers["q"].sizes and (480, 270) in viewers["h"].sizes, {k: v.sizes for k, v in viewers.items()}
+        for v in viewers.values():
+            await v.session.pc.close()
 
     asyncio.run(watch())
