@@ -61,6 +61,8 @@ let package = Package(
         // and state machines; OpenSSL and libsrtp2 only ever see memory buffers.
         .target(name: "RTC", dependencies: ["Identity", "COpenSSL", "CSRTP"]),
         .target(name: "SFU", dependencies: ["RTC"]),
+        // Allocation policy, signed RPC, media tokens, cascade placements (Specs/orchestrator.md, rpc.md).
+        .target(name: "Orchestrator", dependencies: ["Identity", "Registry"]),
 
         // MARK: adapters
         .target(
@@ -88,7 +90,7 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Registry", "Identity",
+                "Registry", "Identity", "Orchestrator", "SFU",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -99,7 +101,10 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RegistryGossip",
-                "RTC", "SFU", "MediaNIO",
+                "RTC", "SFU", "MediaNIO", "Orchestrator",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -121,7 +126,7 @@ let package = Package(
             name: "drtc-bench",
             dependencies: [
                 "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
-                "RTC", "SFU", "MediaNIO",
+                "RTC", "SFU", "MediaNIO", "Orchestrator",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -159,12 +164,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p",
+                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p", "Orchestrator",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,8 +1,10 @@
-// sendmmsg(2) and recvmmsg(2) for the media socket's own I/O (Sources/MediaNIO/Datagram*.swift).
+// sendmmsg(2) and recvmmsg(2) for the media sockets' own I/O (Sources/MediaNIO/Datagram*.swift),
+// and an eventfd(2) that wakes their reader when its set of sockets changes.
 // glibc declares `struct mmsghdr` and both functions only under _GNU_SOURCE, which Swift's Glibc
 // module is not built with; this header declares a struct of the same layout (Linux
 // include/linux/socket.h: a msghdr, then the number of bytes sent or received) and the
 // functions themselves.
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -24,4 +26,9 @@ static inline int drtc_sendmmsg(int fd, drtc_mmsghdr *msgs, unsigned int vlen) {
 /// Receives up to `vlen` datagrams without blocking; the number received, or -1 with errno.
 static inline int drtc_recvmmsg(int fd, drtc_mmsghdr *msgs, unsigned int vlen) {
     return recvmmsg(fd, (struct mmsghdr *)msgs, vlen, MSG_DONTWAIT, 0);
+}
+
+/// A non-blocking, close-on-exec eventfd; -1 with errno on failure.
+static inline int drtc_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }

@@ -24,15 +24,16 @@ public enum RegistryAPI {
         ("/listMediaNodes", [.get]),
         ("/register", [.post]),
         ("/deregister", [.post]),
+        ("/allocate", [.post]),
     ]
     static let allowedMethods: [String: [HTTPRequest.Method]] = Dictionary(uniqueKeysWithValues: routes.map { ($0.path, $0.methods) })
 
     public static func router(backend: some RegistryBackend, metrics: DrtcMetrics) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         // Browsers call WHIP/WHEP from pages on other origins (RFC 9725 §4.8); the API is
-        // public and takes no credentials, so any origin may read it.
+        // public, and media tokens are bearer tokens (not cookies), so any origin may read it.
         router.add(middleware: CORSMiddleware(
-            allowOrigin: .all, allowHeaders: [.contentType, .ifMatch],
+            allowOrigin: .all, allowHeaders: [.contentType, .ifMatch, .authorization],
             allowMethods: [.get, .head, .post, .delete, .patch, .options],
             exposedHeaders: ["Location", "ETag", "Retry-After", "Accept-Post"], maxAge: .seconds(600)))
         router.add(middleware: APIMiddleware(metrics: metrics))

@@ -1,10 +1,12 @@
-// The media node's one UDP port (DESIGN.md "Media I/O"): a NIO event loop owns the sans-I/O
+// The media node's UDP port (DESIGN.md "Media I/O"): a NIO event loop owns the sans-I/O
 // `MediaServer`. Every datagram, timer tick and signalling call runs on that loop, so the server
-// needs no lock on the packet path. The socket itself is this module's, not NIO's (Specs/media.md
-// "Send errors and socket loss"): a reader thread reads it with recvmmsg and hands batches to the
-// loop (DatagramReader); the loop writes it with sendmmsg (DatagramSender), dropping a datagram
-// the kernel refuses instead of closing the socket. Writes produced by one read batch go out
-// together. If the socket fails anyway, the engine says so and binds the same address again.
+// needs no lock on the packet path. The sockets are this module's, not NIO's (Specs/media.md
+// "Send errors and socket loss"): the media port, and one socket per pipe this node dialled
+// (Specs/media.md "Pipes"). A reader thread reads them all with recvmmsg and hands batches to
+// the loop (DatagramReader); the loop writes them with sendmmsg (DatagramSender), dropping a
+// datagram the kernel refuses instead of closing the socket. Writes produced by one read batch
+// go out together. If the media port fails anyway, the engine says so and binds the same address
+// again; if a pipe's socket fails, that pipe closes (its orchestrator dials it again).
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -25,7 +27,9 @@ public struct MediaSnapshot: Sendable {
     public var rooms = 0
     public var producers = 0
     public var consumers = 0
+    public var pipes = 0
     public var socket = MediaSocketStatus()
+    public var pipeSockets = PipeSocketStatus()
     public init() {}
 }
 
@@ -51,21 +55,40 @@ public struct MediaSocketStatus: Sendable {
     public init() {}
 }
 
+/// The sockets of the pipes this node dialled, together (Specs/media.md "Pipes"): the same
+/// send and receive handling as the media port; a socket that fails closes its pipe.
+public struct PipeSocketStatus: Sendable {
+    /// Bound now.
+    public var open = 0
+    /// Sockets that failed (destroyed, or a read error no socket survives); each closed its pipe.
+    public var failures = 0
+    /// Datagrams the kernel refused, by errno name.
+    public var sendErrors: [String: Int] = [:]
+    /// Datagrams for a pipe whose socket was already closed.
+    public var droppedWhileClosed = 0
+    /// Errors a read reported and the socket survived, by errno name.
+    public var receiveErrors: [String: Int] = [:]
+    public var truncated = 0
+    public init() {}
+}
+
 public final class MediaEngine: Sendable {
     /// The bound address (a requested port 0 resolved); a rebind reuses it, because every
     /// session's 5-tuple and every answer's candidate name it.
     public let localAddress: RTC.SocketAddress
     private let bindAddress: NIOCore.SocketAddress
     private let loop: any EventLoop
-    /// One thread, for the socket's reader.
+    /// One thread, for the sockets' reader.
     private let pool: NIOThreadPool
     private let server: NIOLoopBound<MediaServer>
     private let io: NIOLoopBound<MediaSocketIO>
     private let snapshotBox = Mutex(MediaSnapshot())
     private let socketStatus = Mutex(MediaSocketStatus())
+    private let pipeStatus = Mutex(PipeSocketStatus())
     private let clock: MediaClock
     let logger: Logger
     private let ticker: NIOLockedValueBox<RepeatedTask?> = .init(nil)
+    private let eventSink: NIOLockedValueBox<(@Sendable (MediaServer.Event) -> Void)?> = .init(nil)
 
     /// Binds `host:port` (port 0: any) and starts the server's timers. `announce` replaces the
     /// bound address in answers' candidates (e.g. a public address in front of a NAT).
@@ -90,7 +113,12 @@ public final class MediaEngine: Sendable {
             let engine = MediaEngine(server: NIOLoopBound(MediaServer(configuration: serverConfig), eventLoop: loop),
                                      io: NIOLoopBound(MediaSocketIO(), eventLoop: loop), loop: loop, pool: pool,
                                      local: local, bindAddress: bindAddress, logger: logger)
-            engine.attach(fd)
+            do {
+                try engine.attach(fd)
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
             return engine
         }.get()
         engine.startTicking(every: config.tickIntervalMs)
@@ -109,6 +137,11 @@ public final class MediaEngine: Sendable {
         self.bindAddress = bindAddress
         self.logger = logger
         self.clock = MediaClock()
+    }
+
+    /// Pipe events (connected, closed, tracks changed) go to `sink`, on the engine's loop.
+    public func onEvent(_ sink: @escaping @Sendable (MediaServer.Event) -> Void) {
+        eventSink.withLockedValue { $0 = sink }
     }
 
     /// Milliseconds on the server's clock: Unix time at start plus monotonic time since.
@@ -144,18 +177,105 @@ public final class MediaEngine: Sendable {
     public var snapshot: MediaSnapshot {
         var s = snapshotBox.withLock { $0 }
         s.socket = socketStatus.withLock { $0 }
+        s.pipeSockets = pipeStatus.withLock { $0 }
         return s
     }
 
     /// The socket's state now (not as of the last tick): /health and WHIP/WHEP read it.
     public var socket: MediaSocketStatus { socketStatus.withLock { $0 } }
 
-    /// Stops the reader, closes the socket and stops the reader's thread.
+    // MARK: pipes and rooms (Specs/media.md "Pipes")
+
+    /// Binds a socket for a pipe this node dials (same address as the media port, any port)
+    /// and returns its number and the parameters to send to the accepting node. The socket is
+    /// read and written like the media port.
+    public func preparePipe() async throws -> (socket: Int, parameters: PipeParameters) {
+        var address = bindAddress
+        address.port = 0
+        let fd = try MediaSocket.open(boundTo: address)
+        guard let local = MediaSocket.localAddress(of: fd) else {
+            Glibc.close(fd)
+            throw MediaServerError(.overloaded, "a pipe socket bound to an address that is not IPv4/IPv6")
+        }
+        return try await loop.submit {
+            let io = self.io.value
+            let reader: DatagramReader
+            do {
+                guard !io.shuttingDown else { throw MediaServerError(.overloaded, "the media engine is shutting down") }
+                reader = try self.ensureReader()
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+            let number = io.nextPipeSocket
+            io.nextPipeSocket += 1
+            io.pipeFDs[number] = fd
+            reader.add(number, fd: fd)
+            self.pipeStatus.withLock { $0.open += 1 }
+            return (number, self.server.value.newPipeParameters(candidate: local))
+        }.get()
+    }
+
+    /// Opens a pipe end (see `MediaServer.openPipe`). A dialling end that fails gives its socket back.
+    public func openPipe(room: String, id: String, peer: String, remote: PipeParameters, local: PipeParameters? = nil,
+                         socket: Int? = nil, tracks: [PipeTrack]) async throws -> PipeParameters {
+        do {
+            return try await onLoop { server, now, _ in
+                if let socket, self.io.value.pipeFDs[socket] == nil {
+                    throw MediaServerError(.overloaded, "the pipe's socket failed before the pipe opened")
+                }
+                return try server.openPipe(room: room, id: id, peer: peer, remote: remote, local: local, socket: socket, tracks: tracks, now: now)
+            }
+        } catch {
+            if let socket { await releasePipeSocket(socket) }
+            throw error
+        }
+    }
+
+    /// Gives back a socket from `preparePipe` that no pipe uses.
+    public func releasePipeSocket(_ socket: Int) async {
+        _ = try? await loop.submit { self.releaseSocket(socket) }.get()
+    }
+
+    public func setPipeTracks(id: String, version: UInt64, tracks: [PipeTrack]) async -> Bool {
+        (try? await onLoop { server, _, _ in server.setPipeTracks(id: id, version: version, tracks: tracks) }) ?? false
+    }
+
+    public func pipeAnnouncement(id: String) async -> (version: UInt64, tracks: [PipeTrack], peer: String)? {
+        (try? await onLoop { server, _, _ in server.pipeAnnouncement(id: id) }) ?? nil
+    }
+
+    public func closePipe(id: String, reason: String) async -> Bool {
+        (try? await onLoop { server, now, out in server.closePipe(id: id, reason: reason, now: now, into: &out) }) ?? false
+    }
+
+    public func pipePeer(_ id: String) async -> String? {
+        (try? await onLoop { server, _, _ in server.pipePeer(id) }) ?? nil
+    }
+
+    public func reserveRoom(_ room: String, forMs: UInt64) async {
+        _ = try? await onLoop { server, now, _ in server.reserveRoom(room, until: now + forMs) }
+    }
+
+    public func closeRoom(_ room: String) async -> Int {
+        (try? await onLoop { server, now, out in server.closeRoom(room, now: now, into: &out) }) ?? 0
+    }
+
+    public func roomStatus(_ room: String?) async -> [RoomStatus] {
+        (try? await onLoop { server, _, _ in
+            (room.map { [$0] } ?? server.roomNames).compactMap { server.roomStatus($0) }
+        }) ?? []
+    }
+
+    /// Stops the reader, which closes the sockets, and stops the reader's thread.
     public func shutdown() async {
         ticker.withLockedValue { $0?.cancel() }
         let exit = try? await loop.submit { () -> EventLoopFuture<Void>? in
             let io = self.io.value
             io.shuttingDown = true
+            // No write uses a descriptor from here on; the reader closes them as it stops.
+            io.fd = -1
+            io.pipeFDs.removeAll()
             io.reader?.stop()
             return io.readerExit
         }.get()
@@ -186,6 +306,7 @@ public final class MediaEngine: Sendable {
             self.write(out)
             self.logEvents(server)
             if let line = self.io.value.failureLog.due(now: now) { self.log(line) }
+            if let line = self.io.value.pipeFailureLog.due(now: now) { self.log(line, pipes: true) }
             self.snapshotBox.withLock { s in
                 s.counters = server.counters
                 s.room = server.roomCounters
@@ -193,60 +314,114 @@ public final class MediaEngine: Sendable {
                 s.rooms = server.roomCount
                 s.producers = server.producerCount
                 s.consumers = server.consumerCount
+                s.pipes = server.pipeCount
             }
         }
         ticker.withLockedValue { $0 = task }
     }
 
-    // MARK: the socket
+    // MARK: the sockets
 
-    /// Starts reading a bound descriptor on the reader thread; writes go through
-    /// `DatagramSender` on the loop. On the loop.
-    private func attach(_ fd: Int32, attempt: Int = 0) {
+    /// The reader thread, started if it is not running. On the loop.
+    private func ensureReader() throws -> DatagramReader {
         let io = self.io.value
-        let reader = DatagramReader(fd: fd)
-        io.fd = fd
+        if let reader = io.reader { return reader }
+        let reader = try DatagramReader()
         io.reader = reader
-        io.boundAtMs = now
-        io.bindAttempt = attempt
         io.readerExit = pool.runIfActive(eventLoop: loop) {
             reader.run(
-                deliver: { batch in
+                deliver: { socket, batch in
                     self.loop.execute {
-                        self.receive(batch)
+                        self.receive(batch, on: socket)
                         reader.batchDone()
                     }
                 },
-                onError: { code in self.socketStatus.withLock { $0.receiveErrors[errnoName(code), default: 0] += 1 } },
-                onTruncated: { self.socketStatus.withLock { $0.truncated += 1 } })
+                onError: { socket, code in
+                    if socket == 0 {
+                        self.socketStatus.withLock { $0.receiveErrors[errnoName(code), default: 0] += 1 }
+                    } else {
+                        self.pipeStatus.withLock { $0.receiveErrors[errnoName(code), default: 0] += 1 }
+                    }
+                },
+                onTruncated: { socket in
+                    if socket == 0 { self.socketStatus.withLock { $0.truncated += 1 } } else { self.pipeStatus.withLock { $0.truncated += 1 } }
+                },
+                onFailed: { socket, fd, error in self.loop.execute { self.socketFailed(socket, fd: fd, error: "\(error)") } })
         }.always { result in self.readerExited(reader, result) }.map { _ in () }.recover { _ in () }
+        return reader
     }
 
-    /// The reader stopped: on shutdown, or because the socket failed. Closes the descriptor (no
-    /// write can use it afterwards: writes run on this loop and check `io.fd`), then, unless
-    /// shutting down, says so and binds the same address again.
+    /// The reader stopped: on shutdown, or because poll itself failed (it reported every
+    /// socket as failed first). The next socket bound starts a new one.
     private func readerExited(_ reader: DatagramReader, _ result: Result<DatagramReader.Exit, any Error>) {
         let io = self.io.value
         guard io.reader === reader else { return }
         io.reader = nil
-        Glibc.close(io.fd)
-        io.fd = -1
         guard !io.shuttingDown else { return }
         let reason = switch result {
         case .success(.failed(let error)): "\(error)"
-        case .success(.stopped): "reader stopped"
+        case .success(.stopped): "stopped"
         case .failure(let error): "\(error)"
         }
-        socketStatus.withLock {
-            $0.isUp = false
-            $0.closes += 1
-            $0.lastError = reason
+        logger.error("media socket reader stopped; a new one starts with the next bound socket", metadata: ["error": "\(reason)"])
+    }
+
+    /// Starts reading a bound descriptor as the media port; writes go through
+    /// `DatagramSender` on the loop. On the loop.
+    private func attach(_ fd: Int32, attempt: Int = 0) throws {
+        let reader = try ensureReader()
+        let io = self.io.value
+        io.fd = fd
+        io.boundAtMs = now
+        io.bindAttempt = attempt
+        reader.add(0, fd: fd)
+    }
+
+    /// A socket the reader gave up on (on the loop). Its descriptor is closed (no write can use
+    /// it afterwards: writes run on this loop and look the descriptor up). The media port is
+    /// then bound again; a pipe's socket takes its pipe with it.
+    private func socketFailed(_ socket: Int, fd: Int32, error reason: String) {
+        let io = self.io.value
+        guard socket != 0 else {
+            guard io.fd == fd else { Glibc.close(fd); return }
+            Glibc.close(fd)
+            io.fd = -1
+            guard !io.shuttingDown else { return }
+            socketStatus.withLock {
+                $0.isUp = false
+                $0.closes += 1
+                $0.lastError = reason
+            }
+            logger.error("media socket closed: sessions get no media and WHIP/WHEP answer 503 until it is bound again; rebinding",
+                         metadata: ["udp": "\(localAddress)", "error": "\(reason)"])
+            // A socket that fails within a second of being bound continues the backoff, so a fault
+            // that recurs at once cannot turn into a hot loop of binds and log lines.
+            scheduleRebind(attempt: now < io.boundAtMs + 1_000 ? io.bindAttempt + 1 : 0)
+            return
         }
-        logger.error("media socket closed: sessions get no media and WHIP/WHEP answer 503 until it is bound again; rebinding",
-                     metadata: ["udp": "\(localAddress)", "error": "\(reason)"])
-        // A socket that fails within a second of being bound continues the backoff, so a fault
-        // that recurs at once cannot turn into a hot loop of binds and log lines.
-        scheduleRebind(attempt: now < io.boundAtMs + 1_000 ? io.bindAttempt + 1 : 0)
+        Glibc.close(fd)
+        guard io.pipeFDs[socket] == fd else { return }
+        io.pipeFDs[socket] = nil
+        guard !io.shuttingDown else { return }
+        pipeStatus.withLock {
+            $0.open -= 1
+            $0.failures += 1
+        }
+        let server = self.server.value
+        var out: [MediaServer.Datagram] = []
+        let pipe = server.closeDialledPipe(socket: socket, reason: "its socket failed: \(reason)", now: now, into: &out)
+        logger.error("pipe socket failed: the pipe closed", metadata: [
+            "pipe": "\(pipe ?? "-")", "error": "\(reason)"])
+        write(out)
+        logEvents(server)
+    }
+
+    /// A pipe socket no pipe uses any more: the reader closes it. On the loop.
+    private func releaseSocket(_ socket: Int) {
+        let io = self.io.value
+        guard let fd = io.pipeFDs.removeValue(forKey: socket) else { return }
+        pipeStatus.withLock { $0.open -= 1 }
+        if let reader = io.reader { reader.remove(socket) } else { Glibc.close(fd) }
     }
 
     /// Rebinds the same address: the first attempt at once, then with exponential backoff up to
@@ -261,7 +436,13 @@ public final class MediaEngine: Sendable {
         let io = self.io.value
         guard !io.shuttingDown, io.fd < 0 else { return }
         do {
-            attach(try MediaSocket.open(boundTo: bindAddress), attempt: attempt)
+            let fd = try MediaSocket.open(boundTo: bindAddress)
+            do {
+                try attach(fd, attempt: attempt)
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
             let closes = socketStatus.withLock { s -> Int in
                 s.isUp = true
                 s.rebinds += 1
@@ -279,13 +460,13 @@ public final class MediaEngine: Sendable {
         }
     }
 
-    /// A batch read by the reader (on the loop): every datagram into the server, then what it
-    /// produced out, together.
-    private func receive(_ batch: [ReceivedDatagram]) {
+    /// A batch read by the reader from `socket` (on the loop): every datagram into the server,
+    /// then what it produced out, together.
+    private func receive(_ batch: [ReceivedDatagram], on socket: Int) {
         let server = self.server.value, io = self.io.value
         for datagram in batch {
             var bytes = datagram.bytes
-            server.receive(taking: &bytes, from: datagram.from, now: now, into: &io.pending)
+            server.receive(taking: &bytes, from: datagram.from, via: socket, now: now, into: &io.pending)
         }
         guard !io.pending.isEmpty else { return }
         let out = io.pending
@@ -294,30 +475,51 @@ public final class MediaEngine: Sendable {
         logEvents(server)
     }
 
-    /// Sends datagrams with sendmmsg. A datagram the kernel refuses (a firewall's EPERM, a full
-    /// buffer's ENOBUFS, an unreachable network…) is dropped and counted by errno; the socket
-    /// and every other datagram go on. While the socket is closed, datagrams are counted and
-    /// dropped.
+    /// Sends datagrams with sendmmsg, each from its socket (`via`: the media port, or the
+    /// socket of a pipe this node dialled). A datagram the kernel refuses (a firewall's EPERM,
+    /// a full buffer's ENOBUFS, an unreachable network…) is dropped and counted by errno; the
+    /// socket and every other datagram go on. While a socket is closed, its datagrams are
+    /// counted and dropped.
     func write(_ datagrams: [MediaServer.Datagram]) {
         guard !datagrams.isEmpty else { return }
+        guard datagrams.contains(where: { $0.via != 0 }) else { return send(datagrams, via: 0) }
+        // Some go out through dialled pipes' sockets: per socket, in order.
+        var bySocket: [Int: [MediaServer.Datagram]] = [:]
+        for d in datagrams { bySocket[d.via, default: []].append(d) }
+        for (via, batch) in bySocket.sorted(by: { $0.key < $1.key }) { send(batch, via: via) }
+    }
+
+    private func send(_ datagrams: [MediaServer.Datagram], via socket: Int) {
         let io = self.io.value
-        guard io.fd >= 0 else {
-            socketStatus.withLock { $0.droppedWhileClosed += datagrams.count }
+        let fd = socket == 0 ? io.fd : io.pipeFDs[socket] ?? -1
+        guard fd >= 0 else {
+            if socket == 0 {
+                socketStatus.withLock { $0.droppedWhileClosed += datagrams.count }
+            } else {
+                pipeStatus.withLock { $0.droppedWhileClosed += datagrams.count }
+            }
             return
         }
         io.failures.removeAll(keepingCapacity: true)
-        io.sender.send(datagrams, fd: io.fd, failures: &io.failures)
+        io.sender.send(datagrams, fd: fd, failures: &io.failures)
         guard !io.failures.isEmpty else { return }
-        socketStatus.withLock { s in
-            for f in io.failures { s.sendErrors[errnoName(f.errno), default: 0] += 1 }
+        if socket == 0 {
+            socketStatus.withLock { s in
+                for f in io.failures { s.sendErrors[errnoName(f.errno), default: 0] += 1 }
+            }
+            if let line = io.failureLog.record(io.failures, now: now) { log(line) }
+        } else {
+            pipeStatus.withLock { s in
+                for f in io.failures { s.sendErrors[errnoName(f.errno), default: 0] += 1 }
+            }
+            if let line = io.pipeFailureLog.record(io.failures, now: now) { log(line, pipes: true) }
         }
-        if let line = io.failureLog.record(io.failures, now: now) { log(line) }
     }
 
-    private func log(_ line: SendFailureLog.Line) {
+    private func log(_ line: SendFailureLog.Line, pipes: Bool = false) {
         let counts = line.counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        logger.warning("media send failed: datagrams dropped, socket kept open", metadata: [
-            "udp": "\(localAddress)", "errors": "\(counts)", "lastDestination": "\(line.lastDestination)",
+        logger.warning(pipes ? "pipe send failed: datagrams dropped, socket kept open" : "media send failed: datagrams dropped, socket kept open", metadata: [
+            "udp": pipes ? "pipe sockets" : "\(localAddress)", "errors": "\(counts)", "lastDestination": "\(line.lastDestination)",
             "logInterval": "\(io.value.failureLog.intervalMs / 1000) s",
         ])
     }
@@ -331,6 +533,19 @@ public final class MediaEngine: Sendable {
                 logger.info("media session closed", metadata: ["session": "\(id)", "reason": "\(reason)"])
             case .layerSwitched(let room, let consumer, let from, let to):
                 logger.info("simulcast layer switched", metadata: ["room": "\(room)", "consumer": "\(consumer)", "from": "\(from.map(String.init) ?? "-")", "to": "\(to)"])
+            case .pipeConnected(let id, let room):
+                logger.info("pipe connected", metadata: ["pipe": "\(id)", "room": "\(room)"])
+            case .pipeClosed(let id, let room, let socket, let reason):
+                logger.notice("pipe closed", metadata: ["pipe": "\(id)", "room": "\(room)", "reason": "\(reason)"])
+                if socket != 0 { releaseSocket(socket) }
+            case .pipeTracksChanged:
+                break
+            }
+            if let sink = eventSink.withLockedValue({ $0 }) {
+                switch event {
+                case .pipeConnected, .pipeClosed, .pipeTracksChanged: sink(event)
+                default: break
+                }
             }
         }
     }
@@ -338,23 +553,28 @@ public final class MediaEngine: Sendable {
 
 /// The engine's socket state, owned by the loop.
 final class MediaSocketIO {
-    /// The bound descriptor; -1 while the socket is closed.
+    /// The media port's descriptor; -1 while the socket is closed.
     var fd: Int32 = -1
+    /// Sockets of the pipes this node dialled, by the number the server knows them by (`via`).
+    var pipeFDs: [Int: Int32] = [:]
+    var nextPipeSocket = 1
+    /// Reads every socket; nil until the first is bound (and after it stopped).
     var reader: DatagramReader?
     /// When the current socket was bound, and at which rebind attempt (0: at once).
     var boundAtMs: UInt64 = 0
     var bindAttempt = 0
-    /// Completes once the reader has stopped and the descriptor is closed.
+    /// Completes once the reader has stopped and closed the descriptors it read.
     var readerExit: EventLoopFuture<Void>?
     let sender = DatagramSender()
     var failures: [DatagramSendFailure] = []
     var failureLog = SendFailureLog(intervalMs: 10_000)
+    var pipeFailureLog = SendFailureLog(intervalMs: 10_000)
     /// Datagrams produced by the current read batch, sent together at its end.
     var pending: [MediaServer.Datagram] = []
     var shuttingDown = false
 }
 
-/// Opens the media socket: non-blocking, 4 MiB buffers each way, bound.
+/// Opens a media or pipe socket: non-blocking, 4 MiB buffers each way, bound.
 enum MediaSocket {
     static func open(boundTo address: NIOCore.SocketAddress) throws -> Int32 {
         let fd = socket(address.protocol.rawValue, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

@@ -9,6 +9,7 @@ import Registry
 import RegistryGossip
 import ServiceLifecycle
 import Store
+import Synchronization
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -31,6 +32,8 @@ public final class DrtcNode: Sendable {
     public let host: Libp2pHost
     let gossip: MeshGossip
     let logger: Logger
+    /// Media sessions now, published in the record's load (the orchestrator's input).
+    let liveSessions = Mutex<UInt32>(0)
     private let dataDirLock: DataDirLock
     /// Set by `run` once the media service exists; `/health` reports it.
     private let media = Synchronization.Mutex<MediaService?>(nil)
@@ -84,7 +87,7 @@ public final class DrtcNode: Sendable {
     /// This node's own record as of `hlc`.
     func ownRecord(hlc: HLC, status: NodeStatus, apiPort: Int, schedule: (interval: UInt32, ttl: UInt32)) -> MediaNodeRecord {
         let base = config.publicURL ?? "http://\(HostPort(host: config.api.host, port: apiPort))"
-        var load = Load()
+        var load = Load(activeSessions: liveSessions.withLock { $0 })
         var avg = [0.0, 0.0, 0.0]
         if getloadavg(&avg, 3) == 3, config.capacity.cpuCores > 0 {
             load.cpuPermille = UInt32(min(1000, max(0, avg[0] / Double(config.capacity.cpuCores) * 1000)))
@@ -119,10 +122,13 @@ public final class DrtcNode: Sendable {
         let boundPort = PortBox()
         let router = RegistryAPI.router(backend: Backend(node: self), metrics: metrics)
         if config.adminAPI { AdminAPI.add(to: router, host: host, logger: logger) }
-        let media = MediaService(config: config, metrics: metrics, logger: logger)
+        let media = MediaService(config: config, metrics: metrics, logger: logger, nodeTag: peerID.description)
         await media.start()
         self.media.withLock { $0 = media }
-        MediaAPI.add(to: router, media: media)
+        let orchestration = Orchestration(node: self, media: media)
+        OrchestratorAPI.add(to: router, backend: orchestration)
+        // --open-media true: today's open WHIP/WHEP; else tokens and redirects (Specs/orchestrator.md).
+        MediaAPI.add(to: router, media: media, access: config.openMedia ? nil : orchestration)
         let app = Application(
             router: router,
             // Idle keep-alive connections (and requests that never complete) are closed.
@@ -147,7 +153,7 @@ public final class DrtcNode: Sendable {
         // Shutdown runs in reverse order: the API stops first, then the registry writes the
         // tombstone and closes LMDB, then the mesh closes its connections.
         let group = ServiceGroup(configuration: .init(
-            services: [mesh, media, lifecycle, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [mesh, media, lifecycle, orchestration, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch where boundPort.get() == nil {

@@ -1,3 +1,4 @@
+import Identity
 import Registry
 import RegistryGossip
 
@@ -73,6 +74,12 @@ public struct NodeConfig: Sendable {
     public var syncIntervalSeconds: UInt64 = 30
     /// Enables the loopback-only `/admin/*` endpoints (connection gater), for tests and operators.
     public var adminAPI = false
+    /// WHIP/WHEP without tokens or redirects (development and tests); the default requires a
+    /// media token from an orchestrator this node accepts (Specs/orchestrator.md "Tokens").
+    public var openMedia = false
+    /// When set, only these orchestrators may command this node (RPC) and sign its media
+    /// tokens; otherwise any node with a live registry record (Specs/rpc.md "Accepted keys").
+    public var trustedOrchestrators: [PeerID] = []
 
     public init() {}
 
@@ -106,6 +113,8 @@ public struct NodeConfig: Sendable {
         Setting(name: "gossip-forward-delay-ms", repeats: false, help: "ms a validated message is held before it is forwarded (default 5; about one link latency on WAN meshes)"),
         Setting(name: "sync-interval", repeats: false, help: "seconds between anti-entropy syncs with a random peer (default 30)"),
         Setting(name: "admin-api", repeats: false, help: "true|false: serve /admin/deny and /admin/allow (connection gater) to loopback clients (default false)"),
+        Setting(name: "open-media", repeats: false, help: "true|false: accept WHIP/WHEP without a media token (default false: a token from POST /allocate is required)"),
+        Setting(name: "trusted-orchestrator", repeats: true, help: "PeerID of an orchestrator allowed to command this node and sign its media tokens, repeatable (none: any node with a live registry record)"),
     ]
 
     /// Resolves settings from their sources. `flags` holds what was given on the command line
@@ -220,6 +229,18 @@ public struct NodeConfig: Sendable {
             adminAPI = a == "true"
             guard !adminAPI || ["127.0.0.1", "::1", "localhost"].contains(api.host) else {
                 throw ConfigError("--admin-api", "only allowed with a loopback --api (127.0.0.1, ::1, localhost), got \(api.host)")
+            }
+        }
+        if let o = one("open-media") {
+            guard o == "true" || o == "false" else { throw ConfigError("--open-media", "expected true or false, got '\(o)'") }
+            openMedia = o == "true"
+        }
+        if let t = raw["trusted-orchestrator"] {
+            trustedOrchestrators = try t.map { text in
+                guard let id = try? PeerID(text) else {
+                    throw ConfigError("--trusted-orchestrator", "expected a PeerID (12D3KooW…), got '\(text.prefix(80))'")
+                }
+                return id
             }
         }
         if let l = one("log-level") {

@@ -130,18 +130,21 @@ struct SpatialIndex: Sendable {
             best.insert((d2, r), at: i)
             if best.count > k { best.removeLast() }
         }
-        func search(_ lo: Int, _ hi: Int, _ depth: Int) {
-            guard lo < hi else { return }
-            let mid = (lo + hi) / 2
-            let p = tree[mid]
-            if !staleSlot[p.slot], accept(p.record) { offer(p.position.distance2(to: q), p.record) }
-            let axis = depth % 3
-            let diff = q[axis] - p.position[axis]
-            let (near, far) = diff < 0 ? ((lo, mid), (mid + 1, hi)) : ((mid + 1, hi), (lo, mid))
-            search(near.0, near.1, depth + 1)
-            if best.count < k || diff * diff < best.last!.0 { search(far.0, far.1, depth + 1) }
+        // Through a buffer pointer: reading a point's position costs no retain of its record.
+        tree.withUnsafeBufferPointer { tree in
+            func search(_ lo: Int, _ hi: Int, _ depth: Int) {
+                guard lo < hi else { return }
+                let mid = (lo + hi) / 2
+                let position = tree[mid].position
+                if !staleSlot[tree[mid].slot], accept(tree[mid].record) { offer(position.distance2(to: q), tree[mid].record) }
+                let axis = depth % 3
+                let diff = q[axis] - position[axis]
+                let (near, far) = diff < 0 ? ((lo, mid), (mid + 1, hi)) : ((mid + 1, hi), (lo, mid))
+                search(near.0, near.1, depth + 1)
+                if best.count < k || diff * diff < best.last!.0 { search(far.0, far.1, depth + 1) }
+            }
+            search(0, tree.count, 0)
         }
-        search(0, tree.count, 0)
         for r in pendingRecords where accept(r) {
             if let geo = r.record.geo { offer(UnitVector(geo).distance2(to: q), r) }
         }
@@ -245,6 +248,19 @@ public struct RegistryQueryEngine: Sendable {
             return $0.r.nodeID < $1.r.nodeID
         }
         return ranked.prefix(limit).map { ($0.r, $0.km) }
+    }
+
+    /// The `k` nearest live records to `near` (in `region` if given), nearest first, without
+    /// the band-and-headroom ranking of `/getMediaNodes`: the orchestrator ranks them itself.
+    public mutating func nearest(_ near: GeoPoint, k: Int, region: String?, table: RegistryTable, nowMs: UInt64) -> [SignedRecord] {
+        guard k > 0 else { return [] }
+        if spatial == nil || spatial!.needsRebuild {
+            spatial = SpatialIndex(records: table.records)
+        }
+        let index = spatial!
+        let q = NodeQuery(region: region, near: near, limit: k)
+        return index.nearest(UnitVector(near), k: k, pendingRecords: index.pending.compactMap { table[$0] },
+                             accept: { Self.matches($0, q, nowMs: nowMs) }).map(\.1)
     }
 
     /// `/listMediaNodes`: live records in nodeId (text) order, after `cursor` (exclusive).

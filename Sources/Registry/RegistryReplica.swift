@@ -43,6 +43,11 @@ public struct RegistryReplica: Sendable {
         engine.getMediaNodes(q, table: table, nowMs: nowMs)
     }
 
+    /// The `k` nearest live records (orchestrator candidates; see `RegistryQueryEngine.nearest`).
+    public mutating func nearest(_ near: GeoPoint, k: Int, region: String? = nil, nowMs: UInt64) -> [SignedRecord] {
+        engine.nearest(near, k: k, region: region, table: table, nowMs: nowMs)
+    }
+
     public mutating func listMediaNodes(after cursor: String?, limit: Int, nowMs: UInt64) -> (page: [SignedRecord], next: String?) {
         engine.listMediaNodes(after: cursor, limit: limit, table: table, nowMs: nowMs)
     }

@@ -77,8 +77,14 @@ public final class MediaClient {
 
     /// A nominating connectivity check (RFC 8445 §7.2.4, aggressive: USE-CANDIDATE at once).
     public func bindingRequest() -> [UInt8] {
+        Self.bindingRequest(serverUfrag: serverUfrag, clientUfrag: ufrag, serverPassword: serverPassword, random: &random)
+    }
+
+    /// The check itself, also sent by a node dialling a pipe (`MediaServer.openPipe`).
+    static func bindingRequest(serverUfrag: String, clientUfrag: String, serverPassword: [UInt8],
+                               random: inout any RandomNumberGenerator) -> [UInt8] {
         let request = STUNMessage(messageClass: .request, transactionID: .random(using: &random), attributes: [
-            .username("\(serverUfrag):\(ufrag)"),
+            .username("\(serverUfrag):\(clientUfrag)"),
             .priority(1_853_824_767),
             .iceControlling(random.next()),
             .useCandidate,

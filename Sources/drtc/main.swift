@@ -81,6 +81,10 @@ struct NodeCommand: AsyncParsableCommand {
     var syncInterval: String?
     @Option(name: .customLong("admin-api"), help: "true|false: serve /admin/deny and /admin/allow to loopback clients (default false).")
     var adminAPI: String?
+    @Option(name: .customLong("open-media"), help: "true|false: accept WHIP/WHEP without a media token (default false: a token from POST /allocate is required).")
+    var openMedia: String?
+    @Option(name: .customLong("trusted-orchestrator"), help: "PeerID of an orchestrator allowed to command this node and sign its media tokens; repeatable (none: any node with a live registry record).")
+    var trustedOrchestrators: [String] = []
 
     func run() async throws {
         var flags: [String: [String]] = [:]
@@ -90,10 +94,12 @@ struct NodeCommand: AsyncParsableCommand {
             ("bandwidth-down-kbps", bandwidthDown), ("cpu-cores", cpuCores), ("refresh-interval", refreshInterval),
             ("ttl", ttl), ("log-level", logLevel), ("min-peers", minPeers), ("max-peers", maxPeers),
             ("gossip-heartbeat-ms", gossipHeartbeatMs), ("gossip-forward-delay-ms", gossipForwardDelayMs), ("sync-interval", syncInterval), ("admin-api", adminAPI),
+            ("open-media", openMedia),
         ]
         for (name, value) in single { if let value { flags[name] = [value] } }
         if !listen.isEmpty { flags["listen"] = listen }
         if !bootstrap.isEmpty { flags["bootstrap"] = bootstrap }
+        if !trustedOrchestrators.isEmpty { flags["trusted-orchestrator"] = trustedOrchestrators }
         let config: NodeConfig
         do {
             config = try NodeConfig.resolve(flags: flags, env: ProcessInfo.processInfo.environment, configFile: self.config)

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import RTC
 import SFU
 import Testing
@@ -129,50 +130,123 @@ import Glibc
     }
 }
 
-/// The media socket's reader on real loopback sockets.
+/// The media sockets' reader on real loopback sockets.
 @Suite struct DatagramReaderTests {
     final class Collected: @unchecked Sendable {
-        let lock = NIOLockedValueBox<(datagrams: [ReceivedDatagram], truncated: Int)>(([], 0))
+        let lock = NIOLockedValueBox<(datagrams: [Int: [ReceivedDatagram]], truncated: Int, failed: [(Int, Int32, MediaSocketError)])>(([:], 0, []))
+    }
+
+    /// Runs a reader of `sockets` on a thread of its own (as the engine does: a blocking reader
+    /// must not hold one of the few threads Swift concurrency runs every test on) while `body`
+    /// runs, collecting what it reports, then stops it; returns how it ended.
+    static func withReader(_ sockets: [(Int, Int32)], into collected: Collected,
+                           _ body: (DatagramReader) async throws -> Void) async throws -> DatagramReader.Exit {
+        let reader = try DatagramReader()
+        for (number, fd) in sockets { reader.add(number, fd: fd) }
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let exit = pool.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
+            reader.run(
+                deliver: { socket, batch in
+                    collected.lock.withLockedValue { $0.datagrams[socket, default: []] += batch }
+                    reader.batchDone()
+                },
+                onError: { _, _ in },
+                onTruncated: { _ in collected.lock.withLockedValue { $0.truncated += 1 } },
+                onFailed: { socket, fd, error in collected.lock.withLockedValue { $0.failed.append((socket, fd, error)) } })
+        }
+        var failure: (any Error)?
+        do { try await body(reader) } catch { failure = error }
+        reader.stop()
+        let result = try await exit.get()
+        try await pool.shutdownGracefully()
+        if let failure { throw failure }
+        return result
+    }
+
+    static func waitFor(_ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !condition(), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    static func socket() throws -> (fd: Int32, address: RTC.SocketAddress) {
+        let fd = try MediaSocket.open(boundTo: try NIOCore.SocketAddress(ipAddress: "127.0.0.1", port: 0))
+        return (fd, try #require(MediaSocket.localAddress(of: fd)))
     }
 
     @Test func batchesArriveInOrderAndAnOversizeDatagramIsCounted() async throws {
-        let fd = try MediaSocket.open(boundTo: try NIOCore.SocketAddress(ipAddress: "127.0.0.1", port: 0))
-        defer { close(fd) }
-        let to = try #require(MediaSocket.localAddress(of: fd))
-        let senderFD = try MediaSocket.open(boundTo: try NIOCore.SocketAddress(ipAddress: "127.0.0.1", port: 0))
+        let (fd, to) = try Self.socket()  // the reader's: it closes it when it stops
+        let (senderFD, from) = try Self.socket()
         defer { close(senderFD) }
-        let from = try #require(MediaSocket.localAddress(of: senderFD))
 
-        let reader = DatagramReader(fd: fd)
         let collected = Collected()
-        let exit = Task.detached { () -> DatagramReader.Exit in
-            reader.run(
-                deliver: { batch in
-                    collected.lock.withLockedValue { $0.datagrams += batch }
-                    reader.batchDone()
-                },
-                onError: { _ in },
-                onTruncated: { collected.lock.withLockedValue { $0.truncated += 1 } })
+        let exit = try await Self.withReader([(0, fd)], into: collected) { _ in
+            // 100 datagrams (two recvmmsg batches at least), one of them larger than a receive slot.
+            let datagrams = (0..<100).map { i in
+                MediaServer.Datagram(bytes: i == 50 ? [UInt8](repeating: 9, count: DatagramReader.maxDatagram + 1) : [UInt8(i), 1, 2], to: to)
+            }
+            var failures: [DatagramSendFailure] = []
+            #expect(DatagramSender().send(datagrams, fd: senderFD, failures: &failures) == 100)
+            try await Self.waitFor { collected.lock.withLockedValue { ($0.datagrams[0]?.count ?? 0) + $0.truncated } >= 100 }
         }
-        // 100 datagrams (two recvmmsg batches at least), one of them larger than a receive slot.
-        let datagrams = (0..<100).map { i in
-            MediaServer.Datagram(bytes: i == 50 ? [UInt8](repeating: 9, count: DatagramReader.maxDatagram + 1) : [UInt8(i), 1, 2], to: to)
-        }
-        var failures: [DatagramSendFailure] = []
-        #expect(DatagramSender().send(datagrams, fd: senderFD, failures: &failures) == 100)
-        let deadline = ContinuousClock.now + .seconds(30)
-        while collected.lock.withLockedValue({ $0.datagrams.count + $0.truncated }) < 100, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        reader.stop()
-        guard case .stopped = await exit.value else {
+        guard case .stopped = exit else {
             Issue.record("the reader did not stop cleanly")
             return
         }
-        let (got, truncated) = collected.lock.withLockedValue { ($0.datagrams, $0.truncated) }
+        let (got, truncated) = collected.lock.withLockedValue { ($0.datagrams[0] ?? [], $0.truncated) }
         #expect(truncated == 1)
         #expect(got.map(\.bytes) == (0..<100).filter { $0 != 50 }.map { [UInt8($0), 1, 2] })
         #expect(got.allSatisfy { $0.from == from })
+        // (Its number may name another test's descriptor by now, never this socket.)
+        #expect(MediaSocket.localAddress(of: fd) != to, "the reader closed its socket as it stopped")
+    }
+
+    /// Three sockets on one reader (the media port and two pipes' sockets): one that fails is
+    /// handed back alone, one removed is closed by the reader, and the last is read on.
+    @Test func aFailedSocketLeavesTheSetAloneAndARemovedOneIsClosed() async throws {
+        let media = try Self.socket(), pipe = try Self.socket(), failing = try Self.socket()
+        let (senderFD, _) = try Self.socket()
+        defer { close(senderFD) }
+        let collected = Collected()
+        let exit = try await Self.withReader([(0, media.fd), (1, pipe.fd), (2, failing.fd)], into: collected) { reader in
+            let sender = DatagramSender()
+            var failures: [DatagramSendFailure] = []
+            sender.send([.init(bytes: [0], to: media.address), .init(bytes: [1], to: pipe.address)], fd: senderFD, failures: &failures)
+            try await Self.waitFor { collected.lock.withLockedValue { $0.datagrams.count } == 2 }
+            #expect(collected.lock.withLockedValue { $0.datagrams.mapValues { $0.map(\.bytes) } } == [0: [[0]], 1: [[1]]])
+
+            // Socket 2 stops being a socket (its number now names a pipe with data in it):
+            // recvmmsg fails with ENOTSOCK, which no socket survives.
+            var ends: [Int32] = [0, 0]
+            #expect(Glibc.pipe(&ends) == 0)
+            #expect(dup2(ends[0], failing.fd) == failing.fd)
+            close(ends[0])
+            defer { close(ends[1]) }
+            #expect(Glibc.write(ends[1], "x", 1) == 1)
+            try await Self.waitFor { collected.lock.withLockedValue { !$0.failed.isEmpty } }
+            let failed = collected.lock.withLockedValue { $0.failed }
+            #expect(failed.count == 1 && failed.first?.0 == 2 && failed.first?.1 == failing.fd && failed.first?.2.errno == ENOTSOCK)
+            close(failing.fd)  // handed back: ours to close
+
+            // Socket 1 is removed: the reader closes it once no poll uses it. (Its number may
+            // name another test's descriptor by then, never this socket.)
+            reader.remove(1)
+            try await Self.waitFor { MediaSocket.localAddress(of: pipe.fd) != pipe.address }
+            #expect(MediaSocket.localAddress(of: pipe.fd) != pipe.address, "the reader closed the removed socket")
+
+            // The media port is read on.
+            sender.send([.init(bytes: [2], to: media.address)], fd: senderFD, failures: &failures)
+            try await Self.waitFor { collected.lock.withLockedValue { $0.datagrams[0]?.count ?? 0 } == 2 }
+            #expect(collected.lock.withLockedValue { $0.datagrams[0]?.map(\.bytes) } == [[0], [2]])
+            #expect(failures.isEmpty)
+            #expect(collected.lock.withLockedValue { $0.failed.count } == 1)
+        }
+        guard case .stopped = exit else {
+            Issue.record("the reader did not stop cleanly")
+            return
+        }
     }
 
     @Test func readErrorsAreClassified() {
