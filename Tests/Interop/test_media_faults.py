@@ -159,10 +159,13 @@ def test_a_firewall_refusing_outgoing_media_leaves_the_socket_and_sessions_runni
             started = time.monotonic()
             await apoll(lambda: metric(node, "drtc_media_send_errors_total", errno="EPERM") > 0, 60,
                         "a refused send counted under errno=EPERM")
-            sent, got = await decoded_share(track, viewer, 5.0)
-            assert sent >= 50, f"the publisher only produced {sent} frames in 5 s"
             # Before the fix the first EPERM closed the socket and the viewer decoded nothing more.
-            assert got >= 0.5 * sent, f"with 10% of the node's datagrams refused the viewer decoded {got} of {sent} frames"
+            # Now it goes on, though not at a steady share: an aiortc viewer that loses a frame
+            # for good (its retransmission refused too, and too late for its jitter buffer) asks
+            # for no keyframe until its buffer overflows, so it may stall for seconds.
+            refused_from = viewer.frames["video"]
+            await mc.wait_for(lambda: viewer.frames["video"] >= refused_from + 60, 60,
+                              "the viewer to decode 60 frames while the rule refuses datagrams")
             assert await asyncio.to_thread(udp_bound, port), "the media socket is gone from ss -uan"
             health = await asyncio.to_thread(node.health)
             assert health["status"] == "ok" and health["media"]["status"] == "ok", health
@@ -177,7 +180,11 @@ def test_a_firewall_refusing_outgoing_media_leaves_the_socket_and_sessions_runni
         assert await asyncio.to_thread(metric, node, "drtc_media_socket_events_total", event="closed") == 0
 
         # The rule is gone: the old viewer decodes (almost) everything again, and a brand-new
-        # publisher and viewer connect and decode.
+        # publisher and viewer connect and decode. A frame the rule cost it last may leave the
+        # aiortc viewer stalled until its jitter buffer overflows and it asks for a keyframe
+        # (18 s once, on a loaded machine): so first wait for it to decode again, then measure.
+        resumed = viewer.frames["video"]
+        await mc.wait_for(lambda: viewer.frames["video"] >= resumed + 30, 60, "the old viewer to decode again")
         sent, got = await decoded_share(track, viewer, 3.0)
         assert got >= 0.5 * sent, f"after the rule was removed the viewer decoded {got} of {sent} frames"
         pub2, track2, viewer2 = await connected_pair(node, "after")
