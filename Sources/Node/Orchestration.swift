@@ -518,7 +518,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     }
 
     func openRoom(_ room: String, caller: RPCCaller) async throws {
-        try await media.engineOrThrow().reserveRoom(room, forMs: 60_000)
+        try await media.engineOrThrow(serving: true).reserveRoom(room, forMs: 60_000)
     }
 
     func closeRoom(_ room: String, caller: RPCCaller) async throws -> Int {
@@ -529,7 +529,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     /// Dials `request.peer` for a pipe (this node is the ICE-controlling DTLS client) and waits
     /// until DTLS is up.
     func dialPipe(_ request: PipeRequestJSON, caller: RPCCaller) async throws -> PipeStatus {
-        let engine = try media.engineOrThrow()
+        let engine = try media.engineOrThrow(serving: true)
         guard let peer = try? PeerID(request.peer), peer != me else {
             throw APIError(.badRequest, code: "invalid_parameter", "peer: expected another node's PeerID", parameter: "peer")
         }
@@ -571,7 +571,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     }
 
     func acceptPipe(_ offer: PipeOfferJSON, caller: RPCCaller) async throws -> PipeOfferJSON {
-        let engine = try media.engineOrThrow()
+        let engine = try media.engineOrThrow(serving: true)
         let ours: PipeParameters
         do {
             ours = try await engine.openPipe(room: offer.room, id: offer.pipeId, peer: caller.peerID.description, remote: offer.parameters, tracks: [])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import random
 import shutil
@@ -236,18 +237,27 @@ def local_address() -> Iterator[str]:
         sh("ip", "addr", "del", f"{address}/32", "dev", "lo", check=False)
 
 
+def allocate(node: h.NodeProcess, room: str, role: str) -> dict:
+    r = node.post("/allocate", json.dumps({"room": room, "role": role}).encode(), content_type="application/json")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def test_media_unavailable_while_its_address_is_gone_then_bound_again(
         socket_destroy: None, local_address: str, node_factory, tmp_path) -> None:
     """The media address disappears and the socket is destroyed: until the address is back the
-    node says media is unavailable (/health, 503 on WHIP/WHEP, a metric) and keeps trying; then
-    it binds again by itself and new sessions connect."""
+    node says media is unavailable (/health, 503 on WHIP/WHEP with a valid token, 503 on
+    /allocate, a metric) and keeps trying; then it binds again by itself and new sessions
+    connect. The node requires media tokens, its default."""
     port = h.free_port(socket.SOCK_DGRAM)
     data_dir = node_factory.data_dir()
-    args = h.node_args(data_dir)
+    args = h.node_args(data_dir, open_media=False)
     args[args.index("--media") + 1] = f"{local_address}:{port}"
     node = node_factory.start(data_dir=data_dir, args=args)
     node.wait_own_record()
     assert node.health()["media"] == {"status": "ok", "udp": f"{local_address}:{port}"}
+    # Tokens for the outage, issued while the node could serve them.
+    tokens = {path: allocate(node, "down", role)["token"] for path, role in (("/whip/down", "publish"), ("/whep/down", "view"))}
 
     sh("ip", "addr", "del", f"{local_address}/32", "dev", "lo")
     destroy_udp_sockets(port)
@@ -257,10 +267,17 @@ def test_media_unavailable_while_its_address_is_gone_then_bound_again(
     assert health["status"] == "degraded", health
     assert "Cannot assign requested address" in health["media"]["error"], health
     assert metric(node, "drtc_media_socket_up", udp=f"{local_address}:{port}") == 0
-    for path in ("/whip/down", "/whep/down"):
-        r = requests.post(node.url + path, data=b"v=0\r\n", headers={"Content-Type": "application/sdp"}, timeout=10)
+    for path, token in tokens.items():
+        r = requests.post(node.url + path, data=b"v=0\r\n", timeout=10,
+                          headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"})
         h.assert_conforms(r, "/whip/{room}" if "whip" in path else "/whep/{room}", "POST")
         assert r.status_code == 503 and r.json()["code"] == "media_unavailable" and r.headers["Retry-After"] == "1", r.text
+        # Without a token: refused first (a 401 says nothing about the node's state).
+        r = requests.post(node.url + path, data=b"v=0\r\n", headers={"Content-Type": "application/sdp"}, timeout=10)
+        assert r.status_code == 401 and r.json()["code"] == "missing_token", r.text
+    # No token for a node that cannot serve it: the only node's own RPC refuses, so no node can.
+    r = node.post("/allocate", json.dumps({"room": "during", "role": "publish"}).encode(), content_type="application/json")
+    assert r.status_code == 503 and "Retry-After" in r.headers, r.text
     assert len(log_lines(node, "media socket closed")) == 1
     assert log_lines(node, "media socket rebind failed")
     # Registry reads go on meanwhile.
@@ -272,9 +289,14 @@ def test_media_unavailable_while_its_address_is_gone_then_bound_again(
     assert metric(node, "drtc_media_socket_up", udp=f"{local_address}:{port}") == 1
 
     async def scenario() -> None:
-        pub, track, viewer = await connected_pair(node, "back")
+        a = allocate(node, "back", "publish")
+        pub, track, _ = await mc.publish(node.url, "back", url=a["url"], token=a["token"])
+        a = allocate(node, "back", "view")
+        viewer = await mc.view(node.url, "back", url=a["url"], token=a["token"], retry_conflict=10)
+        await mc.wait_for(lambda: viewer.frames["video"] > 0, 60, "the first decoded frame after the rebind")
         sent, got = await decoded_share(track, viewer, 3.0)
         assert got >= 0.8 * sent, f"a session created after the rebind decoded {got} of {sent} frames"
         await close_all(viewer, pub)
 
     run(scenario())
+
