@@ -30,6 +30,9 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         var downUntil: UInt64 = 0
         var sessions: Int?
         var rooms: Set<String> = []
+        /// The pipes the node had (ids), and when the status that said so was asked for.
+        var pipes: Set<String> = []
+        var statusAt: UInt64 = 0
     }
 
     struct RoomNode: Hashable {
@@ -52,6 +55,10 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         var toReplicate: [String: RoomPlacement] = [:]
         /// Announcements that failed, to retry: pipe → attempts.
         var announceRetries: [String: Int] = [:]
+        /// Per pipe: a node status asked for after this time that lacks the pipe means it was
+        /// lost. Set when the pipe was dialled (it was connected then), and 5 s ahead after a
+        /// failed repair, so a repair that keeps failing is retried (and logged) every 5 s.
+        var pipeCheckAfter: [String: UInt64] = [:]
         var texts = PeerIDTexts()
     }
 
@@ -191,6 +198,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         if let pipe = d.newPipe, let parent = d.placement.node(pipe.parent) {
             let body = try JSONEncoder().encode(PipeRequestJSON(room: room, pipeId: pipe.id(room: room), peer: pipe.parent.description, peerUrl: parent.url)).bytes
             try await call(id, url: d.node.url, method: .POST, path: "/rpc/v1/pipes", body: body, timeout: .seconds(8))
+            state.withLock { $0.pipeCheckAfter[pipe.id(room: room)] = now }
         } else if d.placement.node(id) != nil, state.withLock({ $0.owned[room]?.node(id) == nil }) {
             try await call(id, url: d.node.url, method: .POST, path: "/rpc/v1/rooms", body: try JSONEncoder().encode(RoomRequestJSON(room: room)).bytes)
         } else if now > (state.withLock { $0.health[id]?.lastOK } ?? 0) + 5_000 {
@@ -360,7 +368,9 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     }
 
     /// Removes from a placement the nodes that are gone (no live record, marked down, or no
-    /// longer hosting the room well after joining it), and rebuilds the pipes of their children.
+    /// longer hosting the room well after joining it), and rebuilds the pipes of their children
+    /// and the pipes a node lost (it hosts the room but its status no longer lists the pipe:
+    /// the pipe's socket failed, consent or DTLS was lost).
     func prune(_ p: inout RoomPlacement) async {
         let now = self.now
         var gone: [PeerID] = []
@@ -373,7 +383,8 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             let abandoned = hosts == false && now > joined + 90_000
             if !live || down || abandoned { gone.append(id) }
         }
-        guard !gone.isEmpty else { return }
+        let lost = lostPipes(p, gone: gone)
+        guard !gone.isEmpty || !lost.isEmpty else { return }
         var rebuild: [RoomPlacement.Pipe] = []
         var orphaned: [RoomPlacement.Pipe] = []
         for g in gone {
@@ -384,11 +395,21 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             logger.notice("node removed from room", metadata: ["room": "\(p.room)", "node": "\(g)"])
         }
         let room = p.room
-        let updated = p
-        state.withLock { s in
-            if s.owned[room] != nil {
-                s.owned[room] = updated.nodes.isEmpty ? nil : updated
-                s.toReplicate[room] = updated
+        for pipe in lost {
+            // The parent's end may still wait for consent: closed first, so the new dial with the
+            // same id is accepted.
+            orphaned.append(pipe)
+            rebuild.append(pipe)
+            logger.notice("pipe lost: dialling it again", metadata: [
+                "room": "\(room)", "pipe": "\(pipe.id(room: room))", "child": "\(pipe.child)", "parent": "\(pipe.parent)"])
+        }
+        if !gone.isEmpty {
+            let updated = p
+            state.withLock { s in
+                if s.owned[room] != nil {
+                    s.owned[room] = updated.nodes.isEmpty ? nil : updated
+                    s.toReplicate[room] = updated
+                }
             }
         }
         for pipe in orphaned {
@@ -397,18 +418,45 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         }
         for pipe in rebuild {
             guard let child = p.node(pipe.child), let parent = p.node(pipe.parent) else { continue }
-            let body = (try? JSONEncoder().encode(PipeRequestJSON(room: room, pipeId: pipe.id(room: room), peer: parent.nodeId, peerUrl: parent.url)).bytes) ?? []
+            let id = pipe.id(room: room)
+            let body = (try? JSONEncoder().encode(PipeRequestJSON(room: room, pipeId: id, peer: parent.nodeId, peerUrl: parent.url)).bytes) ?? []
+            let repair = lost.contains(pipe)
             do {
                 try await call(child.nodeID, url: child.url, method: .POST, path: "/rpc/v1/pipes", body: body, timeout: .seconds(8))
+                state.withLock { $0.pipeCheckAfter[id] = self.now }
+                if repair { node.metrics.counter("drtc_orchestrator_pipe_repairs_total", "result", "redialled").increment() }
             } catch {
+                if repair {
+                    node.metrics.counter("drtc_orchestrator_pipe_repairs_total", "result", "failed").increment()
+                    state.withLock { $0.pipeCheckAfter[id] = self.now + 5_000 }
+                }
                 logger.warning("could not rebuild a pipe", metadata: ["room": "\(room)", "child": "\(child.nodeId)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// The placement's pipes whose child, by a status asked for after the pipe was last
+    /// dialled, hosts the room without it (both ends staying in the room).
+    func lostPipes(_ p: RoomPlacement, gone: [PeerID]) -> [RoomPlacement.Pipe] {
+        state.withLock { s in
+            p.pipes.filter { pipe in
+                guard !gone.contains(pipe.child), !gone.contains(pipe.parent), let h = s.health[pipe.child] else { return false }
+                let id = pipe.id(room: p.room)
+                return h.statusAt > (s.pipeCheckAfter[id] ?? 0) && h.rooms.contains(p.room) && !h.pipes.contains(id)
             }
         }
     }
 
     /// Probes every node of the rooms owned here once a second and repairs placements.
     func probe() async {
-        let owned = state.withLock { Array($0.owned.values) }
+        let now = self.now
+        let owned = state.withLock { s -> [RoomPlacement] in
+            // Forget the pipes no room owned here has any more (a pipe dialled for an allocation
+            // not committed yet is recent).
+            let pipes = Set(s.owned.values.flatMap { p in p.pipes.map { $0.id(room: p.room) } })
+            s.pipeCheckAfter = s.pipeCheckAfter.filter { pipes.contains($0.key) || $0.value + 60_000 > now }
+            return Array(s.owned.values)
+        }
         let nodes = Set(owned.flatMap { $0.nodes.map(\.nodeID) })
         await withTaskGroup(of: Void.self) { group in
             for id in nodes where id != me {
@@ -417,11 +465,14 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             }
         }
         if nodes.contains(me) {
+            let asked = self.now
             let status = await media.roomStatus(nil)
-            let now = self.now
+            let answered = self.now
             state.withLock { s in
-                s.health[me, default: Health()].lastOK = now
+                s.health[me, default: Health()].lastOK = answered
                 s.health[me, default: Health()].rooms = Set(status.map(\.room))
+                s.health[me, default: Health()].pipes = Set(status.flatMap { $0.pipes.map(\.id) })
+                s.health[me, default: Health()].statusAt = asked
             }
         }
         for room in owned.map(\.room) {
@@ -433,6 +484,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     }
 
     func probe(_ id: PeerID, url: String) async {
+        let asked = self.now
         do {
             let r = try await rpc.call(id, baseURL: url, method: .GET, path: "/rpc/v1/status", timeout: .seconds(1))
             guard r.ok, let status = try? JSONDecoder().decode(NodeStatusJSON.self, from: Data(r.body)) else {
@@ -446,6 +498,8 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
                 h.downUntil = 0
                 h.sessions = status.sessions
                 h.rooms = Set(status.rooms.map(\.room))
+                h.pipes = Set(status.rooms.flatMap { $0.pipes.map(\.id) })
+                h.statusAt = asked
                 s.health[id] = h
             }
         } catch {

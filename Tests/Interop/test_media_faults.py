@@ -300,3 +300,70 @@ def test_media_unavailable_while_its_address_is_gone_then_bound_again(
 
     run(scenario())
 
+
+def udp_ports_of(pid: int) -> set[int]:
+    """The UDP ports a process has sockets bound to (`ss -uanp`)."""
+    ports = set()
+    for line in sh("ss", "-Huanp").stdout.splitlines():
+        if f"pid={pid}," in line:
+            ports.add(int(line.split()[3].rsplit(":", 1)[1]))
+    return ports
+
+
+def test_a_pipe_socket_survives_refused_sends_and_a_destroyed_one_is_dialled_again(
+        nft: None, socket_destroy: None, node_factory) -> None:
+    """A cascade Tallinn → Tokyo with tokens (the node's default): the publisher on Tallinn, a
+    viewer on Tokyo, which dialled the pipe from a UDP socket of its own (Specs/media.md
+    "Pipes"). Half of that socket's outgoing datagrams are refused (EPERM): the socket and the
+    pipe stay, the viewer keeps decoding, the refusals are counted. Then the socket is destroyed
+    (`ss -K`): Tokyo logs it, counts it and closes the pipe; its media port is untouched; the
+    room's orchestrator dials the pipe again and a new viewer in Tokyo decodes."""
+    from test_orchestrator import TALLINN, TOKYO, start_mesh
+    from test_orchestrator import allocate as allocate_near
+
+    tallinn, tokyo = start_mesh(node_factory, [("EU", TALLINN), ("ASI", TOKYO)])
+    nodes = (tallinn, tokyo)
+
+    async def viewer_in_tokyo() -> mc.Viewer:
+        a = await asyncio.to_thread(allocate_near, tallinn, "piped", "view", TOKYO)
+        assert a["nodeId"] == tokyo.peer_id, a
+        return await mc.view(tallinn.url, "piped", url=a["url"], token=a["token"], retry_conflict=10)
+
+    async def scenario() -> None:
+        a = await asyncio.to_thread(allocate_near, tokyo, "piped", "publish", TALLINN)
+        assert a["nodeId"] == tallinn.peer_id, a
+        pub, track, _ = await mc.publish(tokyo.url, "piped", url=a["url"], token=a["token"])
+        viewer = await viewer_in_tokyo()
+        await mc.wait_for(lambda: viewer.frames["video"] > 0, 60, "the first frame in Tokyo, over the pipe")
+        ports = await asyncio.to_thread(udp_ports_of, tokyo.pid)
+        pipe_ports = ports - {media_port(tokyo)}
+        assert len(pipe_ports) == 1, (ports, media_port(tokyo))
+        pipe_port = pipe_ports.pop()
+
+        with DropOutgoing(pipe_port, percent=50):
+            # RTCP reports upstream every second and consent checks every 2.5 s leave that socket.
+            await apoll(lambda: metric(tokyo, "drtc_media_pipe_send_errors_total", errno="EPERM") > 0, 60,
+                        "a refused pipe datagram counted under errno=EPERM")
+            sent, got = await decoded_share(track, viewer, 3.0)
+            assert got >= 0.8 * sent, f"with the pipe socket's sends refused the Tokyo viewer decoded {got} of {sent} frames"
+            assert await asyncio.to_thread(udp_bound, pipe_port), "the pipe's socket is gone from ss -uan"
+        assert metric(tokyo, "drtc_media_pipe_socket_events_total", event="failed") == 0
+        assert log_lines(tokyo, "pipe send failed") and not log_lines(tokyo, "pipe closed")
+
+        await asyncio.to_thread(destroy_udp_sockets, pipe_port)
+        await apoll(lambda: metric(tokyo, "drtc_media_pipe_socket_events_total", event="failed") == 1, 60,
+                    "Tokyo to count its failed pipe socket")
+        failed = log_lines(tokyo, "pipe socket failed")
+        assert len(failed) == 1 and "ECONNABORTED" in failed[0], tokyo.stderr_text()[-3000:]
+        # The media port is another socket: untouched.
+        health = await asyncio.to_thread(tokyo.health)
+        assert health["media"]["status"] == "ok" and metric(tokyo, "drtc_media_socket_events_total", event="closed") == 0, health
+        # The room's owner (either peer) sees the pipe missing on Tokyo and dials it again.
+        await apoll(lambda: sum(metric(n, "drtc_orchestrator_pipe_repairs_total", result="redialled") for n in nodes) >= 1, 60,
+                    "the orchestrator to dial the lost pipe again")
+        assert (await asyncio.to_thread(udp_ports_of, tokyo.pid)) - {media_port(tokyo)} - {pipe_port}, "no new pipe socket"
+        again = await viewer_in_tokyo()
+        await mc.wait_for(lambda: again.frames["video"] > 30, 60, "frames at a new Tokyo viewer over the new pipe")
+        await close_all(viewer, again, pub)
+
+    run(scenario())
