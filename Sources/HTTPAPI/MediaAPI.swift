@@ -114,8 +114,8 @@ public enum MediaAPI {
                 var headers = HTTPFields()
                 headers[.location] = location
                 headers[.contentType] = "application/json"
-                let body = "{\"location\":\"\(location)\"}"
-                return Response(status: .temporaryRedirect, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+                let body = try APIJSON.encode(["location": location])
+                return Response(status: .temporaryRedirect, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
             }
         }
         let body: ByteBuffer

@@ -133,7 +133,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             guard let record = record(owner) else { continue }
             do {
                 let response = try await rpc.call(owner, baseURL: record.record.url, method: .POST, path: "/rpc/v1/allocate",
-                                                  body: try JSONEncoder().encode(request).bytes)
+                                                  body: try APIJSON.encode(request))
                 if response.ok { return try JSONDecoder().decode(AllocationJSON.self, from: Data(response.body)) }
                 // The owner decided (no capacity, bad input): its answer is the answer.
                 throw Self.relay(response)
@@ -196,11 +196,11 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     func prepare(_ d: Decision, room: String) async throws {
         let id = d.node.id
         if let pipe = d.newPipe, let parent = d.placement.node(pipe.parent) {
-            let body = try JSONEncoder().encode(PipeRequestJSON(room: room, pipeId: pipe.id(room: room), peer: pipe.parent.description, peerUrl: parent.url)).bytes
+            let body = try APIJSON.encode(PipeRequestJSON(room: room, pipeId: pipe.id(room: room), peer: pipe.parent.description, peerUrl: parent.url))
             try await call(id, url: d.node.url, method: .POST, path: "/rpc/v1/pipes", body: body, timeout: .seconds(8))
             state.withLock { $0.pipeCheckAfter[pipe.id(room: room)] = now }
         } else if d.placement.node(id) != nil, state.withLock({ $0.owned[room]?.node(id) == nil }) {
-            try await call(id, url: d.node.url, method: .POST, path: "/rpc/v1/rooms", body: try JSONEncoder().encode(RoomRequestJSON(room: room)).bytes)
+            try await call(id, url: d.node.url, method: .POST, path: "/rpc/v1/rooms", body: try APIJSON.encode(RoomRequestJSON(room: room)))
         } else if now > (state.withLock { $0.health[id]?.lastOK } ?? 0) + 5_000 {
             try await call(id, url: d.node.url, method: .GET, path: "/rpc/v1/status", timeout: .seconds(2))
         }
@@ -338,7 +338,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         }
         await withTaskGroup(of: Void.self) { group in
             for p in batch {
-                guard let body = try? JSONEncoder().encode(p).bytes else { continue }
+                guard let body = try? APIJSON.encode(p) else { continue }
                 for peer in owners(of: p.room) where peer != me {
                     guard let rec = record(peer) else { continue }
                     group.addTask {
@@ -419,7 +419,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         for pipe in rebuild {
             guard let child = p.node(pipe.child), let parent = p.node(pipe.parent) else { continue }
             let id = pipe.id(room: room)
-            let body = (try? JSONEncoder().encode(PipeRequestJSON(room: room, pipeId: id, peer: parent.nodeId, peerUrl: parent.url)).bytes) ?? []
+            let body = (try? APIJSON.encode(PipeRequestJSON(room: room, pipeId: id, peer: parent.nodeId, peerUrl: parent.url))) ?? []
             let repair = lost.contains(pipe)
             do {
                 try await call(child.nodeID, url: child.url, method: .POST, path: "/rpc/v1/pipes", body: body, timeout: .seconds(8))
@@ -596,7 +596,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         let response: RPCResponse
         do {
             response = try await rpc.call(peer, baseURL: request.peerUrl, method: .POST, path: "/rpc/v1/pipes/accept",
-                                          body: try JSONEncoder().encode(offer).bytes, timeout: .seconds(3))
+                                          body: try APIJSON.encode(offer), timeout: .seconds(3))
         } catch {
             await engine.releasePipeSocket(socket)
             throw APIError(.badGateway, code: "peer_unreachable", "the pipe's far node \(peer) did not answer: \(error)")
@@ -666,7 +666,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         guard let engine = media.current, let (version, tracks, peer) = await engine.pipeAnnouncement(id: pipe) else { return }
         guard let peerID = try? PeerID(peer), let rec = record(peerID) else { return }
         do {
-            let body = try JSONEncoder().encode(PipeTracksJSON(version: version, tracks: tracks)).bytes
+            let body = try APIJSON.encode(PipeTracksJSON(version: version, tracks: tracks))
             try await call(peerID, url: rec.record.url, method: .PUT, path: "/rpc/v1/pipes/\(pipe)/tracks", body: body, timeout: .seconds(2))
             state.withLock { $0.announceRetries[pipe] = nil }
         } catch {
