@@ -179,7 +179,12 @@ public enum Planner {
                             seed: UInt64) throws(PlanError) -> Decision {
         let strategy = placement?.strategy ?? (request.strategy == .auto ? .proximity : request.strategy)
         var room = placement ?? RoomPlacement(room: request.room, strategy: strategy, owner: owner)
-        room.owner = owner
+        if room.owner != owner {
+            // Another owner's placement, continued here (its owner died): the next version names
+            // this owner, so replica holders, which keep only newer versions, learn of it.
+            room.owner = owner
+            room.version += 1
+        }
         let anyScored = candidates.contains { $0.qosScore != nil }
         // Indices into `candidates` throughout: no copies of the candidates on the hot path.
         let pending = candidates.map { recent.count($0.id, nowMs: nowMs) }

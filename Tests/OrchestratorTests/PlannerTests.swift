@@ -44,6 +44,19 @@ func candidate(_ seed: UInt8, _ geo: GeoPoint?, region: String = "EU", version: 
         #expect(again.node.id == nodes[1].id && again.newPipe == nil && again.placement.version == view.placement.version)
     }
 
+    /// A peer that takes over a room whose owner died writes the next version under its own
+    /// name even when the allocation changes nothing else, so replicas (newer versions only)
+    /// and `GET /rooms/{room}` learn the new owner.
+    @Test func aPlacementContinuedByAnotherOwnerGetsTheNextVersion() throws {
+        let nodes = [candidate(1, tallinn), candidate(2, tokyo, region: "ASI")]
+        let pub = try plan(AllocationRequest(room: "r", role: .publish, position: tallinn), nodes)
+        let taken = try Planner.plan(AllocationRequest(room: "r", role: .view, position: tallinn), candidates: nodes, placement: pub.placement,
+                                     recent: RecentAllocations(), policy: policy, owner: "successor", nowMs: t0, seed: 1)
+        #expect(taken.node.id == nodes[0].id && taken.newPipe == nil)
+        #expect(taken.placement.owner == "successor" && taken.placement.version == pub.placement.version + 1)
+        #expect(taken.placement.nodes == pub.placement.nodes)
+    }
+
     @Test func aRoomNodeWithinSlackIsPreferredOverAnUnusedNearerOne() throws {
         let nodes = [candidate(1, tallinn), candidate(2, helsinki)]
         let first = try plan(AllocationRequest(room: "r", role: .publish, position: tallinn), nodes)
