@@ -61,6 +61,9 @@ let package = Package(
         // and state machines; OpenSSL and libsrtp2 only ever see memory buffers.
         .target(name: "RTC", dependencies: ["Identity", "COpenSSL", "CSRTP"]),
         .target(name: "SFU", dependencies: ["RTC"]),
+        // Rewards (whitepaper 2.3, Specs/rewards.md): scores, unit and session reward, the
+        // per-epoch ledger; plain-value inputs filled by the node from checkable evidence.
+        .target(name: "Rewards", dependencies: ["Identity", "Registry"]),
 
         // MARK: adapters
         .target(
@@ -159,6 +162,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
+        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity"]),
         .testTarget(
