@@ -91,18 +91,26 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Registry", "Identity",
+                "Registry", "Identity", "Rewards",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            // The dashboard's page, script and map, compiled into the binary: a node serves
+            // every asset itself and the page makes no request elsewhere (Specs/dashboard.md).
+            resources: [
+                .embedInCode("Dashboard/index.html"),
+                .embedInCode("Dashboard/dashboard.js"),
+                .embedInCode("Dashboard/dashboard.css"),
+                .embedInCode("Dashboard/coastline.json"),
             ]
         ),
         .target(
             name: "Node",
             dependencies: [
                 "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RegistryGossip",
-                "RTC", "SFU", "MediaNIO",
+                "RTC", "SFU", "MediaNIO", "Rewards",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -124,7 +132,7 @@ let package = Package(
             name: "drtc-bench",
             dependencies: [
                 "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
-                "RTC", "SFU", "MediaNIO",
+                "RTC", "SFU", "MediaNIO", "Rewards",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -168,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p",
+                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p", "Rewards",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

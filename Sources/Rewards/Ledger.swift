@@ -105,7 +105,8 @@ public struct RewardLedger: Sendable {
             if let held = byID[id], !Self.prefers(n, over: held) { continue }
             byID[id] = n
         }
-        let ids = byID.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        // PeerID texts are base58 (ASCII), for which String order is byte order.
+        let ids = byID.keys.sorted()
         let nodes = ids.map { byID[$0]! }
 
         let demandPoints = inputs.demand
@@ -156,10 +157,9 @@ public struct RewardLedger: Sendable {
 
     public func row(for node: String) -> RewardRow? {
         var lo = 0, hi = rows.count
-        let key = Array(node.utf8)
         while lo < hi {
             let mid = (lo + hi) / 2
-            if Array(rows[mid].node.utf8).lexicographicallyPrecedes(key) { lo = mid + 1 } else { hi = mid }
+            if rows[mid].node < node { lo = mid + 1 } else { hi = mid }
         }
         return lo < rows.count && rows[lo].node == node ? rows[lo] : nil
     }

@@ -106,7 +106,7 @@ public struct RewardParameterProblem: Error, Hashable, Sendable, CustomStringCon
 }
 
 /// Epochs: epoch `e` covers `[e·E, (e+1)·E)` seconds since the Unix epoch, the QoS schedule's
-/// epochs (Specs/qos.md "Epochs"), so that a node's V and its reward describe the same time.
+/// epochs (the QoS protocol's, issue 14), so that a node's V and its reward describe the same time.
 public struct RewardEpochs: Hashable, Sendable {
     public var epochSeconds: UInt64
 

@@ -20,6 +20,12 @@ PATHS = {
     "/listMediaNodes": "GET",
     "/register": "POST",
     "/deregister": "POST",
+    "/rewards": "GET",
+    "/rewards.csv": "GET",
+    "/": "GET",
+    "/dashboard/overview": "GET",
+    "/dashboard/nodes": "GET",
+    "/dashboard/dashboard.js": "GET",
 }
 METHODS_THAT_WORK = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 # Right form, but outside the range of valid Ed25519 PeerIDs (12D3KooW9pNA…..12D3KooWT3gY…).
