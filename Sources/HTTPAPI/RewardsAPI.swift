@@ -59,7 +59,10 @@ public enum RewardsAPI {
             let report = try lookup(params, backend: backend)
             var json = RewardsJSON(report)
             // A filter, not a lookup: a PeerID the ledger does not hold gives no rows.
-            if let node = params["node"] { json.nodes = json.nodes.filter { $0.nodeId == node } }
+            if let node = params["node"] {
+                guard node.utf8.count <= 128 else { throw APIError.badParameter("node", "a PeerID is at most 128 characters (Ed25519 ones are 52)") }
+                json.nodes = json.nodes.filter { $0.nodeId == node }
+            }
             return try RegistryAPI.json(json)
         }
         router.get("/rewards.csv") { request, _ in
