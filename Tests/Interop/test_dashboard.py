@@ -7,11 +7,14 @@ Screenshots are kept as test artifacts in the test's tmp dir (pytest's --basetem
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import math
 import random
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +27,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 import drtc_helpers as h
+from test_media_chromium import WEB, Browser  # the media suite's fake-camera page and browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -153,6 +157,12 @@ def test_dashboard_shows_the_mesh_and_updates_when_a_node_joins(node_factory, pa
     assert same_origin_resources(page, first.url) == []
     assert page.console_errors() == []
     assert page.js("return window.dashboard.stats.errors") == []
+    # Assets revalidate with their ETag (a node upgraded in place serves its new page at once).
+    for asset in ("/", "/dashboard/dashboard.js", "/dashboard/coastline.json"):
+        r = first.get(asset)
+        assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+        again = requests.get(first.url + asset, headers={"If-None-Match": r.headers["ETag"]}, timeout=10)
+        assert again.status_code == 304 and again.content == b"", asset
 
 
 def sign_many(count: int, seed: int) -> list[bytes]:
@@ -282,3 +292,46 @@ def test_invalid_reward_parameters_stop_the_node(tmp_path: Path) -> None:
         done = h.run_cli(h.node_args(tmp_path / "bad", extra=flags))
         assert done.returncode == 2, (flags, done.stderr)
         assert setting in done.stderr, done.stderr
+
+
+def test_dashboard_lists_this_nodes_rooms_and_sessions(node: h.NodeProcess, pages, tmp_path: Path) -> None:
+    """A Chromium publisher (WHIP) and a viewer (WHEP) in one room: the node's dashboard lists
+    the room with one publisher, one viewer and its tracks; it goes when they leave."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(WEB))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    media_page = f"http://127.0.0.1:{server.server_address[1]}/media.html"
+    publisher = viewer = None
+    try:
+        publisher = Browser(media_page)
+        publisher.call("window.publish(arguments[0], 'dash-room', false, 320, 240)", node.url)
+        publisher.wait_status("published")
+        viewer = Browser(media_page)
+        viewer.call("window.view(arguments[0], 'dash-room', null)", node.url)
+        viewer.wait_status("viewing")
+
+        page = pages(node.url + "/")
+
+        def room_row() -> list[str]:
+            return page.js("""
+                const row = [...document.querySelectorAll('#rooms tbody tr')].find(r => r.cells[0].textContent === 'dash-room');
+                return row ? [...row.cells].map(c => c.textContent) : [];""")
+
+        h.wait_for("dash-room with 1 publisher and 1 viewer", lambda: room_row()[:3] == ["dash-room", "1", "1"], 60,
+                   last_seen=room_row)
+        assert int(room_row()[3]) >= 1  # the fake camera's video (and audio) tracks
+        assert "2 sessions" in page.text("media-summary")
+        page.screenshot(tmp_path / "dashboard-room.png")
+        viewer.quit()
+        viewer = None
+        publisher.quit()
+        publisher = None
+        # The sessions end (DTLS close or consent timeout) and the room goes.
+        h.wait_for("dash-room gone", lambda: room_row() == [], 90, last_seen=room_row)
+        assert page.console_errors() == []
+    finally:
+        for b in (viewer, publisher):
+            if b is not None:
+                b.quit()
+        server.shutdown()
