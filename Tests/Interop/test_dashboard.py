@@ -297,9 +297,11 @@ def test_invalid_reward_parameters_stop_the_node(tmp_path: Path) -> None:
 def test_dashboard_lists_this_nodes_rooms_and_sessions(node: h.NodeProcess, pages, tmp_path: Path) -> None:
     """A Chromium publisher (WHIP) and a viewer (WHEP) in one room: the node's dashboard lists
     the room with one publisher, one viewer and its tracks; it goes when they leave."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(WEB))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(WEB)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     media_page = f"http://127.0.0.1:{server.server_address[1]}/media.html"
     publisher = viewer = None
