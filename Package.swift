@@ -63,6 +63,9 @@ let package = Package(
         .target(name: "SFU", dependencies: ["RTC"]),
         // Allocation policy, signed RPC, media tokens, cascade placements (Specs/orchestrator.md, rpc.md).
         .target(name: "Orchestrator", dependencies: ["Identity", "Registry"]),
+        // Rewards (whitepaper 2.3, Specs/rewards.md): scores, unit and session reward, the
+        // per-epoch ledger; plain-value inputs filled by the node from checkable evidence.
+        .target(name: "Rewards", dependencies: ["Identity", "Registry"]),
 
         // MARK: adapters
         .target(
@@ -90,18 +93,26 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Registry", "Identity", "Orchestrator", "SFU",
+                "Registry", "Identity", "Orchestrator", "SFU", "Rewards",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            // The dashboard's page, script and map, compiled into the binary: a node serves
+            // every asset itself and the page makes no request elsewhere (Specs/dashboard.md).
+            resources: [
+                .embedInCode("Dashboard/index.html"),
+                .embedInCode("Dashboard/dashboard.js"),
+                .embedInCode("Dashboard/dashboard.css"),
+                .embedInCode("Dashboard/coastline.json"),
             ]
         ),
         .target(
             name: "Node",
             dependencies: [
                 "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RegistryGossip",
-                "RTC", "SFU", "MediaNIO", "Orchestrator",
+                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -126,7 +137,7 @@ let package = Package(
             name: "drtc-bench",
             dependencies: [
                 "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
-                "RTC", "SFU", "MediaNIO", "Orchestrator",
+                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -165,12 +176,13 @@ let package = Package(
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Registry", "Identity"]),
+        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p", "Orchestrator",
+                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p", "Orchestrator", "Rewards",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -25,7 +25,9 @@ public enum RegistryAPI {
         ("/register", [.post]),
         ("/deregister", [.post]),
         ("/allocate", [.post]),
-    ]
+        ("/rewards", [.get]),
+        ("/rewards.csv", [.get]),
+    ] + DashboardAPI.paths.map { ($0, [.get]) }
     static let allowedMethods: [String: [HTTPRequest.Method]] = Dictionary(uniqueKeysWithValues: routes.map { ($0.path, $0.methods) })
 
     public static func router(backend: some RegistryBackend, metrics: DrtcMetrics) -> Router<BasicRequestContext> {

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import Registry
 import RegistryGossip
+import Rewards
 import ServiceLifecycle
 import Store
 import Synchronization
@@ -31,12 +32,15 @@ public final class DrtcNode: Sendable {
     public let metrics: DrtcMetrics
     public let host: Libp2pHost
     let gossip: MeshGossip
+    let rewards: RewardsService
+    /// When this node started (Unix ms): the dashboard's uptime.
+    let startedAtMs: UInt64
     let logger: Logger
     /// Media sessions now, published in the record's load (the orchestrator's input).
     let liveSessions = Mutex<UInt32>(0)
     private let dataDirLock: DataDirLock
     /// Set by `run` once the media service exists; `/health` reports it.
-    private let media = Synchronization.Mutex<MediaService?>(nil)
+    let media = Synchronization.Mutex<MediaService?>(nil)
 
     public var peerID: PeerID { identity.peerID }
 
@@ -44,6 +48,7 @@ public final class DrtcNode: Sendable {
     public init(config: NodeConfig, logger: Logger, clock: @escaping @Sendable () -> UInt64 = wallClockMs) throws {
         self.config = config
         self.logger = logger
+        startedAtMs = clock()
         let loaded = try KeyFile.loadOrCreate(dataDir: config.dataDir)
         // One process per data dir: two nodes sharing an identity would overwrite each
         // other's records and tombstones.
@@ -69,6 +74,8 @@ public final class DrtcNode: Sendable {
         gossipParameters.forwardDelayMs = config.gossipForwardDelayMs
         gossip = MeshGossip(host: host, identity: identity, registry: registry, metrics: metrics, logger: logger,
                             heartbeatMs: config.gossipHeartbeatMs, parameters: gossipParameters, clock: clock)
+        rewards = RewardsService(epochSeconds: config.qosEpochSeconds, parameters: config.rewardParameters,
+                                 registry: registry, metrics: metrics, logger: logger, me: identity.peerID)
     }
 
     /// The refresh interval and TTL this node promises now (Specs/gossip.md "Liveness").
@@ -129,6 +136,9 @@ public final class DrtcNode: Sendable {
         OrchestratorAPI.add(to: router, backend: orchestration)
         // --open-media true: today's open WHIP/WHEP; else tokens and redirects (Specs/orchestrator.md).
         MediaAPI.add(to: router, media: media, access: config.openMedia ? nil : orchestration)
+        let backend = Backend(node: self)
+        RewardsAPI.add(to: router, backend: backend)
+        DashboardAPI.add(to: router, backend: backend)
         let app = Application(
             router: router,
             // Idle keep-alive connections (and requests that never complete) are closed.
@@ -153,7 +163,7 @@ public final class DrtcNode: Sendable {
         // Shutdown runs in reverse order: the API stops first, then the registry writes the
         // tombstone and closes LMDB, then the mesh closes its connections.
         let group = ServiceGroup(configuration: .init(
-            services: [mesh, media, lifecycle, orchestration, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [mesh, media, lifecycle, orchestration, rewards, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch where boundPort.get() == nil {
@@ -281,6 +291,51 @@ struct Backend: RegistryBackend {
     }
 
     func nowMs() -> UInt64 { node.registry.clock() }
+}
+
+extension Backend: RewardsBackend, DashboardBackend {
+    func rewardLedger(epoch: UInt64?) throws(RewardsLookupError) -> RewardsReport {
+        try node.rewards.report(epoch: epoch)
+    }
+
+    func dashboardOverview() async -> DashboardOverview {
+        let health = node.health()
+        let now = node.registry.clock()
+        let epochs = node.rewards.epochs
+        let e = epochs.epoch(atMs: now)
+        let media = await node.media.withLock({ $0 })?.dashboardMedia()
+            ?? DashboardOverview.Media(status: "unavailable", sessions: 0, producers: 0, consumers: 0, rooms: [])
+        let own = node.registry.withReplica { $0.table[node.peerID] }
+        return DashboardOverview(
+            peerId: health.peerId, region: node.config.region.rawValue,
+            position: node.config.geo.map { .init(latitude: $0.latitude, longitude: $0.longitude) },
+            version: health.version, status: health.status, url: own?.record.url ?? "", multiaddrs: health.multiaddrs,
+            startedAtMs: node.startedAtMs, nowMs: now, peers: health.peers, records: health.records, tableDigest: health.tableDigest,
+            // SEAM (QoS merge): this node's score from the QoS aggregate.
+            qos: .init(score: nil, measured: false, source: "none: QoS scores arrive with the QoS protocol"),
+            epoch: .init(epoch: e, epochSeconds: epochs.epochSeconds, startMs: epochs.startMs(e), endMs: epochs.endMs(e)),
+            rewards: node.rewards.ownHistory(count: 6), rewardSources: RewardsService.phaseASources, media: media)
+    }
+
+    func dashboardNodesVersion() -> String {
+        let generation = node.registry.withReplica { $0.table.generation }
+        // Liveness changes with time alone (a record expires): the second is part of the version.
+        return "\(generation)-\(node.registry.clock() / 1000)"
+    }
+
+    func dashboardNodes() -> [DashboardNodeRow] {
+        let now = node.registry.clock()
+        return node.registry.withReplica { replica in
+            replica.table.liveRecords(nowMs: now).map { signed in
+                let r = signed.record
+                return DashboardNodeRow(
+                    nodeId: r.nodeID.description, region: r.region, latitude: r.geo?.latitude, longitude: r.geo?.longitude,
+                    load: 1 - r.loadHeadroom, sessions: Int(r.load.activeSessions), maxSessions: Int(r.capacity.maxSessions),
+                    // SEAM (QoS merge): the record's qos.score.
+                    qos: nil, version: r.version, expiresAtMs: signed.expiresAtMs, url: r.url)
+            }
+        }
+    }
 }
 
 extension APIError {

@@ -66,6 +66,20 @@ final class MediaService: Service, MediaSignaling {
             : MediaHealth(status: "unavailable", udp: "\(engine.localAddress)", error: "media socket closed (\(socket.lastError ?? "unknown")); rebinding")
     }
 
+    /// The rooms panel of the dashboard: this node's rooms and sessions now.
+    func dashboardMedia() async -> DashboardOverview.Media {
+        let status = health().status
+        guard let engine = engine.withLock({ $0 }) else {
+            return DashboardOverview.Media(status: status, sessions: 0, producers: 0, consumers: 0, rooms: [])
+        }
+        let snapshot = engine.snapshot
+        let rooms = await engine.roomSummaries().map {
+            DashboardOverview.Room(room: $0.room, publishers: $0.publishers, viewers: $0.viewers, tracks: $0.tracks)
+        }
+        return DashboardOverview.Media(status: status, sessions: snapshot.sessions, producers: snapshot.producers,
+                                       consumers: snapshot.consumers, rooms: rooms)
+    }
+
     // MARK: MediaSignaling
 
     /// The engine, else the 503 `media_unavailable` that WHIP/WHEP and the RPCs answer. With

@@ -1,6 +1,7 @@
 import Identity
 import Registry
 import RegistryGossip
+import Rewards
 
 import Foundation
 import Libp2p
@@ -80,6 +81,11 @@ public struct NodeConfig: Sendable {
     /// When set, only these orchestrators may command this node (RPC) and sign its media
     /// tokens; otherwise any node with a live registry record (Specs/rpc.md "Accepted keys").
     public var trustedOrchestrators: [PeerID] = []
+    /// The epoch length shared by QoS and rewards (`--qos-epoch`; the QoS protocol, issue 14). The
+    /// QoS schedule owns this setting once QoS is merged; rewards read its epoch length.
+    public var qosEpochSeconds: UInt32 = 1320
+    /// The reward function's parameters (Specs/rewards.md "Parameters"), the same on every node.
+    public var rewardParameters = RewardParameters.standard
 
     public init() {}
 
@@ -115,6 +121,14 @@ public struct NodeConfig: Sendable {
         Setting(name: "admin-api", repeats: false, help: "true|false: serve /admin/deny and /admin/allow (connection gater) to loopback clients (default false)"),
         Setting(name: "open-media", repeats: false, help: "true|false: accept WHIP/WHEP without a media token (default false: a token from POST /allocate is required)"),
         Setting(name: "trusted-orchestrator", repeats: true, help: "PeerID of an orchestrator allowed to command this node and sign its media tokens, repeatable (none: any node with a live registry record)"),
+        Setting(name: "qos-epoch", repeats: false, help: "QoS epoch in seconds, the same on every node (default 1320)"),
+        Setting(name: "reward-weights", repeats: false, help: "w_A,w_H,w_L,w_C: weights of availability, history, location, coverage, summing to 1 (default 0.4,0.2,0.2,0.2)"),
+        Setting(name: "reward-k", repeats: false, help: "curvature k of the reward's sigmoid in V (default 10)"),
+        Setting(name: "reward-r-asym", repeats: false, help: "asymptote r_asym of the unit reward, 0 < r_asym <= 2 (default 1)"),
+        Setting(name: "reward-h-min", repeats: false, help: "lower bound H_min of the history score, 0..1 (default 0.5)"),
+        Setting(name: "reward-location-radius-km", repeats: false, help: "radius of the participant demand counted in the location score (default 500)"),
+        Setting(name: "reward-coverage-radius-km", repeats: false, help: "radius of the media-node density counted in the coverage score (default 500)"),
+        Setting(name: "reward-stream-kbps", repeats: false, help: "b_av, the bitrate of one stream in the data-supplied formula, kbit/s (default 700)"),
     ]
 
     /// Resolves settings from their sources. `flags` holds what was given on the command line
@@ -243,11 +257,41 @@ public struct NodeConfig: Sendable {
                 return id
             }
         }
+        if let v: UInt32 = try uint("qos-epoch", 10...86_400) { qosEpochSeconds = v }
+        try parseRewardParameters(one)
         if let l = one("log-level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(l) else { throw ConfigError("--log-level", "expected one of \(levels.joined(separator: "|")), got '\(l)'") }
             logLevel = l
         }
+    }
+
+    /// The `--reward-*` settings, then the whole parameter set's validation (weights summing
+    /// to 1 can only be checked together).
+    mutating func parseRewardParameters(_ one: (String) -> String?) throws {
+        func number(_ name: String) throws -> Double? {
+            guard let text = one(name) else { return nil }
+            guard let v = Double(text.trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                throw ConfigError("--\(name)", "expected a number, got '\(text)'")
+            }
+            return v
+        }
+        var p = rewardParameters
+        if let text = one("reward-weights") {
+            let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard parts.count == 4, let a = parts[0], let h = parts[1], let l = parts[2], let c = parts[3] else {
+                throw ConfigError("--reward-weights", "expected four numbers w_A,w_H,w_L,w_C summing to 1 (e.g. 0.4,0.2,0.2,0.2), got '\(text)'")
+            }
+            p.weights = .init(availability: a, history: h, location: l, coverage: c)
+        }
+        if let v = try number("reward-k") { p.k = v }
+        if let v = try number("reward-r-asym") { p.rAsym = v }
+        if let v = try number("reward-h-min") { p.hMin = v }
+        if let v = try number("reward-location-radius-km") { p.locationRadiusKm = v }
+        if let v = try number("reward-coverage-radius-km") { p.coverageRadiusKm = v }
+        if let v = try number("reward-stream-kbps") { p.streamBitrateKbps = v }
+        if let problem = p.problem { throw ConfigError(problem.setting, problem.message) }
+        rewardParameters = p
     }
 
     static func parseMultiaddr(_ text: String, setting: String, example: String) throws -> Multiaddr {

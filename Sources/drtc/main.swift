@@ -85,6 +85,22 @@ struct NodeCommand: AsyncParsableCommand {
     var openMedia: String?
     @Option(name: .customLong("trusted-orchestrator"), help: "PeerID of an orchestrator allowed to command this node and sign its media tokens; repeatable (none: any node with a live registry record).")
     var trustedOrchestrators: [String] = []
+    @Option(name: .customLong("qos-epoch"), help: "QoS epoch in seconds, the same on every node (default 1320).")
+    var qosEpoch: String?
+    @Option(name: .customLong("reward-weights"), help: "w_A,w_H,w_L,w_C: weights of availability, history, location and coverage in the unit reward, summing to 1 (default 0.4,0.2,0.2,0.2).")
+    var rewardWeights: String?
+    @Option(name: .customLong("reward-k"), help: "Curvature k of the unit reward's sigmoid in the QoS score V (default 10).")
+    var rewardK: String?
+    @Option(name: .customLong("reward-r-asym"), help: "Asymptote r_asym of the unit reward, 0 < r_asym <= 2 (default 1).")
+    var rewardRAsym: String?
+    @Option(name: .customLong("reward-h-min"), help: "Lower bound H_min of the history score, 0..1 (default 0.5).")
+    var rewardHMin: String?
+    @Option(name: .customLong("reward-location-radius-km"), help: "Radius of the participant demand counted in the location score, km (default 500).")
+    var rewardLocationRadius: String?
+    @Option(name: .customLong("reward-coverage-radius-km"), help: "Radius of the media-node density counted in the coverage score, km (default 500).")
+    var rewardCoverageRadius: String?
+    @Option(name: .customLong("reward-stream-kbps"), help: "b_av, the bitrate of one stream in the data-supplied formula, kbit/s (default 700).")
+    var rewardStreamKbps: String?
 
     func run() async throws {
         var flags: [String: [String]] = [:]
@@ -95,6 +111,9 @@ struct NodeCommand: AsyncParsableCommand {
             ("ttl", ttl), ("log-level", logLevel), ("min-peers", minPeers), ("max-peers", maxPeers),
             ("gossip-heartbeat-ms", gossipHeartbeatMs), ("gossip-forward-delay-ms", gossipForwardDelayMs), ("sync-interval", syncInterval), ("admin-api", adminAPI),
             ("open-media", openMedia),
+            ("qos-epoch", qosEpoch), ("reward-weights", rewardWeights), ("reward-k", rewardK), ("reward-r-asym", rewardRAsym),
+            ("reward-h-min", rewardHMin), ("reward-location-radius-km", rewardLocationRadius),
+            ("reward-coverage-radius-km", rewardCoverageRadius), ("reward-stream-kbps", rewardStreamKbps),
         ]
         for (name, value) in single { if let value { flags[name] = [value] } }
         if !listen.isEmpty { flags["listen"] = listen }

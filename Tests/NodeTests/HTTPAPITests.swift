@@ -35,7 +35,8 @@ import FoundationNetworking
 
     /// Runs a node with an ephemeral API port, hands its base URL to `body`, then shuts it
     /// down gracefully (as SIGTERM would) and returns its data dir.
-    static func withNode(geo: GeoPoint? = GeoPoint(latitude: 52.52, longitude: 13.4), _ body: @escaping @Sendable (String, DrtcNode) async throws -> Void) async throws -> String {
+    static func withNode(geo: GeoPoint? = GeoPoint(latitude: 52.52, longitude: 13.4), configure: (inout NodeConfig) -> Void = { _ in },
+                         _ body: @escaping @Sendable (String, DrtcNode) async throws -> Void) async throws -> String {
         var config = NodeConfig()
         config.dataDir = tempDir("http")
         config.api = HostPort(host: "127.0.0.1", port: 0)
@@ -43,6 +44,7 @@ import FoundationNetworking
         config.media = HostPort(host: "127.0.0.1", port: 0)
         config.listen = [try Multiaddr("/ip4/127.0.0.1/tcp/0")]
         config.geo = geo
+        configure(&config)
         let node = try DrtcNode(config: config, logger: Logger(label: "test"))
         try await testGracefulShutdown { trigger in
             let (stream, cont) = AsyncStream.makeStream(of: HostPort.self)
