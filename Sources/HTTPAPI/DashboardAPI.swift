@@ -78,7 +78,7 @@ public struct DashboardOverview: Codable, Sendable {
         public var publishers: Int
         public var viewers: Int
         public var tracks: Int
-        /// Node-to-node pipes of this room (cascades); empty until the orchestrator ships.
+        /// The far nodes (PeerIDs) of this room's node-to-node pipes (its cascade).
         public var pipes: [String]
         public init(room: String, publishers: Int, viewers: Int, tracks: Int, pipes: [String] = []) {
             self.room = room

@@ -174,11 +174,6 @@ public final class MediaEngine: Sendable {
         (try? await onLoop { server, _, _ in server.memoryFootprint(room: room) }) ?? nil
     }
 
-    /// Every room on this node (the dashboard).
-    public func roomSummaries() async -> [RoomSummary] {
-        (try? await onLoop { server, _, _ in server.roomSummaries }) ?? []
-    }
-
     public var snapshot: MediaSnapshot {
         var s = snapshotBox.withLock { $0 }
         s.socket = socketStatus.withLock { $0 }

@@ -73,8 +73,9 @@ final class MediaService: Service, MediaSignaling {
             return DashboardOverview.Media(status: status, sessions: 0, producers: 0, consumers: 0, rooms: [])
         }
         let snapshot = engine.snapshot
-        let rooms = await engine.roomSummaries().map {
-            DashboardOverview.Room(room: $0.room, publishers: $0.publishers, viewers: $0.viewers, tracks: $0.tracks)
+        let rooms = await engine.roomStatus(nil).sorted { $0.room < $1.room }.map {
+            DashboardOverview.Room(room: $0.room, publishers: $0.publishers, viewers: $0.viewers, tracks: $0.tracks,
+                                   pipes: $0.pipes.map(\.peer))
         }
         return DashboardOverview.Media(status: status, sessions: snapshot.sessions, producers: snapshot.producers,
                                        consumers: snapshot.consumers, rooms: rooms)

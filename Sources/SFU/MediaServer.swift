@@ -188,17 +188,6 @@ public final class MediaServer {
         return events
     }
 
-    /// Every room on this node, by name: its WHIP and WHEP sessions and its producers (the
-    /// dashboard's rooms panel).
-    public var roomSummaries: [RoomSummary] {
-        var publishers: [String: Int] = [:]
-        for s in sessions.values where s.role == .publisher { publishers[s.room, default: 0] += 1 }
-        return rooms.keys.sorted().map { name in
-            let state = rooms[name]!
-            return RoomSummary(room: name, publishers: publishers[name] ?? 0, viewers: state.viewers.count, tracks: state.producers.count)
-        }
-    }
-
     // MARK: signalling (WHIP / WHEP)
 
     /// A WHIP publisher: every audio/video m-section it sends becomes a producer of `room`.
