@@ -71,6 +71,8 @@ PROTOC_GEN_SWIFT ?= $(shell command -v protoc-gen-swift)
 proto: deps
 	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
 		--swift_out=Sources/Registry/Generated -I Specs Specs/registry.proto
+	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
+		--swift_out=Sources/QoS/Generated -I Specs Specs/qos.proto
 
 clean:
 	rm -rf .build $(VENV)

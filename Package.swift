@@ -51,14 +51,24 @@ let package = Package(
         .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
         // The registry's gossip policy (validation pipeline, parameters, dial planner), shared
         // by the production shell (Node) and the simulator.
-        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub"]),
+        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub", "QoS"]),
         // The simulator: virtual clock, simulated links, scenarios, reports (Specs/simulation.md).
-        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip"]),
+        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip", "QoS"]),
 
         // STUN, ICE-lite, DTLS (OpenSSL memory BIOs), SRTP (libsrtp2), SDP, RTP/RTCP: value types
         // and state machines; OpenSSL and libsrtp2 only ever see memory buffers.
         .target(name: "RTC", dependencies: ["Identity", "COpenSSL", "CSRTP"]),
         .target(name: "SFU", dependencies: ["RTC"]),
+        // QoS tests (Specs/qos.md): epochs, verifiable assignment (ECVRF tickets), the
+        // challenger's measurement and the whitepaper's scores, the test stream, signed
+        // reports, the replicated report set and its aggregation. Pure.
+        .target(
+            name: "QoS",
+            dependencies: [
+                "Identity", "Registry", "RTC", "SFU",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
 
         // MARK: adapters
         .target(
@@ -86,7 +96,7 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Registry", "Identity",
+                "Registry", "Identity", "QoS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -97,7 +107,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RegistryGossip",
-                "RTC", "SFU", "MediaNIO",
+                "RTC", "SFU", "MediaNIO", "QoS",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -119,7 +129,7 @@ let package = Package(
             name: "drtc-bench",
             dependencies: [
                 "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
-                "RTC", "SFU", "MediaNIO",
+                "RTC", "SFU", "MediaNIO", "QoS",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -150,7 +160,8 @@ let package = Package(
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity", "QoS"]),
+        .testTarget(name: "QoSTests", dependencies: ["QoS", "Identity", "Registry", "RTC", "SFU", "RegistryGossip", "Gossipsub"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [

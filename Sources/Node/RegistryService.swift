@@ -25,19 +25,8 @@ public func wallClockMs() -> UInt64 {
 /// in-memory replica, and only then answers the callers. Under load, one fsync covers many
 /// merges; nothing is acknowledged before it is on disk.
 public final class RegistryService: Sendable {
-    struct Pending {
-        var records: [SignedRecord]
-        var continuation: CheckedContinuation<[MergeOutcome], any Error>
-    }
-
-    struct Queue {
-        var pending: [Pending] = []
-        var draining = false
-    }
-
     private let replica: Mutex<RegistryReplica>
-    private let queue = Mutex(Queue())
-    private let writer = DispatchQueue(label: "drtc.registry.writer")
+    private let committer: Mutex<GroupCommitter<SignedRecord, MergeOutcome>?> = Mutex(nil)
     let store: RegistryStore
     let metrics: DrtcMetrics
     let logger: Logger
@@ -63,8 +52,15 @@ public final class RegistryService: Sendable {
         }
         logger.info("registry opened", metadata: ["records": "\(loaded.records.count)", "path": "\(directory)"])
         self.replica = Mutex(replica)
+        let committer = GroupCommitter<SignedRecord, MergeOutcome>(label: "drtc.registry.writer", maxBatch: Self.maxBatch) { [weak self] batch in
+            guard let self else { throw CancellationError() }
+            return try self.process(batch)
+        }
+        self.committer.withLock { $0 = committer }
         metrics.onScrape { [weak self] in self?.updateGauges() }
     }
+
+    private var writer: GroupCommitter<SignedRecord, MergeOutcome> { committer.withLock { $0! } }
 
     /// Verifies and merges one encoded record; returns after a winning record is committed.
     public func submit(encoded: [UInt8]) async throws -> SubmitResult {
@@ -81,42 +77,18 @@ public final class RegistryService: Sendable {
 
     /// Merges verified records; returns their outcomes once the winners are committed.
     public func merge(_ records: [SignedRecord]) async throws -> [MergeOutcome] {
-        guard !records.isEmpty else { return [] }
-        return try await withCheckedThrowingContinuation { continuation in
-            let schedule = queue.withLock { q in
-                q.pending.append(Pending(records: records, continuation: continuation))
-                if q.draining { return false }
-                q.draining = true
-                return true
-            }
-            if schedule { writer.async { self.drain() } }
-        }
+        try await writer.submit(records)
     }
 
-    private func drain() {
-        while true {
-            let batch: [Pending] = queue.withLock { q in
-                var taken: [Pending] = []
-                var count = 0
-                while !q.pending.isEmpty, count < Self.maxBatch {
-                    count += q.pending[0].records.count
-                    taken.append(q.pending.removeFirst())
-                }
-                if taken.isEmpty { q.draining = false }
-                return taken
-            }
-            if batch.isEmpty { return }
-            process(batch)
-        }
-    }
-
-    private func process(_ batch: [Pending]) {
+    /// One group commit: decides winners against the table, commits them in one durable
+    /// transaction, then publishes them to the in-memory replica.
+    private func process(_ batch: [[SignedRecord]]) throws -> [[MergeOutcome]] {
         let now = clock()
         let snapshot = replica.withLock { $0.table }
         var winners: [PeerID: (new: SignedRecord, previous: SignedRecord?)] = [:]
         var outcomes: [[MergeOutcome]] = []
-        for p in batch {
-            outcomes.append(p.records.map { r in
+        for records in batch {
+            outcomes.append(records.map { r in
                 let current = winners[r.nodeID]?.new ?? snapshot[r.nodeID]
                 let o = RegistryTable.outcome(of: r, against: current, nowMs: now, garbageCollectionMs: snapshot.garbageCollectionMs)
                 if o == .accepted { winners[r.nodeID] = (r, winners[r.nodeID]?.previous ?? snapshot[r.nodeID]) }
@@ -127,19 +99,15 @@ public final class RegistryService: Sendable {
             try store.commit(winners: Array(winners.values))
         } catch {
             logger.error("registry commit failed; merges not acknowledged", metadata: ["error": "\(error)", "records": "\(winners.count)"])
-            for p in batch { p.continuation.resume(throwing: error) }
-            return
+            throw error
         }
         if !winners.isEmpty {
             replica.withLock { rep in
                 for w in winners.values { rep.merge(w.new, nowMs: now) }
             }
         }
-        for (p, o) in zip(batch, outcomes) {
-            o.forEach(metrics.recordMerge)
-            p.continuation.resume(returning: o)
-        }
-
+        for o in outcomes { o.forEach(metrics.recordMerge) }
+        return outcomes
     }
 
     /// Drops records past the GC horizon from memory and disk.
@@ -149,7 +117,7 @@ public final class RegistryService: Sendable {
             rep.table.records.filter { $0.hlc.wallMs &+ rep.table.garbageCollectionMs < now }
         }
         guard !dropped.isEmpty else { return }
-        try writer.sync { try store.commit(winners: [], deletions: dropped) }
+        try writer.onWriter { try store.commit(winners: [], deletions: dropped) }
         _ = replica.withLock { $0.collectGarbage(nowMs: now) }
         logger.info("registry garbage-collected old entries", metadata: ["count": "\(dropped.count)"])
     }
@@ -178,6 +146,6 @@ public final class RegistryService: Sendable {
 
     /// Waits for queued merges, then closes LMDB.
     public func close() {
-        writer.sync { store.close() }
+        writer.onWriter { store.close() }
     }
 }
