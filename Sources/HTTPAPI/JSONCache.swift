@@ -1,3 +1,5 @@
+import Identity
+import QoS
 import Registry
 import Synchronization
 
@@ -36,25 +38,32 @@ final class RecordJSONCache: Sendable {
         return json
     }
 
-    /// `{"nodes":[…]}` with `distanceKm` first in each object when known.
-    func nodeList(_ nodes: [(record: SignedRecord, distanceKm: Double?)]) -> [UInt8] {
+    /// `{"nodes":[…]}` with `distanceKm` (when known) and `qos` (when the node runs QoS) first
+    /// in each object.
+    func nodeList(_ nodes: [(record: SignedRecord, distanceKm: Double?)], qos: (PeerID) -> NodeQoS? = { _ in nil }) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(nodes.count * 1100 + 16)
+        out.reserveCapacity(nodes.count * 1300 + 16)
         out += Array(#"{"nodes":["#.utf8)
         for (i, node) in nodes.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            let json = self.json(for: node.record)
-            if let km = node.distanceKm, json.count > 2 {
-                let rounded = (km * 1000).rounded() / 1000
-                out += Array(#"{"distanceKm":"#.utf8)
-                out += Array("\(rounded)".utf8)
-                out.append(UInt8(ascii: ","))
-                out += json.dropFirst()
-            } else {
-                out += json
-            }
+            var fields: [[UInt8]] = []
+            if let km = node.distanceKm { fields.append(Array(#""distanceKm":\#((km * 1000).rounded() / 1000)"#.utf8)) }
+            if let q = qos(node.record.nodeID) { fields.append(QoSJSON(q).field) }
+            out += Self.splice(json(for: node.record), fields: fields)
         }
         out += Array("]}".utf8)
+        return out
+    }
+
+    /// A JSON object with `fields` (each `"name":value`) inserted first.
+    static func splice(_ object: [UInt8], fields: [[UInt8]]) -> [UInt8] {
+        guard !fields.isEmpty, object.count > 2 else { return object }
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        for f in fields {
+            out += f
+            out.append(UInt8(ascii: ","))
+        }
+        out += object.dropFirst()
         return out
     }
 }

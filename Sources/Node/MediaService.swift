@@ -9,12 +9,15 @@ import Synchronization
 
 /// The node's media engine (one UDP port, `--media`) and its WHIP/WHEP signalling.
 final class MediaService: Service, MediaSignaling {
-    private let engine: Mutex<MediaEngine?> = Mutex(nil)
+    private let engineBox: Mutex<MediaEngine?> = Mutex(nil)
     private let exported = Mutex(MediaSnapshot())
     private let config: NodeConfig
     private let metrics: DrtcMetrics
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    /// The running engine (nil while not bound).
+    var engine: MediaEngine? { engineBox.withLock { $0 } }
 
     init(config: NodeConfig, metrics: DrtcMetrics, logger: Logger) {
         self.config = config
@@ -31,7 +34,7 @@ final class MediaService: Service, MediaSignaling {
             let started = try await MediaEngine.start(
                 host: config.media.host, port: config.media.port, group: group, certificate: certificate,
                 configure: { $0.maxSessions = maxSessions }, logger: logger)
-            engine.withLock { $0 = started }
+            engineBox.withLock { $0 = started }
             metrics.onScrape { [weak self] in self?.exportMetrics() }
         } catch {
             logger.error("media disabled: cannot serve --media", metadata: ["media": "\(config.media)", "error": "\(error)"])
@@ -40,14 +43,14 @@ final class MediaService: Service, MediaSignaling {
 
     func run() async throws {
         try? await gracefulShutdown()
-        await engine.withLock { $0 }?.shutdown()
+        await engineBox.withLock { $0 }?.shutdown()
         try? await group.shutdownGracefully()
     }
 
     // MARK: MediaSignaling
 
     func offer(_ sdp: String, room: String, role: MediaRole, rid: String?) async throws -> MediaAnswer {
-        guard let engine = engine.withLock({ $0 }) else {
+        guard let engine = engineBox.withLock({ $0 }) else {
             throw APIError(.serviceUnavailable, code: "media_unavailable", "this node's media port \(config.media) could not be bound; see its log")
         }
         do {
@@ -63,7 +66,7 @@ final class MediaService: Service, MediaSignaling {
     }
 
     func end(session: String, room: String, role: MediaRole) async -> Bool {
-        guard let engine = engine.withLock({ $0 }) else { return false }
+        guard let engine = engineBox.withLock({ $0 }) else { return false }
         return await engine.close(session: session, room: room, role: role == .publisher ? .publisher : .viewer)
     }
 
@@ -90,7 +93,7 @@ final class MediaService: Service, MediaSignaling {
     // MARK: metrics
 
     private func exportMetrics() {
-        guard let engine = engine.withLock({ $0 }) else { return }
+        guard let engine = engineBox.withLock({ $0 }) else { return }
         let now = engine.snapshot
         let before = exported.withLock { e -> MediaSnapshot in
             defer { e = now }

@@ -1,3 +1,4 @@
+import QoS
 import Registry
 import RegistryGossip
 
@@ -73,6 +74,13 @@ public struct NodeConfig: Sendable {
     public var syncIntervalSeconds: UInt64 = 30
     /// Enables the loopback-only `/admin/*` endpoints (connection gater), for tests and operators.
     public var adminAPI = false
+    /// Run QoS tests as challenger and prover (Specs/qos.md). The set is replicated and scores
+    /// served either way.
+    public var qos = true
+    /// The network's QoS schedule (every node must run the same).
+    public var qosSchedule = QoSSchedule.standard
+    /// Payload rate of the test stream this node sends as prover.
+    public var qosBitrateKbps = 1000
 
     public init() {}
 
@@ -106,6 +114,11 @@ public struct NodeConfig: Sendable {
         Setting(name: "gossip-forward-delay-ms", repeats: false, help: "ms a validated message is held before it is forwarded (default 5; about one link latency on WAN meshes)"),
         Setting(name: "sync-interval", repeats: false, help: "seconds between anti-entropy syncs with a random peer (default 30)"),
         Setting(name: "admin-api", repeats: false, help: "true|false: serve /admin/deny and /admin/allow (connection gater) to loopback clients (default false)"),
+        Setting(name: "qos", repeats: false, help: "true|false: run QoS tests as challenger and prover (default true)"),
+        Setting(name: "qos-epoch", repeats: false, help: "QoS epoch in seconds, the same on every node (default 1320)"),
+        Setting(name: "qos-test-duration", repeats: false, help: "QoS test length in seconds; the rest of the epoch is setup (default 1200)"),
+        Setting(name: "qos-sample-interval", repeats: false, help: "seconds between QoS samples, >= 0.5 (default 5)"),
+        Setting(name: "qos-bitrate-kbps", repeats: false, help: "payload rate of the QoS test stream in kbit/s (default 1000)"),
     ]
 
     /// Resolves settings from their sources. `flags` holds what was given on the command line
@@ -222,6 +235,28 @@ public struct NodeConfig: Sendable {
                 throw ConfigError("--admin-api", "only allowed with a loopback --api (127.0.0.1, ::1, localhost), got \(api.host)")
             }
         }
+        if let q = one("qos") {
+            guard q == "true" || q == "false" else { throw ConfigError("--qos", "expected true or false, got '\(q)'") }
+            qos = q == "true"
+        }
+        if let v: UInt32 = try uint("qos-epoch", 10...86_400) { qosSchedule.epochSeconds = v }
+        if let v: UInt32 = try uint("qos-test-duration", 1...86_400) { qosSchedule.testSeconds = v }
+        else if one("qos-epoch") != nil {
+            // A shorter epoch alone keeps the default 2-minute setup where it fits, else 10 %.
+            let e = qosSchedule.epochSeconds
+            qosSchedule.testSeconds = e > 240 ? e - 120 : max(1, e - max(4, e / 10))
+        }
+        if let text = one("qos-sample-interval") {
+            guard let v = Double(text), v.isFinite, v >= 0.5, v <= 60 else {
+                throw ConfigError("--qos-sample-interval", "expected seconds 0.5..60, got '\(text)'")
+            }
+            qosSchedule.sampleIntervalMs = UInt32((v * 1000).rounded())
+        }
+        if let problem = qosSchedule.problem {
+            let setting = problem.hasPrefix("--") ? String(problem.prefix { $0 != " " }) : "--qos-test-duration"
+            throw ConfigError(setting, String(problem.dropFirst(problem.hasPrefix("--") ? setting.count + 1 : 0)))
+        }
+        if let v: Int = try uint("qos-bitrate-kbps", 50...100_000) { qosBitrateKbps = v }
         if let l = one("log-level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(l) else { throw ConfigError("--log-level", "expected one of \(levels.joined(separator: "|")), got '\(l)'") }

@@ -93,6 +93,15 @@ public final class QoSService: Sendable {
         return computed
     }
 
+    /// Gossip-time check (Specs/qos.md "Validation"): the prover's ticket for `epoch` is held
+    /// here and does not assign `challenger` even at twice τ (the last computed plan's).
+    public func isDefinitelyUnassigned(challenger: NodeKey, prover: NodeKey, epoch: UInt64) -> Bool {
+        guard epoch > 0, let beta = ledger.withLock({ $0.bundles(epoch: epoch - 1, challenger: prover).first?.nextBeta }),
+              let agg = cache.withLock({ $0.aggregate }) else { return false }
+        let plan = agg.epochs[epoch]?.plan ?? agg.plan(for: epoch, ticketsForEpoch: 1)
+        return !Sortition.selected(Sortition.pairDraw(proverBeta: beta, challenger: challenger), probability: min(1, 2 * plan.tau))
+    }
+
     /// `/health.qosDigest`.
     public func digest() -> String {
         let generation = ledger.withLock { $0.generation }

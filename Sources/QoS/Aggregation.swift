@@ -54,6 +54,11 @@ public struct EpochResult: Sendable {
 public struct ReportRef: Hashable, Sendable {
     public var bundle: SyncID
     public var prover: NodeKey
+
+    public init(bundle: SyncID, prover: NodeKey) {
+        self.bundle = bundle
+        self.prover = prover
+    }
 }
 
 /// The aggregation: a pure function of the bundle set, the network's schedule and the

@@ -215,15 +215,7 @@ public final class SignedQoSBundle: Sendable, Hashable {
     /// The `SignedQosBundle` protobuf.
     public var encoded: [UInt8] { Self.encode(body: body, signature: signature) }
 
-    static func encode(body: [UInt8], signature: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = [0x0a]
-        ProtoVarint.append(UInt64(body.count), to: &out)
-        out += body
-        out.append(0x12)
-        ProtoVarint.append(UInt64(signature.count), to: &out)
-        out += signature
-        return out
-    }
+    static func encode(body: [UInt8], signature: [UInt8]) -> [UInt8] { SignedEnvelope.encode(body: body, signature: signature) }
 
     /// Decodes and verifies a `SignedQosBundle`: every check that depends on the bytes alone,
     /// so that every replica accepts the same bundles into its set (Specs/qos.md "Validation").

@@ -1,4 +1,5 @@
 import Identity
+import Registry
 import SwiftProtobuf
 
 #if canImport(FoundationEssentials)
@@ -66,13 +67,19 @@ public enum TestSignalling {
         }
     }
 
-    public static func sign(_ r: Request, key: Ed25519KeyPair) -> [UInt8] {
+    public static func sign(_ r: Request, key: Ed25519KeyPair) -> [UInt8] { signed(r, key: key).bytes }
+
+    /// The signed request and the request with its `hash` set (what the response must name).
+    public static func signed(_ r: Request, key: Ed25519KeyPair) -> (bytes: [UInt8], request: Request) {
         var w = Drtc_Qos_V1_QosTestRequest()
         w.epoch = r.epoch
         w.challenger = Data(r.challenger.bytes)
         w.prover = Data(r.prover.bytes)
         w.offer = r.offer
-        return envelope(w, prefix: requestPrefix, key: key)
+        let (bytes, body) = envelope(w, prefix: requestPrefix, key: key)
+        var request = r
+        request.hash = SHA256.hash(body)
+        return (bytes, request)
     }
 
     public static func sign(_ r: Response, key: Ed25519KeyPair) -> [UInt8] {
@@ -84,7 +91,7 @@ public enum TestSignalling {
         w.status = r.status == .accepted ? .accepted : .refused
         w.answer = r.answer
         w.reason = r.reason
-        return envelope(w, prefix: responsePrefix, key: key)
+        return envelope(w, prefix: responsePrefix, key: key).bytes
     }
 
     /// Decodes and verifies a request signed by the challenger it names.
@@ -122,12 +129,9 @@ public enum TestSignalling {
         return Response(to: request, status: status, answer: w.answer, reason: w.reason)
     }
 
-    static func envelope(_ message: some SwiftProtobuf.Message, prefix: [UInt8], key: Ed25519KeyPair) -> [UInt8] {
+    static func envelope(_ message: some SwiftProtobuf.Message, prefix: [UInt8], key: Ed25519KeyPair) -> (bytes: [UInt8], body: [UInt8]) {
         let body: [UInt8] = (try? message.serializedBytes()) ?? []
-        var e = Drtc_Qos_V1_SignedQosTestMessage()
-        e.body = Data(body)
-        e.signature = Data(key.sign(prefix + body))
-        return (try? e.serializedBytes()) ?? []
+        return (SignedEnvelope.encode(body: body, signature: key.sign(prefix + body)), body)
     }
 
     static func open(_ bytes: [UInt8]) throws(Failure) -> ([UInt8], [UInt8]) {

@@ -81,6 +81,16 @@ struct NodeCommand: AsyncParsableCommand {
     var syncInterval: String?
     @Option(name: .customLong("admin-api"), help: "true|false: serve /admin/deny and /admin/allow to loopback clients (default false).")
     var adminAPI: String?
+    @Option(name: .customLong("qos"), help: "true|false: run QoS tests as challenger and prover (default true).")
+    var qos: String?
+    @Option(name: .customLong("qos-epoch"), help: "QoS epoch in seconds, the same on every node (default 1320).")
+    var qosEpoch: String?
+    @Option(name: .customLong("qos-test-duration"), help: "QoS test length in seconds; the rest of the epoch is setup (default 1200).")
+    var qosTestDuration: String?
+    @Option(name: .customLong("qos-sample-interval"), help: "Seconds between QoS samples, at least 0.5 (default 5).")
+    var qosSampleInterval: String?
+    @Option(name: .customLong("qos-bitrate-kbps"), help: "Payload rate of the QoS test stream in kbit/s (default 1000).")
+    var qosBitrateKbps: String?
 
     func run() async throws {
         var flags: [String: [String]] = [:]
@@ -90,6 +100,8 @@ struct NodeCommand: AsyncParsableCommand {
             ("bandwidth-down-kbps", bandwidthDown), ("cpu-cores", cpuCores), ("refresh-interval", refreshInterval),
             ("ttl", ttl), ("log-level", logLevel), ("min-peers", minPeers), ("max-peers", maxPeers),
             ("gossip-heartbeat-ms", gossipHeartbeatMs), ("gossip-forward-delay-ms", gossipForwardDelayMs), ("sync-interval", syncInterval), ("admin-api", adminAPI),
+            ("qos", qos), ("qos-epoch", qosEpoch), ("qos-test-duration", qosTestDuration), ("qos-sample-interval", qosSampleInterval),
+            ("qos-bitrate-kbps", qosBitrateKbps),
         ]
         for (name, value) in single { if let value { flags[name] = [value] } }
         if !listen.isEmpty { flags["listen"] = listen }
