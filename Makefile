@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-APT_PACKAGES := pkg-config libsodium-dev liblmdb-dev libsrtp2-dev libssl-dev protobuf-compiler lmdb-utils wrk chromium chromium-driver
+APT_PACKAGES := pkg-config libsodium-dev liblmdb-dev libsrtp2-dev libssl-dev protobuf-compiler lmdb-utils wrk chromium chromium-driver iproute2 nftables
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 PY_REQUIREMENTS := Tests/Interop/requirements.txt

@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "drtc",
             dependencies: [
-                "Node", "Identity", "Simulation",
+                "Node", "Identity", "Simulation", "QoS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

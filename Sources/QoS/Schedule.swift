@@ -40,9 +40,9 @@ public struct QoSSchedule: Hashable, Sendable {
     public func epoch(atMs ms: UInt64) -> UInt64 { ms / epochMs }
     public func startMs(_ epoch: UInt64) -> UInt64 { epoch &* epochMs }
     /// Sampling starts here (after the setup phase)…
-    public func testStartMs(_ epoch: UInt64) -> UInt64 { startMs(epoch) + setupMs }
+    public func testStartMs(_ epoch: UInt64) -> UInt64 { startMs(epoch) &+ setupMs }
     /// …and ends with the epoch.
-    public func testEndMs(_ epoch: UInt64) -> UInt64 { testStartMs(epoch) + UInt64(intervals) * UInt64(sampleIntervalMs) }
+    public func testEndMs(_ epoch: UInt64) -> UInt64 { testStartMs(epoch) &+ UInt64(intervals) * UInt64(sampleIntervalMs) }
 
     /// Bundles of epoch e travel by gossip from the start of e until the end of e + 1 (a full
     /// epoch after the test ends), give or take `clockSlackMs`: 60 s, or a quarter of a shorter
@@ -51,7 +51,8 @@ public struct QoSSchedule: Hashable, Sendable {
 
     public func gossipWindow(_ epoch: UInt64) -> ClosedRange<UInt64> {
         let lo = startMs(epoch) >= clockSlackMs ? startMs(epoch) - clockSlackMs : 0
-        return lo...(startMs(epoch + 2) + clockSlackMs)
+        let hi = startMs(epoch &+ 2) &+ clockSlackMs
+        return min(lo, hi)...max(lo, hi)
     }
 }
 
