@@ -159,9 +159,21 @@ struct AssignmentsJSON: Encodable {
     }
     var epoch: UInt64
     var schedule: Schedule
+    /// null when this node holds no ticket for the epoch.
     var plan: Plan?
     var tickets: [TicketJSON]
     var pairs: [Pair]
+
+    enum CodingKeys: String, CodingKey { case epoch, schedule, plan, tickets, pairs }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(epoch, forKey: .epoch)
+        try c.encode(schedule, forKey: .schedule)
+        try c.encode(plan, forKey: .plan)
+        try c.encode(tickets, forKey: .tickets)
+        try c.encode(pairs, forKey: .pairs)
+    }
 }
 
 public enum QoSAPI {

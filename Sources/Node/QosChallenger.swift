@@ -18,6 +18,8 @@ enum QoSChallenger {
         var report: QoSReport
         var samples: SampleSeries?
         var detail: String
+        /// UDP payload bytes received from the prover (media, RTCP, STUN, DTLS).
+        var bytesReceived = 0
     }
 
     static func run(_ rt: QoSRuntime, prover: NodeKey, epoch: UInt64) async -> Outcome {
@@ -57,7 +59,7 @@ enum QoSChallenger {
         let implausible = LocationCheck.isImplausible(minRttUs: m.minRttUs, distanceKm: distance)
         let (report, samples) = m.report(prover: prover, scoring: ScoringParameters(), locationImplausible: implausible)
         return Outcome(report: report, samples: report.counts.samples > 0 ? samples : nil,
-                       detail: "\(m.packetsReceived) packets, \(m.payloadBytesReceived) payload bytes")
+                       detail: "\(m.packetsReceived) packets, \(m.payloadBytesReceived) payload bytes", bytesReceived: session.bytesReceived)
     }
 
     /// Dials the prover if needed and exchanges the signed request and response.
@@ -124,6 +126,7 @@ final class ChallengerSession: @unchecked Sendable {
     /// Consent checks in flight: transaction → send time (µs, monotonic).
     private var pending: [STUNTransactionID: UInt64] = [:]
     private var lastCheckMs: UInt64 = 0
+    private(set) var bytesReceived = 0
     private var done: EventLoopPromise<Void>?
     private var ticker: RepeatedTask?
 
@@ -189,6 +192,7 @@ final class ChallengerSession: @unchecked Sendable {
 
     func receive(_ bytes: [UInt8], from: RTC.SocketAddress) {
         guard from == server else { return }
+        bytesReceived += bytes.count
         let now = clock()
         switch DatagramKind(classifying: bytes) {
         case .stun:

@@ -105,6 +105,7 @@ final class QoSProver: Sendable {
         creating.withLock { _ = $0.removeValue(forKey: epoch) }
         guard let stream = streams.withLock({ $0.removeValue(forKey: epoch) }), let engine = rt.media.engine else { return }
         await stream.stop(engine: engine)
+        rt.metrics.counter("drtc_qos_media_bytes_total", [("role", "prover"), ("direction", "publish")]).increment(by: stream.bytesPublished.withLock { $0 })
     }
 
     func stopAll() async {
@@ -126,6 +127,8 @@ final class ProverStream: @unchecked Sendable {
     private var ticker: RepeatedTask?
     private var lastCheckMs: UInt64 = 0
     private let viewers = Mutex<[String]>([])
+    /// SRTP bytes of the test stream sent into the SFU (the loopback publish).
+    let bytesPublished = Mutex(0)
 
     var viewerCount: Int { viewers.withLock { $0.count } }
     func addViewer(_ id: String) { viewers.withLock { $0.append(id) } }
@@ -181,6 +184,7 @@ final class ProverStream: @unchecked Sendable {
         }
         guard let srtp = client.srtpOut else { return }
         let packets = source.packets(upTo: now).compactMap { try? srtp.protect(rtp: $0.encoded()) }
+        bytesPublished.withLock { $0 += packets.reduce(0) { $0 + $1.count } }
         socket.send(packets, to: server)
     }
 

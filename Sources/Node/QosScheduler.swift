@@ -136,6 +136,7 @@ struct QoSScheduler: Service {
         await prover.endEpoch(e)
         for o in outcomes {
             rt.metrics.counter("drtc_qos_tests_total", [("role", "challenger"), ("result", o.report.outcome.rawValue)]).increment()
+            rt.metrics.counter("drtc_qos_media_bytes_total", [("role", "challenger"), ("direction", "in")]).increment(by: o.bytesReceived)
             rt.logger.info("QoS test done", metadata: [
                 "epoch": "\(e)", "prover": "\(o.report.prover)", "outcome": "\(o.report.outcome.rawValue)",
                 "V": "\(o.report.counts.score)", "detail": "\(o.detail)"])

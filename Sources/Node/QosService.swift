@@ -50,30 +50,37 @@ public final class QoSService: Sendable {
         try await writer.submit(bundles)
     }
 
+    /// One group commit: decides every bundle against the set plus the batch so far (the
+    /// retention rule, `QoSLedger.outcome`), commits the kept ones and the evicted ones in one
+    /// durable transaction, then publishes them: nothing is visible before it is on disk.
     private func process(_ batch: [[SignedQoSBundle]]) throws -> [[QoSLedger.InsertOutcome]] {
-        // Decide on a copy, commit, then publish: nothing is visible before it is on disk.
-        var next = ledger.withLock { $0 }
-        var added: [SignedQoSBundle] = [], removed: [SignedQoSBundle] = []
+        var overlay: [QoSLedger.Key: [SyncID]] = [:]
+        var added: [SyncID: SignedQoSBundle] = [:]
+        var removed: [SignedQoSBundle] = []
         let outcomes = batch.map { bundles in
             bundles.map { b -> QoSLedger.InsertOutcome in
-                let evictedID: SyncID?
-                let o = next.outcome(of: b)
+                let key = QoSLedger.Key(epoch: b.epoch, challenger: b.challenger)
+                var held = overlay[key] ?? ledger.withLock { $0.held(key) }
+                let o = QoSLedger.outcome(of: b.syncID, held: held)
                 switch o {
-                case .added(let e), .equivocation(let e): evictedID = e
-                default: return o
+                case .added(let evicted), .equivocation(let evicted):
+                    if let evicted {
+                        held.removeAll { $0 == evicted }
+                        if added.removeValue(forKey: evicted) == nil, let old = ledger.withLock({ $0[evicted] }) { removed.append(old) }
+                    }
+                    held.append(b.syncID)
+                    overlay[key] = held
+                    added[b.syncID] = b
+                case .duplicate, .discarded:
+                    break
                 }
-                if let id = evictedID, let old = next[id] {
-                    removed.append(old)
-                    added.removeAll { $0.syncID == id }
-                }
-                next.insert(b)
-                added.append(b)
                 return o
             }
         }
-        try store.commit(added: added, removed: removed)
+        let kept = added.values.sorted { $0.syncID < $1.syncID }
+        try store.commit(added: kept, removed: removed)
         ledger.withLock { current in
-            for b in added { current.insert(b) }
+            for b in kept { current.insert(b) }
         }
         for o in outcomes.joined() {
             if case .equivocation = o { metrics.counter("drtc_qos_equivocations_total", "kind", "stored").increment() }

@@ -1,6 +1,7 @@
 import Identity
 import Registry
 import SwiftProtobuf
+import Synchronization
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -136,7 +137,10 @@ public struct QoSBundle: Hashable, Sendable {
     public func signed(with key: Ed25519KeyPair) -> SignedQoSBundle {
         precondition(key.publicKeyBytes == challenger.bytes, "a bundle is signed by its challenger")
         let body = (try? Array(wire.serializedBytes() as [UInt8])) ?? []
-        return SignedQoSBundle(bundle: self, body: body, signature: key.sign(SignedQoSBundle.signingPrefix + body), nextBeta: nextTicket.isEmpty ? nil : Ticket.verify(proof: nextTicket, node: challenger, epoch: epoch + 1))
+        let signed = SignedQoSBundle(bundle: self, body: body, signature: key.sign(SignedQoSBundle.signingPrefix + body))
+        // The signer knows its own ticket is valid; saves the proof check for local use.
+        if !nextTicket.isEmpty { signed.ticket.withLock { $0 = .some(Ticket.verify(proof: nextTicket, node: challenger, epoch: epoch + 1)) } }
+        return signed
     }
 }
 
@@ -146,7 +150,6 @@ public enum QoSRejection: Error, Hashable, Sendable, CustomStringConvertible {
     case tooLarge
     case malformed(String)
     case badSignature
-    case badTicket
     case badSchedule(String)
     case badReport(String)
     case selfReport
@@ -162,7 +165,6 @@ public enum QoSRejection: Error, Hashable, Sendable, CustomStringConvertible {
         case .tooLarge: "too_large"
         case .malformed: "malformed"
         case .badSignature: "bad_signature"
-        case .badTicket: "bad_ticket"
         case .badSchedule: "bad_schedule"
         case .badReport: "bad_report"
         case .selfReport: "self_report"
@@ -177,7 +179,6 @@ public enum QoSRejection: Error, Hashable, Sendable, CustomStringConvertible {
         case .tooLarge: "bundle larger than \(SignedQoSBundle.maxEncodedSize) bytes"
         case .malformed(let why): "malformed bundle: \(why)"
         case .badSignature: "signature does not verify against the challenger key"
-        case .badTicket: "next_ticket is not the challenger's ECVRF proof for the next epoch"
         case .badSchedule(let why): "bad schedule: \(why)"
         case .badReport(let why): "inconsistent report: \(why)"
         case .selfReport: "a node cannot report on itself"
@@ -196,17 +197,26 @@ public final class SignedQoSBundle: Sendable, Hashable {
     public let bundle: QoSBundle
     public let body: [UInt8]
     public let signature: [UInt8]
-    /// β of the next-epoch ticket, when present (verified).
-    public let nextBeta: [UInt8]?
     /// Item ID in set reconciliation: the first 16 bytes of SHA-256 over the encoding.
     public let syncID: SyncID
+    /// The checked ticket, once checked (nil: not yet).
+    let ticket = Mutex<[UInt8]??>(nil)
 
-    init(bundle: QoSBundle, body: [UInt8], signature: [UInt8], nextBeta: [UInt8]?) {
+    init(bundle: QoSBundle, body: [UInt8], signature: [UInt8]) {
         self.bundle = bundle
         self.body = body
         self.signature = signature
-        self.nextBeta = nextBeta
         self.syncID = SyncID(digestOf: Self.encode(body: body, signature: signature))
+    }
+
+    /// β of the next-epoch ticket: nil when the bundle reveals none or its proof does not
+    /// verify (Specs/qos.md "Validation": the ticket is checked by the aggregation, once per
+    /// bundle, not on the gossip path; a bad one only costs its own challenger its activity).
+    public var nextBeta: [UInt8]? {
+        if let known = ticket.withLock({ $0 }) { return known }
+        let beta = bundle.nextTicket.isEmpty ? nil : Ticket.verify(proof: bundle.nextTicket, node: challenger, epoch: epoch + 1)
+        ticket.withLock { $0 = .some(beta) }
+        return beta
     }
 
     public var epoch: UInt64 { bundle.epoch }
@@ -219,10 +229,8 @@ public final class SignedQoSBundle: Sendable, Hashable {
 
     /// Decodes and verifies a `SignedQosBundle`: every check that depends on the bytes alone,
     /// so that every replica accepts the same bundles into its set (Specs/qos.md "Validation").
-    /// `verifyTicket` can be memoised by callers (the same ticket arrives in both bundles of an
-    /// equivocation, the simulator verifies each once).
-    public static func verify(encoded bytes: [UInt8],
-                              verifyTicket: ([UInt8], NodeKey, UInt64) -> [UInt8]? = Ticket.verify) throws(QoSRejection) -> SignedQoSBundle {
+    /// The ticket's ECVRF proof (≈ 7 Ed25519 verifications) is checked later, by `nextBeta`.
+    public static func verify(encoded bytes: [UInt8]) throws(QoSRejection) -> SignedQoSBundle {
         guard bytes.count <= maxEncodedSize else { throw .tooLarge }
         let envelope: Drtc_Qos_V1_SignedQosBundle
         do { envelope = try Drtc_Qos_V1_SignedQosBundle(serializedBytes: bytes) } catch {
@@ -248,13 +256,11 @@ public final class SignedQoSBundle: Sendable, Hashable {
             if let last = reports.last, !(last.prover < report.prover) { throw .malformed("reports not strictly ascending by prover") }
             reports.append(report)
         }
-        var nextBeta: [UInt8]?
-        if !w.nextTicket.isEmpty {
-            guard let beta = verifyTicket(Array(w.nextTicket), challenger, w.epoch + 1) else { throw .badTicket }
-            nextBeta = beta
+        guard w.nextTicket.isEmpty || w.nextTicket.count == ECVRF.proofLength else {
+            throw .malformed("next_ticket must be empty or an \(ECVRF.proofLength)-byte ECVRF proof")
         }
         let bundle = QoSBundle(epoch: w.epoch, challenger: challenger, schedule: schedule, nextTicket: Array(w.nextTicket), reports: reports)
-        return SignedQoSBundle(bundle: bundle, body: body, signature: signature, nextBeta: nextBeta)
+        return SignedQoSBundle(bundle: bundle, body: body, signature: signature)
     }
 
     public static func == (a: SignedQoSBundle, b: SignedQoSBundle) -> Bool { a.syncID == b.syncID }

@@ -13,6 +13,12 @@ public struct QoSLedger: Sendable {
     public struct Key: Hashable, Sendable, Comparable {
         public var epoch: UInt64
         public var challenger: NodeKey
+
+        public init(epoch: UInt64, challenger: NodeKey) {
+            self.epoch = epoch
+            self.challenger = challenger
+        }
+
         public static func < (a: Key, b: Key) -> Bool { a.epoch != b.epoch ? a.epoch < b.epoch : a.challenger < b.challenger }
     }
 
@@ -49,12 +55,21 @@ public struct QoSLedger: Sendable {
 
     /// What inserting `b` would do, without doing it (gossip validation).
     public func outcome(of b: SignedQoSBundle) -> InsertOutcome {
-        if bundles[b.syncID] != nil { return .duplicate }
-        let held = byKey[Key(epoch: b.epoch, challenger: b.challenger), default: []]
+        Self.outcome(of: b.syncID, held: held(Key(epoch: b.epoch, challenger: b.challenger)))
+    }
+
+    /// The item IDs held for one (epoch, challenger).
+    public func held(_ key: Key) -> [SyncID] { byKey[key] ?? [] }
+
+    /// The retention rule on its own: what adding `id` to the IDs `held` for its (epoch,
+    /// challenger) does. Shared by the set and by writers that decide a batch before
+    /// committing it (`Node/QoSService`).
+    public static func outcome(of id: SyncID, held: [SyncID]) -> InsertOutcome {
+        if held.contains(id) { return .duplicate }
         if held.isEmpty { return .added(evicted: nil) }
         if held.count < 2 { return .equivocation(evicted: nil) }
         let largest = held.max()!
-        return b.syncID < largest ? .equivocation(evicted: largest) : .discarded
+        return id < largest ? .equivocation(evicted: largest) : .discarded
     }
 
     @discardableResult

@@ -6,7 +6,7 @@ import RegistryGossip
 
 /// Verified QoS bundles by their exact bytes, shared by all simulated peers (like
 /// `VerificationMemo` for records: a bundle that differs in any byte misses it and is
-/// verified for real).
+/// verified for real). One shared object per bundle also checks its ticket once.
 final class QoSMemo: @unchecked Sendable {
     private let lock = SimLock()
     private var bundles: [[UInt8]: Result<SignedQoSBundle, QoSRejection>] = [:]

@@ -136,7 +136,8 @@ final class Synchronization_Box<T>: @unchecked Sendable {
 }
 
 let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
-           "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k"]
+           "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k",
+           "qos-validate", "qos-media", "sim-qos-10k"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
@@ -154,6 +155,9 @@ for name in requested {
     case "sim-steady-10k": await SimBench.steady10k(forwardDelayMs: 5)
     case "sim-steady-10k-fd60": await SimBench.steady10k(forwardDelayMs: 60)
     case "sim-join-storm-1k": await SimBench.joinStorm1k()
+    case "qos-validate": try await QoSBench.validate()
+    case "qos-media": try await QoSBench.media()
+    case "sim-qos-10k": await QoSBench.gossip10k()
     default:
         FileHandle.standardError.write(Data("unknown benchmark '\(name)'; known: \(all.joined(separator: ", "))\n".utf8))
         exit(2)
