@@ -60,7 +60,8 @@ bench: deps
 # libFuzzer targets for the decoders that read untrusted bytes (not part of CI):
 # multiaddr, multistream-select, Noise frames + handshake, Yamux frames + session, Gossipsub RPCs
 # (through the router), registry-sync frames, STUN + ICE-lite agent, RTP (parse and in-place
-# rewrite) + compound RTCP incl. transport-cc + an SFU room fed RTP/RTCP, SDP parse + answer.
+# rewrite) + compound RTCP incl. transport-cc + an SFU room fed RTP/RTCP, SDP parse + answer,
+# QoS bundles, test signalling and sample series.
 FUZZ_SECONDS ?= 180
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)

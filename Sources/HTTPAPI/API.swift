@@ -64,7 +64,7 @@ public enum RegistryAPI {
                 let why = record.record.status == .leaving ? "left the network" : "has not refreshed its record within its \(record.record.ttlSeconds) s TTL"
                 throw APIError(.notFound, code: "not_live", "node \(id) \(why)")
             }
-            return jsonBytes(RecordJSONCache.splice(cache.json(for: record), fields: backend.qos(of: peer).map { [QoSJSON($0).field] } ?? []))
+            return jsonBytes(RecordJSONCache.splice(cache.json(for: record), fields: backend.qos(of: peer).map { [cache.qosField($0)] } ?? []))
         }
         router.get("/listMediaNodes") { request, _ in
             let params = try QueryParameters(request, allowed: ["cursor", "limit"])

@@ -48,11 +48,25 @@ final class RecordJSONCache: Sendable {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             var fields: [[UInt8]] = []
             if let km = node.distanceKm { fields.append(Array(#""distanceKm":\#((km * 1000).rounded() / 1000)"#.utf8)) }
-            if let q = qos(node.record.nodeID) { fields.append(QoSJSON(q).field) }
+            if let q = qos(node.record.nodeID) { fields.append(qosField(q)) }
             out += Self.splice(json(for: node.record), fields: fields)
         }
         out += Array("]}".utf8)
         return out
+    }
+
+    private let qosFragments = Mutex<[NodeQoS: [UInt8]]>([:])
+
+    /// `"qos":{…}` for a node's QoS, encoded once per distinct value (every unmeasured node
+    /// shares one), so that ranking answers stay concatenations of cached fragments.
+    func qosField(_ q: NodeQoS) -> [UInt8] {
+        if let hit = qosFragments.withLock({ $0[q] }) { return hit }
+        let field = QoSJSON(q).field
+        qosFragments.withLock { cache in
+            if cache.count >= capacity { cache.removeAll(keepingCapacity: true) }
+            cache[q] = field
+        }
+        return field
     }
 
     /// A JSON object with `fields` (each `"name":value`) inserted first.
