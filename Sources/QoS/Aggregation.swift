@@ -170,10 +170,11 @@ public struct QoSAggregate: Sendable {
 
     private mutating func process(epoch e: UInt64, tickets epochTickets: [NodeKey: [UInt8]], bundles: [NodeKey: [SignedQoSBundle]]) {
         let p = parameters
-        let plan = plan(for: e, ticketsForEpoch: epochTickets.count)
+        var plan = plan(for: e, ticketsForEpoch: epochTickets.count)
         let genesis = isGenesis(e)
         var active = Set<NodeKey>()
         for (key, beta) in epochTickets where isActive(key, beta: beta, plan: plan) { active.insert(key) }
+        plan.setActive(count: active.count, parameters: p)
         var weights: [NodeKey: Double] = [:]
         for c in active.union(bundles.keys) { weights[c] = weight(of: c, epoch: e, genesis: genesis) }
         var counted: [NodeKey: [(counts: ScoreCounts, weight: Double, challenger: NodeKey, implausible: Bool)]] = [:]

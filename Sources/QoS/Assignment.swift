@@ -104,7 +104,8 @@ public struct EpochPlan: Hashable, Sendable {
     /// Distinct nodes with a ticket in the lookback (the network-size count), and its bucket.
     public var observedNodes: Int
     public var networkSize: Int
-    /// min(networkSize, activeTarget): nodes expected active.
+    /// Nodes active: min(networkSize, activeTarget) expected, until `setActive` gives the
+    /// count of active tickets (rounded up to a quarter octave like the network size).
     public var expectedActive: Int
     /// λ: expected challengers per prover.
     public var expectedChallengers: Double
@@ -125,6 +126,15 @@ public struct EpochPlan: Hashable, Sendable {
         activeProbability = min(1, Double(p.activeTarget) / Double(networkSize))
         let ratio = (networkSize + p.activeTarget - 1) / p.activeTarget
         biasGapEpochs = UInt64(2 * max(1, ratio))
+    }
+
+    /// Fixes τ to the epoch's active nodes, once activity is decided: stale nodes' doubled
+    /// chance can make more nodes active than `activeTarget`, and each prover still gets λ
+    /// challengers in expectation.
+    public mutating func setActive(count: Int, parameters p: QoSParameters) {
+        expectedActive = Sortition.bucketedSize(max(1, count))
+        expectedChallengers = p.expectedChallengers(active: expectedActive)
+        tau = min(1, expectedChallengers / Double(max(1, expectedActive - 1)))
     }
 
     /// Whether the holder of `beta` is active; `stale`: not measured within `biasGapEpochs`
