@@ -76,7 +76,8 @@ bench: deps
 # libFuzzer targets for the decoders that read untrusted bytes (not part of CI):
 # multiaddr, multistream-select, Noise frames + handshake, Yamux frames + session, Gossipsub RPCs
 # (through the router), registry-sync frames, STUN + ICE-lite agent, RTP (parse and in-place
-# rewrite) + compound RTCP incl. transport-cc + an SFU room fed RTP/RTCP, SDP parse + answer.
+# rewrite) + compound RTCP incl. transport-cc + an SFU room fed RTP/RTCP, SDP parse + answer,
+# QoS bundles, test signalling and sample series.
 FUZZ_SECONDS ?= 180
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
@@ -87,6 +88,8 @@ PROTOC_GEN_SWIFT ?= $(shell command -v protoc-gen-swift)
 proto: deps
 	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
 		--swift_out=Sources/Registry/Generated -I Specs Specs/registry.proto
+	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
+		--swift_out=Sources/QoS/Generated -I Specs Specs/qos.proto
 
 clean:
 	rm -rf .build $(TEST_BUILD) $(VENV)

@@ -53,9 +53,9 @@ let package = Package(
         .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
         // The registry's gossip policy (validation pipeline, parameters, dial planner), shared
         // by the production shell (Node) and the simulator.
-        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub"]),
+        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub", "QoS"]),
         // The simulator: virtual clock, simulated links, scenarios, reports (Specs/simulation.md).
-        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip"]),
+        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip", "QoS"]),
 
         // STUN, ICE-lite, DTLS (OpenSSL memory BIOs), SRTP (libsrtp2), SDP, RTP/RTCP: value types
         // and state machines; OpenSSL and libsrtp2 only ever see memory buffers.
@@ -66,6 +66,16 @@ let package = Package(
         // Rewards (whitepaper 2.3, Specs/rewards.md): scores, unit and session reward, the
         // per-epoch ledger; plain-value inputs filled by the node from checkable evidence.
         .target(name: "Rewards", dependencies: ["Identity", "Registry"]),
+        // QoS tests (Specs/qos.md): epochs, verifiable assignment (ECVRF tickets), the
+        // challenger's measurement and the whitepaper's scores, the test stream, signed
+        // reports, the replicated report set and its aggregation. Pure.
+        .target(
+            name: "QoS",
+            dependencies: [
+                "Identity", "Registry", "RTC", "SFU",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
 
         // MARK: adapters
         .target(
@@ -93,7 +103,7 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Registry", "Identity", "Orchestrator", "SFU", "Rewards",
+                "Registry", "Identity", "Orchestrator", "SFU", "Rewards", "QoS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -112,7 +122,7 @@ let package = Package(
             name: "Node",
             dependencies: [
                 "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RegistryGossip",
-                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards",
+                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards", "QoS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -128,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "drtc",
             dependencies: [
-                "Node", "Identity", "Simulation",
+                "Node", "Identity", "Simulation", "QoS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -137,7 +147,7 @@ let package = Package(
             name: "drtc-bench",
             dependencies: [
                 "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
-                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards",
+                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards", "QoS",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -178,7 +188,8 @@ let package = Package(
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Registry", "Identity"]),
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity", "QoS"]),
+        .testTarget(name: "QoSTests", dependencies: ["QoS", "Identity", "Registry", "RTC", "SFU", "RegistryGossip", "Gossipsub"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [

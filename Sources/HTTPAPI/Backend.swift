@@ -1,4 +1,5 @@
 import Identity
+import QoS
 import Registry
 
 /// What the HTTP API needs from a node. `Node` implements it; the API never touches storage
@@ -12,6 +13,12 @@ public protocol RegistryBackend: Sendable {
     /// Verifies, merges and durably commits a signed record; returns once it is committed.
     func submit(encodedRecord: [UInt8]) async throws -> SubmitResult
     func nowMs() -> UInt64
+    /// A node's QoS (Specs/qos.md "Aggregation"); nil where the node runs no QoS.
+    func qos(of id: PeerID) -> NodeQoS?
+}
+
+extension RegistryBackend {
+    public func qos(of id: PeerID) -> NodeQoS? { nil }
 }
 
 public enum SubmitResult: Sendable {
@@ -32,9 +39,11 @@ public struct HealthReport: Codable, Sendable {
     public var registry: RegistryHealth
     /// The media engine; absent on a node that runs no media service.
     public var media: MediaHealth?
+    /// SHA-256 over the sorted QoS item IDs: equal digests, equal report sets (Specs/qos.md).
+    public var qosDigest: String?
 
     public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String,
-                registry: RegistryHealth = RegistryHealth(), media: MediaHealth? = nil) {
+                registry: RegistryHealth = RegistryHealth(), media: MediaHealth? = nil, qosDigest: String? = nil) {
         self.status = status
         self.peerId = peerId
         self.multiaddrs = multiaddrs
@@ -44,6 +53,7 @@ public struct HealthReport: Codable, Sendable {
         self.version = version
         self.registry = registry
         self.media = media
+        self.qosDigest = qosDigest
     }
 }
 

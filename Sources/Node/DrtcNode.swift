@@ -5,6 +5,8 @@ import Libp2p
 import Libp2pNIO
 import Logging
 import NIOCore
+import NIOPosix
+import QoS
 import Registry
 import RegistryGossip
 import Rewards
@@ -31,6 +33,8 @@ public final class DrtcNode: Sendable {
     public let registry: RegistryService
     public let metrics: DrtcMetrics
     public let host: Libp2pHost
+    /// The replicated QoS report set and its aggregation (Specs/qos.md).
+    public let qos: QoSService
     let gossip: MeshGossip
     let rewards: RewardsService
     /// When this node started (Unix ms): the dashboard's uptime.
@@ -74,8 +78,10 @@ public final class DrtcNode: Sendable {
         gossipParameters.forwardDelayMs = config.gossipForwardDelayMs
         gossip = MeshGossip(host: host, identity: identity, registry: registry, metrics: metrics, logger: logger,
                             heartbeatMs: config.gossipHeartbeatMs, parameters: gossipParameters, clock: clock)
-        rewards = RewardsService(epochSeconds: config.qosEpochSeconds, parameters: config.rewardParameters,
+        rewards = RewardsService(epochSeconds: config.qosSchedule.epochSeconds, parameters: config.rewardParameters,
                                  registry: registry, metrics: metrics, logger: logger, me: identity.peerID)
+        qos = try QoSService(directory: config.dataDir + "/qos", schedule: config.qosSchedule, metrics: metrics, logger: logger, clock: clock)
+        QoSWiring.attach(qos, to: gossip, metrics: metrics, logger: logger)
     }
 
     /// The refresh interval and TTL this node promises now (Specs/gossip.md "Liveness").
@@ -120,7 +126,7 @@ public final class DrtcNode: Sendable {
         return HealthReport(
             status: degraded ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
             peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest), version: Self.version,
-            registry: registryHealth, media: media)
+            registry: registryHealth, media: media, qosDigest: qos.digest())
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.
@@ -139,6 +145,11 @@ public final class DrtcNode: Sendable {
         let backend = Backend(node: self)
         RewardsAPI.add(to: router, backend: backend)
         DashboardAPI.add(to: router, backend: backend)
+        QoSAPI.add(to: router, backend: backend)
+        let qosGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let qosScheduler = QoSScheduler(QoSRuntime(
+            config: config, identity: identity, host: host, registry: registry, qos: qos, gossip: gossip, media: media,
+            metrics: metrics, logger: logger, clock: registry.clock, group: qosGroup))
         let app = Application(
             router: router,
             // Idle keep-alive connections (and requests that never complete) are closed.
@@ -161,9 +172,11 @@ public final class DrtcNode: Sendable {
             throw NodeStartError("--listen \(config.listen.map(\.description).joined(separator: " ")): \(error)")
         }
         // Shutdown runs in reverse order: the API stops first, then the registry writes the
-        // tombstone and closes LMDB, then the mesh closes its connections.
+        // tombstone and closes LMDB, then the QoS scheduler ends its tests and closes its store,
+        // then the mesh closes its connections.
         let group = ServiceGroup(configuration: .init(
-            services: [mesh, media, lifecycle, orchestration, rewards, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [mesh, media, qosScheduler, lifecycle, orchestration, rewards, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        defer { Task { try? await qosGroup.shutdownGracefully() } }
         do {
             try await group.run()
         } catch where boundPort.get() == nil {
@@ -253,16 +266,29 @@ struct RegistryLifecycle: Service {
     }
 }
 
-/// Adapts the node to the HTTP API's backend protocol.
-struct Backend: RegistryBackend {
+/// Adapts the node to the HTTP API's backend protocols.
+struct Backend: RegistryBackend, QoSBackend {
     let node: DrtcNode
 
     func health() -> HealthReport { node.health() }
 
     func getMediaNodes(_ query: NodeQuery) -> [(record: SignedRecord, distanceKm: Double?)] {
         let now = node.registry.clock()
-        return node.registry.withReplica { $0.getMediaNodes(query, nowMs: now) }
+        let agg = node.qos.aggregate()
+        // Ranking by quality only once someone is measured (Specs/qos.md "Aggregation").
+        let quality: ((PeerID) -> Double?)? = agg.nodes.isEmpty ? nil : { id in NodeKey(peerID: id).flatMap { agg.nodes[$0]?.score } }
+        return node.registry.withReplica { $0.getMediaNodes(query, nowMs: now, quality: quality) }
     }
+
+    func qos(of id: PeerID) -> NodeQoS? { NodeKey(peerID: id).map { node.qos.aggregate().qos(of: $0) } }
+
+    var qosSchedule: QoSSchedule { node.qos.schedule }
+    func qosAggregate() -> QoSAggregate { node.qos.aggregate() }
+    func qosBundles(epoch: UInt64?) -> [SignedQoSBundle] {
+        node.qos.withLedger { l in epoch.map { l.bundles(epoch: $0) } ?? l.epochs.flatMap { l.bundles(epoch: $0) } }
+    }
+    func qosSamples(hash: [UInt8]) -> SampleSeries? { node.qos.samples(hash: hash) }
+    func apiURL(of node: PeerID) -> String? { self.node.registry.withReplica { $0.table[node]?.record.url } }
 
     func record(for id: PeerID) -> SignedRecord? {
         node.registry.withReplica { $0.table[id] }

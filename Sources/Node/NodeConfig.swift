@@ -1,4 +1,5 @@
 import Identity
+import QoS
 import Registry
 import RegistryGossip
 import Rewards
@@ -81,11 +82,15 @@ public struct NodeConfig: Sendable {
     /// When set, only these orchestrators may command this node (RPC) and sign its media
     /// tokens; otherwise any node with a live registry record (Specs/rpc.md "Accepted keys").
     public var trustedOrchestrators: [PeerID] = []
-    /// The epoch length shared by QoS and rewards (`--qos-epoch`; the QoS protocol, issue 14). The
-    /// QoS schedule owns this setting once QoS is merged; rewards read its epoch length.
-    public var qosEpochSeconds: UInt32 = 1320
     /// The reward function's parameters (Specs/rewards.md "Parameters"), the same on every node.
     public var rewardParameters = RewardParameters.standard
+    /// Run QoS tests as challenger and prover (Specs/qos.md). The set is replicated and scores
+    /// served either way.
+    public var qos = true
+    /// The network's QoS schedule (every node must run the same).
+    public var qosSchedule = QoSSchedule.standard
+    /// Payload rate of the test stream this node sends as prover.
+    public var qosBitrateKbps = 1000
 
     public init() {}
 
@@ -121,7 +126,6 @@ public struct NodeConfig: Sendable {
         Setting(name: "admin-api", repeats: false, help: "true|false: serve /admin/deny and /admin/allow (connection gater) to loopback clients (default false)"),
         Setting(name: "open-media", repeats: false, help: "true|false: accept WHIP/WHEP without a media token (default false: a token from POST /allocate is required)"),
         Setting(name: "trusted-orchestrator", repeats: true, help: "PeerID of an orchestrator allowed to command this node and sign its media tokens, repeatable (none: any node with a live registry record)"),
-        Setting(name: "qos-epoch", repeats: false, help: "QoS epoch in seconds, the same on every node (default 1320)"),
         Setting(name: "reward-weights", repeats: false, help: "w_A,w_H,w_L,w_C: weights of availability, history, location, coverage, summing to 1 (default 0.4,0.2,0.2,0.2)"),
         Setting(name: "reward-k", repeats: false, help: "curvature k of the reward's sigmoid in V (default 10)"),
         Setting(name: "reward-r-asym", repeats: false, help: "asymptote r_asym of the unit reward, 0 < r_asym <= 2 (default 1)"),
@@ -129,6 +133,11 @@ public struct NodeConfig: Sendable {
         Setting(name: "reward-location-radius-km", repeats: false, help: "radius of the participant demand counted in the location score (default 500)"),
         Setting(name: "reward-coverage-radius-km", repeats: false, help: "radius of the media-node density counted in the coverage score (default 500)"),
         Setting(name: "reward-stream-kbps", repeats: false, help: "b_av, the bitrate of one stream in the data-supplied formula, kbit/s (default 700)"),
+        Setting(name: "qos", repeats: false, help: "true|false: run QoS tests as challenger and prover (default true)"),
+        Setting(name: "qos-epoch", repeats: false, help: "QoS epoch in seconds, the same on every node (default 1320)"),
+        Setting(name: "qos-test-duration", repeats: false, help: "QoS test length in seconds; the rest of the epoch is setup (default 1200)"),
+        Setting(name: "qos-sample-interval", repeats: false, help: "seconds between QoS samples, >= 0.5 (default 5)"),
+        Setting(name: "qos-bitrate-kbps", repeats: false, help: "payload rate of the QoS test stream in kbit/s (default 1000)"),
     ]
 
     /// Resolves settings from their sources. `flags` holds what was given on the command line
@@ -257,8 +266,29 @@ public struct NodeConfig: Sendable {
                 return id
             }
         }
-        if let v: UInt32 = try uint("qos-epoch", 10...86_400) { qosEpochSeconds = v }
         try parseRewardParameters(one)
+        if let q = one("qos") {
+            guard q == "true" || q == "false" else { throw ConfigError("--qos", "expected true or false, got '\(q)'") }
+            qos = q == "true"
+        }
+        if let v: UInt32 = try uint("qos-epoch", 10...86_400) { qosSchedule.epochSeconds = v }
+        if let v: UInt32 = try uint("qos-test-duration", 1...86_400) { qosSchedule.testSeconds = v }
+        else if one("qos-epoch") != nil {
+            // A shorter epoch alone keeps the default 2-minute setup where it fits, else 10 %.
+            let e = qosSchedule.epochSeconds
+            qosSchedule.testSeconds = e > 240 ? e - 120 : max(1, e - max(4, e / 10))
+        }
+        if let text = one("qos-sample-interval") {
+            guard let v = Double(text), v.isFinite, v >= 0.5, v <= 60 else {
+                throw ConfigError("--qos-sample-interval", "expected seconds 0.5..60, got '\(text)'")
+            }
+            qosSchedule.sampleIntervalMs = UInt32((v * 1000).rounded())
+        }
+        if let problem = qosSchedule.problem {
+            let setting = problem.hasPrefix("--") ? String(problem.prefix { $0 != " " }) : "--qos-test-duration"
+            throw ConfigError(setting, String(problem.dropFirst(problem.hasPrefix("--") ? setting.count + 1 : 0)))
+        }
+        if let v: Int = try uint("qos-bitrate-kbps", 50...100_000) { qosBitrateKbps = v }
         if let l = one("log-level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(l) else { throw ConfigError("--log-level", "expected one of \(levels.joined(separator: "|")), got '\(l)'") }

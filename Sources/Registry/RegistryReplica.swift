@@ -39,8 +39,9 @@ public struct RegistryReplica: Sendable {
         clock.tick(physicalMs: nowMs)
     }
 
-    public mutating func getMediaNodes(_ q: NodeQuery, nowMs: UInt64) -> [(record: SignedRecord, distanceKm: Double?)] {
-        engine.getMediaNodes(q, table: table, nowMs: nowMs)
+    /// `quality`: the node's QoS score (nil: unmeasured), for `minScore` and the ranking.
+    public mutating func getMediaNodes(_ q: NodeQuery, nowMs: UInt64, quality: ((PeerID) -> Double?)? = nil) -> [(record: SignedRecord, distanceKm: Double?)] {
+        engine.getMediaNodes(q, table: table, nowMs: nowMs, quality: quality)
     }
 
     /// The `k` nearest live records (orchestrator candidates; see `RegistryQueryEngine.nearest`).

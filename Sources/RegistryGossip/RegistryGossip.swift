@@ -17,10 +17,12 @@ public enum RegistryGossip {
         return p
     }
 
-    /// Scoring for the registry topic; the reasoning is in Specs/gossip.md.
+    /// Scoring for the mesh's topics (the registry's and QoS's); the reasoning is in
+    /// Specs/gossip.md.
     public static func scoreParameters() -> ScoreParameters {
         var score = ScoreParameters()
         score.topics[topic] = TopicScoreParameters()
+        score.topics[QoSGossip.topic] = QoSGossip.scoreParameters()
         return score
     }
 

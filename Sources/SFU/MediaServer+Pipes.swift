@@ -404,7 +404,7 @@ extension MediaServer {
         if let address = pipe.remoteAddress, now >= pipe.lastCheckAt + interval {
             pipe.lastCheckAt = now
             let check = MediaClient.bindingRequest(serverUfrag: pipe.remoteUfrag, clientUfrag: s.ice.localUfrag,
-                                                   serverPassword: pipe.remotePassword, random: &random)
+                                                   serverPassword: pipe.remotePassword, random: &random).datagram
             send(check, to: address, via: s.via, into: &out)
         }
         return nil

@@ -137,7 +137,7 @@ final class Synchronization_Box<T>: @unchecked Sendable {
 
 let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
            "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "orchestrator-allocate", "http-allocate", "rpc-verify", "pipe-hop",
-           "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "rewards-ledger"]
+           "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "rewards-ledger", "qos-validate", "qos-media", "sim-qos-2k"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
@@ -160,6 +160,10 @@ for name in requested {
     case "sim-steady-10k-fd60": await SimBench.steady10k(forwardDelayMs: 60)
     case "sim-join-storm-1k": await SimBench.joinStorm1k()
     case "rewards-ledger": RewardsBench.run()
+    case "qos-validate": try await QoSBench.validate()
+    case "qos-media": try await QoSBench.media()
+    case "sim-qos-2k": await QoSBench.gossip(peers: 2_000)
+    case "sim-qos-10k": await QoSBench.gossip(peers: 10_000)
     default:
         FileHandle.standardError.write(Data("unknown benchmark '\(name)'; known: \(all.joined(separator: ", "))\n".utf8))
         exit(2)

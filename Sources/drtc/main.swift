@@ -85,8 +85,6 @@ struct NodeCommand: AsyncParsableCommand {
     var openMedia: String?
     @Option(name: .customLong("trusted-orchestrator"), help: "PeerID of an orchestrator allowed to command this node and sign its media tokens; repeatable (none: any node with a live registry record).")
     var trustedOrchestrators: [String] = []
-    @Option(name: .customLong("qos-epoch"), help: "QoS epoch in seconds, the same on every node (default 1320).")
-    var qosEpoch: String?
     @Option(name: .customLong("reward-weights"), help: "w_A,w_H,w_L,w_C: weights of availability, history, location and coverage in the unit reward, summing to 1 (default 0.4,0.2,0.2,0.2).")
     var rewardWeights: String?
     @Option(name: .customLong("reward-k"), help: "Curvature k of the unit reward's sigmoid in the QoS score V (default 10).")
@@ -101,6 +99,16 @@ struct NodeCommand: AsyncParsableCommand {
     var rewardCoverageRadius: String?
     @Option(name: .customLong("reward-stream-kbps"), help: "b_av, the bitrate of one stream in the data-supplied formula, kbit/s (default 700).")
     var rewardStreamKbps: String?
+    @Option(name: .customLong("qos"), help: "true|false: run QoS tests as challenger and prover (default true).")
+    var qos: String?
+    @Option(name: .customLong("qos-epoch"), help: "QoS epoch in seconds, the same on every node (default 1320).")
+    var qosEpoch: String?
+    @Option(name: .customLong("qos-test-duration"), help: "QoS test length in seconds; the rest of the epoch is setup (default 1200).")
+    var qosTestDuration: String?
+    @Option(name: .customLong("qos-sample-interval"), help: "Seconds between QoS samples, at least 0.5 (default 5).")
+    var qosSampleInterval: String?
+    @Option(name: .customLong("qos-bitrate-kbps"), help: "Payload rate of the QoS test stream in kbit/s (default 1000).")
+    var qosBitrateKbps: String?
 
     func run() async throws {
         var flags: [String: [String]] = [:]
@@ -111,9 +119,11 @@ struct NodeCommand: AsyncParsableCommand {
             ("ttl", ttl), ("log-level", logLevel), ("min-peers", minPeers), ("max-peers", maxPeers),
             ("gossip-heartbeat-ms", gossipHeartbeatMs), ("gossip-forward-delay-ms", gossipForwardDelayMs), ("sync-interval", syncInterval), ("admin-api", adminAPI),
             ("open-media", openMedia),
-            ("qos-epoch", qosEpoch), ("reward-weights", rewardWeights), ("reward-k", rewardK), ("reward-r-asym", rewardRAsym),
+            ("reward-weights", rewardWeights), ("reward-k", rewardK), ("reward-r-asym", rewardRAsym),
             ("reward-h-min", rewardHMin), ("reward-location-radius-km", rewardLocationRadius),
             ("reward-coverage-radius-km", rewardCoverageRadius), ("reward-stream-kbps", rewardStreamKbps),
+            ("qos", qos), ("qos-epoch", qosEpoch), ("qos-test-duration", qosTestDuration), ("qos-sample-interval", qosSampleInterval),
+            ("qos-bitrate-kbps", qosBitrateKbps),
         ]
         for (name, value) in single { if let value { flags[name] = [value] } }
         if !listen.isEmpty { flags["listen"] = listen }

@@ -20,7 +20,7 @@ import FoundationNetworking
     }
 
     @Test func aClosedEpochHasOneLedgerInJSONAndCSVWithTheSameDigest() async throws {
-        _ = try await API.withNode(configure: { $0.qosEpochSeconds = 10 }) { base, node in
+        _ = try await API.withNode(configure: { $0.qosSchedule = .init(epochSeconds: 10, testSeconds: 6, sampleIntervalMs: 1000) }) { base, node in
             // The current epoch is there at once, provisional, with this node's own row.
             let current = try await API.request(base, "/rewards").json
             #expect(current["final"] as? Bool == false)
@@ -144,6 +144,6 @@ import FoundationNetworking
         let ok = try NodeConfig(raw: ["reward-weights": ["0.1,0.2,0.3,0.4"], "reward-h-min": ["0.25"], "qos-epoch": ["60"]])
         #expect(ok.rewardParameters.weights.coverage == 0.4)
         #expect(ok.rewardParameters.hMin == 0.25)
-        #expect(ok.qosEpochSeconds == 60)
+        #expect(ok.qosSchedule.epochSeconds == 60)
     }
 }
