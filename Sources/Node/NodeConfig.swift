@@ -277,6 +277,10 @@ public struct NodeConfig: Sendable {
             // A shorter epoch alone keeps the default 2-minute setup where it fits, else 10 %.
             let e = qosSchedule.epochSeconds
             qosSchedule.testSeconds = e > 240 ? e - 120 : max(1, e - max(4, e / 10))
+            // … and, unless given, samples often enough for at least four in the test.
+            if one("qos-sample-interval") == nil {
+                qosSchedule.sampleIntervalMs = min(qosSchedule.sampleIntervalMs, max(500, qosSchedule.testSeconds * 1000 / 4))
+            }
         }
         if let text = one("qos-sample-interval") {
             guard let v = Double(text), v.isFinite, v >= 0.5, v <= 60 else {

@@ -47,7 +47,8 @@ import FoundationNetworking
             #expect(own["coverage"] as? Double == 1)
             #expect(own["reward"] as? Double == 0)
             let sources = try #require(closed["sources"] as? [String: String])
-            #expect(sources["quality"]?.hasPrefix("placeholder") == true)
+            #expect(sources["quality"]?.hasPrefix("QoS set") == true)
+            #expect(sources["dataSupplied"]?.hasPrefix("placeholder") == true)
 
             let csv = try await API.request(base, "/rewards.csv?epoch=\(epoch)")
             #expect(csv.status == 200)
@@ -145,5 +146,9 @@ import FoundationNetworking
         #expect(ok.rewardParameters.weights.coverage == 0.4)
         #expect(ok.rewardParameters.hMin == 0.25)
         #expect(ok.qosSchedule.epochSeconds == 60)
+        // A short epoch given alone gets a test and a sample interval that fit it.
+        let short = try NodeConfig(raw: ["qos-epoch": ["10"]])
+        #expect(short.qosSchedule.testSeconds == 6 && short.qosSchedule.sampleIntervalMs == 1500)
+        #expect(short.qosSchedule.problem == nil)
     }
 }
