@@ -78,10 +78,12 @@ public final class DrtcNode: Sendable {
         gossipParameters.forwardDelayMs = config.gossipForwardDelayMs
         gossip = MeshGossip(host: host, identity: identity, registry: registry, metrics: metrics, logger: logger,
                             heartbeatMs: config.gossipHeartbeatMs, parameters: gossipParameters, clock: clock)
-        rewards = RewardsService(epochSeconds: config.qosSchedule.epochSeconds, parameters: config.rewardParameters,
-                                 registry: registry, metrics: metrics, logger: logger, me: identity.peerID)
-        qos = try QoSService(directory: config.dataDir + "/qos", schedule: config.qosSchedule, metrics: metrics, logger: logger, clock: clock)
+        let qos = try QoSService(directory: config.dataDir + "/qos", schedule: config.qosSchedule, metrics: metrics, logger: logger, clock: clock)
+        self.qos = qos
         QoSWiring.attach(qos, to: gossip, metrics: metrics, logger: logger)
+        rewards = RewardsService(epochSeconds: config.qosSchedule.epochSeconds, parameters: config.rewardParameters,
+                                 registry: registry, metrics: metrics, logger: logger, me: identity.peerID,
+                                 quality: { qos.aggregate().measuredScores() })
     }
 
     /// The refresh interval and TTL this node promises now (Specs/gossip.md "Liveness").
@@ -332,15 +334,16 @@ extension Backend: RewardsBackend, DashboardBackend {
         let media = await node.media.withLock({ $0 })?.dashboardMedia()
             ?? DashboardOverview.Media(status: "unavailable", sessions: 0, producers: 0, consumers: 0, rooms: [])
         let own = node.registry.withReplica { $0.table[node.peerID] }
+        let ownQoS = NodeKey(peerID: node.peerID).map { node.qos.aggregate().qos(of: $0) }
         return DashboardOverview(
             peerId: health.peerId, region: node.config.region.rawValue,
             position: node.config.geo.map { .init(latitude: $0.latitude, longitude: $0.longitude) },
             version: health.version, status: health.status, url: own?.record.url ?? "", multiaddrs: health.multiaddrs,
             startedAtMs: node.startedAtMs, nowMs: now, peers: health.peers, records: health.records, tableDigest: health.tableDigest,
-            // SEAM (QoS merge): this node's score from the QoS aggregate.
-            qos: .init(score: nil, measured: false, source: "none: QoS scores arrive with the QoS protocol"),
+            qos: .init(score: ownQoS?.score, measured: ownQoS?.measured ?? false,
+                       source: "QoS set: \(ownQoS?.reports ?? 0) counted reports in the last measured epoch (Specs/qos.md \"Aggregation\")"),
             epoch: .init(epoch: e, epochSeconds: epochs.epochSeconds, startMs: epochs.startMs(e), endMs: epochs.endMs(e)),
-            rewards: node.rewards.ownHistory(count: 6), rewardSources: RewardsService.phaseASources, media: media)
+            rewards: node.rewards.ownHistory(count: 6), rewardSources: RewardsService.sources, media: media)
     }
 
     func dashboardNodesVersion() -> String {
@@ -351,14 +354,14 @@ extension Backend: RewardsBackend, DashboardBackend {
 
     func dashboardNodes() -> [DashboardNodeRow] {
         let now = node.registry.clock()
+        let scores = node.qos.aggregate().measuredScores()
         return node.registry.withReplica { replica in
             replica.table.liveRecords(nowMs: now).map { signed in
                 let r = signed.record
                 return DashboardNodeRow(
                     nodeId: r.nodeID.description, region: r.region, latitude: r.geo?.latitude, longitude: r.geo?.longitude,
                     load: 1 - r.loadHeadroom, sessions: Int(r.load.activeSessions), maxSessions: Int(r.capacity.maxSessions),
-                    // SEAM (QoS merge): the record's qos.score.
-                    qos: nil, version: r.version, expiresAtMs: signed.expiresAtMs, url: r.url)
+                    qos: scores[signed.nodeID], version: r.version, expiresAtMs: signed.expiresAtMs, url: r.url)
             }
         }
     }

@@ -247,20 +247,18 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             return out
         }
         records.removeAll { !$0.isLive(nowMs: now) }
+        let scores = node.qos.aggregate().measuredScores()
         return state.withLock { s in
             s.seed &+= 0x9E37_79B9_7F4A_7C15
             let candidates = records.map { rec -> NodeCandidate in
                 let h = s.health[rec.nodeID]
-                var c = NodeCandidate(record: rec, qosScore: Self.qosScore(rec), healthy: (h?.downUntil ?? 0) <= now)
+                var c = NodeCandidate(record: rec, qosScore: scores[rec.nodeID], healthy: (h?.downUntil ?? 0) <= now)
                 if let probed = h?.sessions { c.sessions = max(c.sessions, probed) }
                 return c
             }
             return (candidates, s.recent, s.seed)
         }
     }
-
-    /// The seam for the QoS protocol (issue 14): a record's QoS score once records carry one.
-    static func qosScore(_ record: SignedRecord) -> Double? { nil }
 
     // MARK: ownership and replicas
 

@@ -9,16 +9,15 @@ import Synchronization
 /// Keeps this node's reward ledgers (Specs/rewards.md): samples the registry, closes each epoch
 /// into a ledger, serves `/rewards` and sets the `drtc_rewards_*` gauges for this node.
 ///
-/// PHASE A INPUTS (Specs/rewards.md "Phase A inputs"): availability, positions and demand come
-/// from `LivenessObserver` over this node's own registry (a local view, in memory); quality is
-/// unmeasured for everyone (no QoS set yet); data supplied is 0 for everyone (no countersigned
-/// receipts yet). `sources` below says so in every `/rewards` answer. At the QoS merge the
-/// observer is replaced by the replicated QoS set (availability from tests answered, V from
-/// the aggregate); at the orchestrator merge receipts fill data supplied, history and demand.
+/// INPUTS (Specs/rewards.md "Inputs"): V is the node's smoothed QoS score from the replicated
+/// QoS set (the same on every peer holding the same set) when the epoch closes; availability,
+/// positions and demand come from `LivenessObserver` over this node's own registry (a local
+/// view, in memory); data supplied is 0 for everyone (no countersigned receipts yet).
+/// `sources` below says so in every `/rewards` answer.
 final class RewardsService: Service, Sendable {
-    static let phaseASources = RewardSources(
-        availability: "placeholder: liveness of registry records as sampled by this node since it started (replaced by QoS tests answered, Specs/rewards.md)",
-        quality: "placeholder: none — every node unmeasured until the QoS set is merged",
+    static let sources = RewardSources(
+        availability: "placeholder: liveness of registry records as sampled by this node since it started (to be replaced by QoS tests answered, Specs/rewards.md)",
+        quality: "QoS set: the node's smoothed score V when the epoch closed (Specs/qos.md \"Aggregation\"); null while unmeasured",
         dataSupplied: "placeholder: none — 0 until countersigned session receipts are merged",
         demand: "placeholder: sessions the records declare (load.activeSessions), averaged over the epoch",
         positions: "registry records (--geo), as declared")
@@ -42,8 +41,11 @@ final class RewardsService: Service, Sendable {
     private let metrics: DrtcMetrics
     private let logger: Logger
     private let me: PeerID
+    /// Measured nodes' V now (the QoS aggregate's smoothed scores).
+    private let quality: @Sendable () -> [PeerID: Double]
 
-    init(epochSeconds: UInt32, parameters: RewardParameters, registry: RegistryService, metrics: DrtcMetrics, logger: Logger, me: PeerID) {
+    init(epochSeconds: UInt32, parameters: RewardParameters, registry: RegistryService, metrics: DrtcMetrics, logger: Logger, me: PeerID,
+         quality: @escaping @Sendable () -> [PeerID: Double] = { [:] }) {
         let epochs = RewardEpochs(epochSeconds: UInt64(epochSeconds))
         self.epochs = epochs
         self.parameters = parameters
@@ -56,6 +58,16 @@ final class RewardsService: Service, Sendable {
         self.metrics = metrics
         self.logger = logger
         self.me = me
+        self.quality = quality
+    }
+
+    /// `inputs` with V filled in from the QoS aggregate.
+    private func withQuality(_ inputs: RewardInputs) -> RewardInputs {
+        let scores = quality()
+        guard !scores.isEmpty else { return inputs }
+        var out = inputs
+        for i in out.nodes.indices { out.nodes[i].quality = scores[out.nodes[i].node] }
+        return out
     }
 
     func run() async throws {
@@ -81,7 +93,7 @@ final class RewardsService: Service, Sendable {
         }
         guard !closedInputs.isEmpty else { return }
         // Ledgers are computed outside the lock: 10,000 nodes take a few tens of ms.
-        let ledgers = closedInputs.map { RewardLedger($0, parameters: parameters) }
+        let ledgers = closedInputs.map { RewardLedger(withQuality($0), parameters: parameters) }
         state.withLock { s in
             s.closed += ledgers
             if s.closed.count > Self.retainedEpochs { s.closed.removeFirst(s.closed.count - Self.retainedEpochs) }
@@ -119,14 +131,14 @@ final class RewardsService: Service, Sendable {
             if let l = s.closed.last(where: { $0.epoch == wanted }) { return (l, true) }
             guard wanted == s.observer.currentEpoch else { return nil }
             if s.provisional == nil, let inputs = s.observer.provisional() {
-                s.provisional = RewardLedger(inputs, parameters: parameters)
+                s.provisional = RewardLedger(withQuality(inputs), parameters: parameters)
             }
             return s.provisional.map { ($0, false) }
         }
         guard let (ledger, final) = found else {
             throw .unknown(oldest: state.withLock { $0.closed.first?.epoch }, current: current)
         }
-        return RewardsReport(ledger: ledger, epochs: epochs, final: final, sources: Self.phaseASources)
+        return RewardsReport(ledger: ledger, epochs: epochs, final: final, sources: Self.sources)
     }
 
     /// This node's line of the last `count` epochs, newest first (the dashboard).

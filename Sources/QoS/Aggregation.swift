@@ -1,3 +1,4 @@
+import Identity
 import Registry
 
 /// A node's QoS as every replica computes it from the same bundle set (the `qos` object of
@@ -85,6 +86,14 @@ public struct QoSAggregate: Sendable {
     }
 
     public func qos(of node: NodeKey) -> NodeQoS { nodes[node] ?? .unmeasured }
+
+    /// The smoothed score V of every measured node, by PeerID (the orchestrator's, the
+    /// rewards' and the dashboard's input).
+    public func measuredScores() -> [PeerID: Double] {
+        var out: [PeerID: Double] = [:]
+        for (key, q) in nodes { if let score = q.score { out[key.peerID] = score } }
+        return out
+    }
 
     init(schedule: QoSSchedule, parameters: QoSParameters) {
         self.schedule = schedule

@@ -1,7 +1,7 @@
 import Identity
 import Registry
 
-/// PLACEHOLDER evidence (Specs/rewards.md "Phase A inputs"): what one node saw of the others'
+/// PLACEHOLDER evidence (Specs/rewards.md "Inputs"): what one node saw of the others'
 /// liveness in its own registry, sampled over time. Until the QoS set is merged this feeds the
 /// availability score (u, l), the positions and the demand (the active sessions records
 /// declare). It is this node's view, not the network's: other peers see slightly different

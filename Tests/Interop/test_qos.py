@@ -244,6 +244,28 @@ def test_every_node_is_tested_and_every_replica_agrees(loopback: list[h.NodeProc
         assert h.parse_metric(text, "drtc_qos_tests_total", {"role": "prover", "result": "accepted"}) >= N - 1
         assert h.parse_metric(text, "drtc_qos_score", {"node": n.peer_id}) > 0
 
+    # The score is what the node's other parts use: the dashboard's node table and its own
+    # overview, and V in the reward ledger (the orchestrator's ranking reads the same map).
+    def close(a: Any, b: float) -> bool:
+        return isinstance(a, (int, float)) and abs(a - b) < 1e-3
+
+    def scores_everywhere() -> bool:
+        for n, (_, now) in zip(loopback, qos_views(loopback)):
+            table = {row[0]: row[7] for row in n.get("/dashboard/nodes").json()["nodes"]}
+            overview = n.get("/dashboard/overview").json()["qos"]
+            rewards = {row["nodeId"]: row for row in n.get("/rewards").json()["nodes"]}
+            LAST["seams"] = (n.peer_id[-6:], overview, {i[-6:]: (table.get(i), rewards.get(i, {}).get("quality")) for i in ids})
+            if not (overview["measured"] and close(overview["score"], now[n.peer_id]["score"])):
+                return False
+            for i in ids:
+                if not (close(table.get(i), now[i]["score"]) and rewards.get(i, {}).get("qualityMeasured")
+                        and close(rewards[i]["quality"], now[i]["score"])):
+                    return False
+        return True
+
+    wait_for("the dashboard and the reward ledger of every node carry every node's QoS score",
+             scores_everywhere, 60)
+
 
 # --------------------------------------------------------------------------------------------
 # A lossy prover in a network namespace.
