@@ -298,9 +298,15 @@ public enum Planner {
         return greatCircleKm(a, b)
     }
 
+    /// The first of the nearest nodes with a position (one distance per node).
     static func nearest(_ nodes: [NodeCandidate], to p: GeoPoint?) -> NodeCandidate? {
         guard let p else { return nil }
-        return nodes.filter { $0.geo != nil }.min { km($0.geo, p) < km($1.geo, p) }
+        var best: (node: NodeCandidate, km: Double)?
+        for n in nodes where n.geo != nil {
+            let d = km(n.geo, p)
+            if best == nil || d < best!.km { best = (n, d) }
+        }
+        return best?.node
     }
 }
 
