@@ -440,7 +440,9 @@ def missing_versions(node: "NodeProcess", want: dict[str, Version], exact: set[s
     return lacking
 
 
-def start_process(args: list[str], *, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
+def start_process(args: list[str], *, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
+                  prefix: list[str] | None = None) -> subprocess.Popen:
+    """Starts `drtc ARGS` (after `prefix`, e.g. `faketime -f +5m`, when given)."""
     full_env = dict(os.environ)
     full_env.pop("DRTC_DATA_DIR", None)
     for k in list(full_env):
@@ -451,7 +453,7 @@ def start_process(args: list[str], *, log_path: Path, env: dict[str, str] | None
     log = open(log_path, "ab")
     try:
         return subprocess.Popen(
-            [str(DRTC_BIN), *args],
+            [*(prefix or []), str(DRTC_BIN), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -489,11 +491,13 @@ def launch_node(
     args: list[str] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 90,
+    prefix: list[str] | None = None,
     **kw: Any,
 ) -> NodeProcess:
     """Starts a node and waits for its `drtc: API listening on ...` stdout line and a healthy
-    /health. Raises (after killing it) if it does not come up."""
-    proc = start_process(args if args is not None else node_args(data_dir, **kw), log_path=log_path, env=env)
+    /health. Raises (after killing it) if it does not come up. `prefix` runs it under another
+    command (`faketime ...`)."""
+    proc = start_process(args if args is not None else node_args(data_dir, **kw), log_path=log_path, env=env, prefix=prefix)
     node = NodeProcess(proc=proc, data_dir=data_dir, log_path=log_path)
     ready = threading.Event()
 
