@@ -21,7 +21,12 @@ public final class MeshGossip: Sendable {
     let registry: RegistryService
     let metrics: DrtcMetrics
     let logger: Logger
+    /// The router's clock: local durations (production: the monotonic clock).
     let clock: @Sendable () -> UInt64
+    /// The registry's clock, which records are judged by (production: `MeshClock`), and
+    /// whether it agrees with the peers' (`RegistryGossip.validate(clockSettled:)`).
+    let recordClock: @Sendable () -> UInt64
+    let clockSettled: @Sendable () -> Bool
     let heartbeatMs: UInt64
 
     private let router: Mutex<GossipRouter>
@@ -39,21 +44,24 @@ public final class MeshGossip: Sendable {
     /// The last finished sync session: (records received, bytes in, bytes out).
     public let lastSync = Mutex<(records: Int, bytesIn: Int, bytesOut: Int)?>(nil)
     /// Which sync sessions run (`RegistryGossip.SyncPolicy`, shared with the simulator).
-    private let syncPolicy = Mutex(SyncPolicy())
+    let syncPolicy = Mutex(SyncPolicy())
 
     public init(host: Libp2pHost, identity: Ed25519KeyPair, registry: RegistryService, metrics: DrtcMetrics, logger: Logger,
-                heartbeatMs: UInt64, parameters base: GossipParameters = MeshGossip.defaultParameters(), clock: @escaping @Sendable () -> UInt64) {
+                heartbeatMs: UInt64, parameters base: GossipParameters = MeshGossip.defaultParameters(), clock: @escaping @Sendable () -> UInt64,
+                recordClock: (@Sendable () -> UInt64)? = nil, clockSettled: @escaping @Sendable () -> Bool = { true }) {
         self.host = host
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
         self.clock = clock
+        self.recordClock = recordClock ?? clock
+        self.clockSettled = clockSettled
         self.heartbeatMs = heartbeatMs
         var parameters = base
         parameters.heartbeatIntervalMs = heartbeatMs
         router = Mutex(GossipRouter(
             localPeer: identity.peerID, signer: identity, parameters: parameters, score: Self.scoreParameters(),
-            seed: UInt64.random(in: .min ... .max), seqnoStart: clock() &* 1_000_000))
+            seed: UInt64.random(in: .min ... .max), seqnoStart: self.recordClock() &* 1_000_000))
     }
 
     /// The registry's router parameters (`RegistryGossip.defaultParameters`, Specs/gossip.md).
@@ -157,9 +165,9 @@ public final class MeshGossip: Sendable {
             decoder.append(chunk)
             do {
                 while let frame = try decoder.next() {
-                    let now = clock()
+                    let now = clock(), recordNow = recordClock()
                     let actions = router.withLock { r in
-                        r.handle(frame: frame, from: peer, now: now) { message, _ in self.validate(message, now: now) }
+                        r.handle(frame: frame, from: peer, now: now) { message, _ in self.validate(message, now: recordNow) }
                     }
                     execute(actions)
                 }
@@ -177,7 +185,7 @@ public final class MeshGossip: Sendable {
     /// The `drtc/registry/1` validation pipeline (`RegistryGossip.validate`, shared with the
     /// simulator) against this node's table.
     private func validate(_ message: GossipMessage, now: UInt64) -> ValidationResult {
-        let (result, record) = RegistryGossip.validate(message, nowMs: now) { record in
+        let (result, record) = RegistryGossip.validate(message, nowMs: now, clockSettled: clockSettled()) { record in
             registry.withReplica { $0.table.outcome(of: record, nowMs: now) }
         }
         if let record { verified.withLock { $0[StrictSign.messageID(message)] = record } }
@@ -242,7 +250,12 @@ public final class MeshGossip: Sendable {
     }
 
     public func heartbeat() {
-        execute(router.withLock { $0.heartbeat(now: clock()) })
+        // The links' round-trip times set how long forwards are held (Specs/gossip.md "Duplicates").
+        let roundTrips = host.roundTripTimesMs()
+        execute(router.withLock { r in
+            for (peer, ms) in roundTrips { r.setRoundTripTime(peer, ms: ms) }
+            return r.heartbeat(now: clock())
+        })
     }
 
     /// Gossip-level view for `/health` and tests.
@@ -260,6 +273,7 @@ public final class MeshGossip: Sendable {
     /// Called every second by the connection maintenance: runs a remembered request (one that
     /// had to wait, or whose session failed or was cut) with a random connected peer.
     public func syncTick() async {
+        await spreadNews()
         guard syncPolicy.withLock({ $0.retryDue() }) else { return }
         await runGrantedSync(with: nil)
     }
@@ -268,6 +282,7 @@ public final class MeshGossip: Sendable {
         var completed = false
         if let peer = peer ?? host.connectedPeers.randomElement() { completed = await syncWith(peer) }
         syncPolicy.withLock { $0.initiatorEnded(completed: completed) }
+        await spreadNews()
     }
 
     /// Runs one initiator session with `peer` now, outside `SyncPolicy` (benchmarks, tests).
@@ -287,7 +302,7 @@ public final class MeshGossip: Sendable {
     /// answers with a sample of live records (Specs/registry-sync.md "Busy responders").
     private func respondToSync(_ stream: Libp2pStream) async {
         guard syncPolicy.withLock({ $0.acceptInbound() }) else {
-            let now = clock()
+            let now = recordClock()
             let sample = registry.withReplica { replica in
                 Array(replica.table.liveRecords(nowMs: now).shuffled().prefix(SyncPolicy.busySample))
             }
@@ -301,8 +316,9 @@ public final class MeshGossip: Sendable {
             }
             return
         }
-        await runSync(.responder, stream: stream)
-        syncPolicy.withLock { $0.inboundEnded() }
+        let completed = await runSync(.responder, stream: stream)
+        syncPolicy.withLock { $0.inboundEnded(completed: completed) }
+        await spreadNews()
     }
 
     @discardableResult
@@ -326,7 +342,7 @@ public final class MeshGossip: Sendable {
                     let step = try session.receive(frame: frame)
                     if !step.records.isEmpty {
                         received += step.records.count
-                        try await mergeSynced(step.records)
+                        noteNews(try await mergeSynced(step.records), from: stream.remotePeer)
                     }
                     for out in step.frames {
                         bytesOut += out.count
@@ -355,10 +371,11 @@ public final class MeshGossip: Sendable {
         }
     }
 
-    /// Verifies and merges synced records. Invalid ones are counted by the registry; they end
-    /// the session only if the peer sends nothing but garbage.
-    private func mergeSynced(_ encoded: [[UInt8]]) async throws {
-        let now = clock()
+    /// Verifies and merges synced records; returns how many of them are news
+    /// (`SyncPolicy.isNews`). Invalid ones are counted by the registry; they end the session
+    /// only if the peer sends nothing but garbage.
+    private func mergeSynced(_ encoded: [[UInt8]]) async throws -> Int {
+        let now = recordClock()
         var good: [SignedRecord] = []
         for bytes in encoded {
             do { good.append(try SignedRecord.verify(encoded: bytes, nowMs: now)) } catch {
@@ -366,7 +383,8 @@ public final class MeshGossip: Sendable {
             }
         }
         if good.isEmpty && !encoded.isEmpty { throw SyncError(.protocolViolation, "peer sent only invalid records") }
-        _ = try await registry.merge(good, durability: .deferrable)
+        let outcomes = try await registry.merge(good, durability: .deferrable)
+        return zip(good, outcomes).filter { SyncPolicy.isNews(accepted: $1 == .accepted, recordWallMs: $0.hlc.wallMs, nowMs: now) }.count
     }
 
     // MARK: metrics

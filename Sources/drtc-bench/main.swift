@@ -136,7 +136,7 @@ final class Synchronization_Box<T>: @unchecked Sendable {
 }
 
 let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
-           "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k"]
+           "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "sim-steady-1k", "sim-partition-heal-1k"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
@@ -151,9 +151,11 @@ for name in requested {
     case "srtp": try SRTPBench.run()
     case "sfu-memory": try SFUMemoryBench.run()
     case "sfu-forward": try await MediaBench.run()
-    case "sim-steady-10k": await SimBench.steady10k(forwardDelayMs: 5)
+    case "sim-steady-10k": await SimBench.steady10k(forwardDelayMs: nil)
     case "sim-steady-10k-fd60": await SimBench.steady10k(forwardDelayMs: 60)
     case "sim-join-storm-1k": await SimBench.joinStorm1k()
+    case "sim-steady-1k": await SimBench.steady1k()
+    case "sim-partition-heal-1k": await SimBench.partitionHeal1k()
     default:
         FileHandle.standardError.write(Data("unknown benchmark '\(name)'; known: \(all.joined(separator: ", "))\n".utf8))
         exit(2)
