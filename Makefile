@@ -9,14 +9,14 @@ SHELL := /bin/bash
 # the test sources (base), and the GObject bindings of all three.
 GSTREAMER_PACKAGES := gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice \
 	gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0 python3-gi
-APT_PACKAGES := pkg-config libsodium-dev liblmdb-dev libsrtp2-dev libssl-dev protobuf-compiler lmdb-utils wrk chromium chromium-driver faketime \
+APT_PACKAGES := pkg-config libsodium-dev liblmdb-dev libsrtp2-dev libssl-dev protobuf-compiler lmdb-utils wrk chromium chromium-driver nftables iproute2 faketime \
 	$(GSTREAMER_PACKAGES)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VENV := .venv
 PY_REQUIREMENTS := Tests/Interop/requirements.txt
 RUN_ARGS ?=
 
-.PHONY: help deps venv build build-release run test swift-test interop bench fuzz proto clean
+.PHONY: help deps venv build build-release build-test run test swift-test interop bench fuzz proto clean
 
 help:
 	@echo "make run     build (release) and run a node: API on 127.0.0.1:8080, data in ./drtc-data"
@@ -51,11 +51,21 @@ run: build-release
 	@echo "starting drtc: API on http://127.0.0.1:8080 (override with RUN_ARGS='--api HOST:PORT …'), Ctrl-C leaves gracefully"
 	./.build/release/drtc node $(RUN_ARGS)
 
-swift-test: build
-	swift test
+# `make test` builds once, optimised and testable, in its own folder (so `make run` and
+# `make bench` keep a plain release build): the Swift suites and the Python tier then run the
+# same binaries, and twenty nodes of the mesh tests cost a fraction of the CPU that debug
+# builds did (README "Tests" has the figures behind this choice).
+TEST_BUILD := .build-test
+TEST_FLAGS := -c release -Xswiftc -enable-testing --scratch-path $(TEST_BUILD)
 
-interop: build venv
-	DRTC_BIN=$(CURDIR)/.build/debug/drtc $(VENV)/bin/pytest -q Tests/Interop
+build-test: deps
+	swift build $(TEST_FLAGS) --build-tests
+
+swift-test: build-test
+	swift test $(TEST_FLAGS) --skip-build
+
+interop: build-test venv
+	DRTC_BIN=$(CURDIR)/$(TEST_BUILD)/release/drtc $(VENV)/bin/pytest -q Tests/Interop
 
 test: swift-test interop
 
@@ -66,7 +76,8 @@ bench: deps
 # libFuzzer targets for the decoders that read untrusted bytes (not part of CI):
 # multiaddr, multistream-select, Noise frames + handshake, Yamux frames + session, Gossipsub RPCs
 # (through the router), registry-sync frames, STUN + ICE-lite agent, RTP (parse and in-place
-# rewrite) + compound RTCP incl. transport-cc + an SFU room fed RTP/RTCP, SDP parse + answer.
+# rewrite) + compound RTCP incl. transport-cc + an SFU room fed RTP/RTCP, SDP parse + answer,
+# QoS bundles, test signalling and sample series.
 FUZZ_SECONDS ?= 180
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
@@ -77,6 +88,8 @@ PROTOC_GEN_SWIFT ?= $(shell command -v protoc-gen-swift)
 proto: deps
 	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
 		--swift_out=Sources/Registry/Generated -I Specs Specs/registry.proto
+	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
+		--swift_out=Sources/QoS/Generated -I Specs Specs/qos.proto
 
 clean:
-	rm -rf .build $(VENV)
+	rm -rf .build $(TEST_BUILD) $(VENV)

@@ -27,6 +27,8 @@ let package = Package(
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // sendmmsg(2), which Swift's Glibc module does not export (libc only, nothing to link).
+        .systemLibrary(name: "CUDP"),
 
         // MARK: base
         .target(name: "Identity", dependencies: ["CSodium"]),
@@ -51,14 +53,29 @@ let package = Package(
         .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
         // The registry's gossip policy (validation pipeline, parameters, dial planner), shared
         // by the production shell (Node) and the simulator.
-        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub"]),
+        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub", "QoS"]),
         // The simulator: virtual clock, simulated links, scenarios, reports (Specs/simulation.md).
-        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip"]),
+        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip", "QoS"]),
 
         // STUN, ICE-lite, DTLS (OpenSSL memory BIOs), SRTP (libsrtp2), SDP, RTP/RTCP: value types
         // and state machines; OpenSSL and libsrtp2 only ever see memory buffers.
         .target(name: "RTC", dependencies: ["Identity", "COpenSSL", "CSRTP"]),
         .target(name: "SFU", dependencies: ["RTC"]),
+        // Allocation policy, signed RPC, media tokens, cascade placements (Specs/orchestrator.md, rpc.md).
+        .target(name: "Orchestrator", dependencies: ["Identity", "Registry"]),
+        // Rewards (whitepaper 2.3, Specs/rewards.md): scores, unit and session reward, the
+        // per-epoch ledger; plain-value inputs filled by the node from checkable evidence.
+        .target(name: "Rewards", dependencies: ["Identity", "Registry"]),
+        // QoS tests (Specs/qos.md): epochs, verifiable assignment (ECVRF tickets), the
+        // challenger's measurement and the whitepaper's scores, the test stream, signed
+        // reports, the replicated report set and its aggregation. Pure.
+        .target(
+            name: "QoS",
+            dependencies: [
+                "Identity", "Registry", "RTC", "SFU",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
 
         // MARK: adapters
         .target(
@@ -75,7 +92,7 @@ let package = Package(
         .target(
             name: "MediaNIO",
             dependencies: [
-                "RTC", "SFU",
+                "RTC", "SFU", "CUDP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -86,18 +103,29 @@ let package = Package(
         .target(
             name: "HTTPAPI",
             dependencies: [
-                "Registry", "Identity",
+                "Registry", "Identity", "Orchestrator", "SFU", "Rewards", "QoS",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            // The dashboard's page, script and map, compiled into the binary: a node serves
+            // every asset itself and the page makes no request elsewhere (Specs/dashboard.md).
+            resources: [
+                .embedInCode("Dashboard/index.html"),
+                .embedInCode("Dashboard/dashboard.js"),
+                .embedInCode("Dashboard/dashboard.css"),
+                .embedInCode("Dashboard/coastline.json"),
             ]
         ),
         .target(
             name: "Node",
             dependencies: [
                 "Identity", "Registry", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "RegistryGossip",
-                "RTC", "SFU", "MediaNIO",
+                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards", "QoS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -110,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "drtc",
             dependencies: [
-                "Node", "Identity", "Simulation",
+                "Node", "Identity", "Simulation", "QoS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -119,7 +147,7 @@ let package = Package(
             name: "drtc-bench",
             dependencies: [
                 "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
-                "RTC", "SFU", "MediaNIO",
+                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards", "QoS",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -148,13 +176,24 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        .testTarget(
+            name: "MediaNIOTests",
+            dependencies: [
+                "MediaNIO", "SFU", "RTC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Registry", "Identity"]),
+        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity", "QoS"]),
+        .testTarget(name: "QoSTests", dependencies: ["QoS", "Identity", "Registry", "RTC", "SFU", "RegistryGossip", "Gossipsub"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [
-                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p",
+                "Node", "HTTPAPI", "Registry", "Identity", "Store", "Libp2p", "Orchestrator", "Rewards",
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

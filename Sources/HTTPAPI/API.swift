@@ -24,15 +24,18 @@ public enum RegistryAPI {
         ("/listMediaNodes", [.get]),
         ("/register", [.post]),
         ("/deregister", [.post]),
-    ]
+        ("/allocate", [.post]),
+        ("/rewards", [.get]),
+        ("/rewards.csv", [.get]),
+    ] + DashboardAPI.paths.map { ($0, [.get]) } + QoSAPI.routes
     static let allowedMethods: [String: [HTTPRequest.Method]] = Dictionary(uniqueKeysWithValues: routes.map { ($0.path, $0.methods) })
 
     public static func router(backend: some RegistryBackend, metrics: DrtcMetrics) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         // Browsers call WHIP/WHEP from pages on other origins (RFC 9725 §4.8); the API is
-        // public and takes no credentials, so any origin may read it.
+        // public, and media tokens are bearer tokens (not cookies), so any origin may read it.
         router.add(middleware: CORSMiddleware(
-            allowOrigin: .all, allowHeaders: [.contentType, .ifMatch],
+            allowOrigin: .all, allowHeaders: [.contentType, .ifMatch, .authorization],
             allowMethods: [.get, .head, .post, .delete, .patch, .options],
             exposedHeaders: ["Location", "ETag", "Retry-After", "Accept-Post"], maxAge: .seconds(600)))
         router.add(middleware: APIMiddleware(metrics: metrics))
@@ -48,7 +51,7 @@ public enum RegistryAPI {
         }
         router.get("/getMediaNodes") { request, _ in
             let query = try parseNodeQuery(request)
-            return jsonBytes(cache.nodeList(backend.getMediaNodes(query)))
+            return jsonBytes(cache.nodeList(backend.getMediaNodes(query), qos: { backend.qos(of: $0) }))
         }
         router.get("/nodeById") { request, _ in
             let params = try QueryParameters(request, allowed: ["id"])
@@ -64,7 +67,7 @@ public enum RegistryAPI {
                 let why = record.record.status == .leaving ? "left the network" : "has not refreshed its record within its \(record.record.ttlSeconds) s TTL"
                 throw APIError(.notFound, code: "not_live", "node \(id) \(why)")
             }
-            return jsonBytes(cache.json(for: record))
+            return jsonBytes(cache.object(for: record, qos: backend.qos(of: peer)))
         }
         router.get("/listMediaNodes") { request, _ in
             let params = try QueryParameters(request, allowed: ["cursor", "limit"])
@@ -74,7 +77,11 @@ public enum RegistryAPI {
                 throw APIError.badParameter("cursor", "expected the nextCursor of a previous page (a PeerID), got '\(cursor.prefix(80))'")
             }
             let (page, next) = backend.listMediaNodes(after: cursor, limit: limit)
-            return try json(NodePageJSON(nodes: page.map { MediaNodeJSON($0) }, nextCursor: next))
+            return try json(NodePageJSON(nodes: page.map { r in
+                var j = MediaNodeJSON(r)
+                j.qos = backend.qos(of: r.nodeID).map(QoSJSON.init)
+                return j
+            }, nextCursor: next))
         }
         router.post("/register") { request, _ in
             try await submit(request, backend: backend, metrics: metrics, requireStatus: nil)

@@ -12,9 +12,10 @@ import Foundation
 ///   binary floating-point noise (`0.5740000000000001`) reaches a client.
 ///
 /// Sorting costs a few microseconds per object; the hot paths (`/getMediaNodes`,
-/// `/nodeById`) serve each record's JSON from `RecordJSONCache`, encoded once.
-enum APIJSON {
-    static func encode(_ value: some Encodable) throws -> [UInt8] {
+/// `/nodeById`) serve each record's JSON from `RecordJSONCache`, encoded once. The node's
+/// signed RPC bodies (Specs/rpc.md) are written the same way.
+public enum APIJSON {
+    public static func encode(_ value: some Encodable) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array(try encoder.encode(value))

@@ -1,4 +1,5 @@
 import Identity
+import QoS
 import Registry
 
 /// What the HTTP API needs from a node. `Node` implements it; the API never touches storage
@@ -12,6 +13,12 @@ public protocol RegistryBackend: Sendable {
     /// Verifies, merges and durably commits a signed record; returns once it is committed.
     func submit(encodedRecord: [UInt8]) async throws -> SubmitResult
     func nowMs() -> UInt64
+    /// A node's QoS (Specs/qos.md "Aggregation"); nil where the node runs no QoS.
+    func qos(of id: PeerID) -> NodeQoS?
+}
+
+extension RegistryBackend {
+    public func qos(of id: PeerID) -> NodeQoS? { nil }
 }
 
 public enum SubmitResult: Sendable {
@@ -20,7 +27,7 @@ public enum SubmitResult: Sendable {
 }
 
 public struct HealthReport: Codable, Sendable {
-    /// `ok`, or `degraded` when a component (see `registry`) is degraded.
+    /// `ok`, or `degraded` when a component (`registry`, `media`, `clock`) is degraded.
     public var status: String
     public var peerId: String
     public var multiaddrs: [String]
@@ -34,9 +41,14 @@ public struct HealthReport: Codable, Sendable {
     /// Specs/registry.md "Clocks"). 0 until a peer has answered.
     public var clockOffsetMs: Int64
     public var clock: ClockHealth
+    /// The media engine; absent on a node that runs no media service.
+    public var media: MediaHealth?
+    /// SHA-256 over the sorted QoS item IDs: equal digests, equal report sets (Specs/qos.md).
+    public var qosDigest: String?
 
     public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String,
-                registry: RegistryHealth = RegistryHealth(), clockOffsetMs: Int64 = 0, clock: ClockHealth = ClockHealth()) {
+                registry: RegistryHealth = RegistryHealth(), clockOffsetMs: Int64 = 0, clock: ClockHealth = ClockHealth(),
+                media: MediaHealth? = nil, qosDigest: String? = nil) {
         self.status = status
         self.peerId = peerId
         self.multiaddrs = multiaddrs
@@ -47,6 +59,8 @@ public struct HealthReport: Codable, Sendable {
         self.registry = registry
         self.clockOffsetMs = clockOffsetMs
         self.clock = clock
+        self.media = media
+        self.qosDigest = qosDigest
     }
 }
 
@@ -100,4 +114,22 @@ public struct RegistryHealth: Codable, Sendable {
     }
 
     public var isDegraded: Bool { status != "ok" }
+}
+
+/// The media socket on `/health` (Specs/media.md "Send errors and socket loss").
+public struct MediaHealth: Codable, Sendable, Equatable {
+    /// `ok`, or `unavailable` while the media socket is closed (WHIP/WHEP then answer 503).
+    public var status: String
+    /// The media socket's address (`--media`, port resolved).
+    public var udp: String
+    /// Why media is unavailable; absent when `ok`.
+    public var error: String?
+
+    public init(status: String, udp: String, error: String? = nil) {
+        self.status = status
+        self.udp = udp
+        self.error = error
+    }
+
+    public var isAvailable: Bool { status == "ok" }
 }

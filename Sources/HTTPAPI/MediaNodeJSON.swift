@@ -1,3 +1,4 @@
+import QoS
 import Registry
 
 #if canImport(FoundationEssentials)
@@ -40,6 +41,8 @@ public struct MediaNodeJSON: Codable, Sendable {
     public var distanceKm: Double?
     /// Base64 of the `SignedMediaNodeRecord` protobuf, so clients can verify the owner's signature.
     public var signedRecord: String
+    /// The node's QoS (Specs/qos.md), computed by the answering node from its report set.
+    public var qos: QoSJSON?
 
     /// Computed numbers are rounded (Specs/openapi.yaml "JSON"): headroom to 4 decimals
     /// (0.01 %), distances to 3 (metres).

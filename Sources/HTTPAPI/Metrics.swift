@@ -52,10 +52,15 @@ public final class DrtcMetrics: Sendable {
     /// A counter with one label, created once: rejections can arrive at flood rates, and a
     /// registry lookup per increment would cost more than the count.
     public func counter(_ label: String, _ dimension: String, _ value: String) -> CoreMetrics.Counter {
-        let key = "\(label){\(dimension)=\(value)}"
+        counter(label, [(dimension, value)])
+    }
+
+    /// A counter with several labels, created once.
+    public func counter(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Counter {
+        let key = label + "{" + dimensions.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}"
         return counters.withLock { cache in
             if let c = cache[key] { return c }
-            let c = CoreMetrics.Counter(label: label, dimensions: [(dimension, value)], factory: factory)
+            let c = CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory)
             cache[key] = c
             return c
         }

@@ -5,10 +5,14 @@ import Libp2p
 import Libp2pNIO
 import Logging
 import NIOCore
+import NIOPosix
+import QoS
 import Registry
 import RegistryGossip
+import Rewards
 import ServiceLifecycle
 import Store
+import Synchronization
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -32,9 +36,18 @@ public final class DrtcNode: Sendable {
     /// The registry's clock: the wall clock corrected by the offset against the peers
     /// (Specs/registry.md "Clocks").
     public let meshClock: MeshClock
+    /// The replicated QoS report set and its aggregation (Specs/qos.md).
+    public let qos: QoSService
     let gossip: MeshGossip
+    let rewards: RewardsService
+    /// When this node started (Unix ms): the dashboard's uptime.
+    let startedAtMs: UInt64
     let logger: Logger
+    /// Media sessions now, published in the record's load (the orchestrator's input).
+    let liveSessions = Mutex<UInt32>(0)
     private let dataDirLock: DataDirLock
+    /// Set by `run` once the media service exists; `/health` reports it.
+    let media = Synchronization.Mutex<MediaService?>(nil)
 
     public var peerID: PeerID { identity.peerID }
 
@@ -42,6 +55,7 @@ public final class DrtcNode: Sendable {
     public init(config: NodeConfig, logger: Logger, clock: @escaping @Sendable () -> UInt64 = wallClockMs) throws {
         self.config = config
         self.logger = logger
+        startedAtMs = clock()
         let loaded = try KeyFile.loadOrCreate(dataDir: config.dataDir)
         // One process per data dir: two nodes sharing an identity would overwrite each
         // other's records and tombstones.
@@ -72,6 +86,13 @@ public final class DrtcNode: Sendable {
                             heartbeatMs: config.gossipHeartbeatMs, parameters: gossipParameters, clock: monotonicMs,
                             recordClock: meshClock.now, clockSettled: { meshClock.estimate.isSettled })
         ClockService.serve(on: host, clock: meshClock)
+        // QoS epochs, tickets and bundles are timed like records: on the registry clock.
+        let qos = try QoSService(directory: config.dataDir + "/qos", schedule: config.qosSchedule, metrics: metrics, logger: logger, clock: meshClock.now)
+        self.qos = qos
+        QoSWiring.attach(qos, to: gossip, metrics: metrics, logger: logger)
+        rewards = RewardsService(epochSeconds: config.qosSchedule.epochSeconds, parameters: config.rewardParameters,
+                                 registry: registry, metrics: metrics, logger: logger, me: identity.peerID,
+                                 quality: { qos.aggregate().measuredScores() })
     }
 
     /// The refresh interval and TTL this node promises now (Specs/gossip.md "Liveness").
@@ -90,7 +111,7 @@ public final class DrtcNode: Sendable {
     /// This node's own record as of `hlc`.
     func ownRecord(hlc: HLC, status: NodeStatus, apiPort: Int, schedule: (interval: UInt32, ttl: UInt32)) -> MediaNodeRecord {
         let base = config.publicURL ?? "http://\(HostPort(host: config.api.host, port: apiPort))"
-        var load = Load()
+        var load = Load(activeSessions: liveSessions.withLock { $0 })
         var avg = [0.0, 0.0, 0.0]
         if getloadavg(&avg, 3) == 3, config.capacity.cpuCores > 0 {
             load.cpuPermille = UInt32(min(1000, max(0, avg[0] / Double(config.capacity.cpuCores) * 1000)))
@@ -115,10 +136,12 @@ public final class DrtcNode: Sendable {
         let clockHealth = ClockHealth(
             status: estimate.status.rawValue, offsetMs: estimate.offsetMs, correctionMs: estimate.correctionMs,
             peers: estimate.peers, toleranceMs: ClockSkew.toleranceMs)
+        let media = media.withLock { $0 }?.health()
+        let degraded = registryHealth.isDegraded || media?.isAvailable == false || clockHealth.isRefused
         return HealthReport(
-            status: registryHealth.isDegraded || clockHealth.isRefused ? "degraded" : "ok", peerId: peerID.description,
-            multiaddrs: announcedMultiaddrs, peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest),
-            version: Self.version, registry: registryHealth, clockOffsetMs: estimate.offsetMs, clock: clockHealth)
+            status: degraded ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
+            peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest), version: Self.version,
+            registry: registryHealth, clockOffsetMs: estimate.offsetMs, clock: clockHealth, media: media, qosDigest: qos.digest())
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.
@@ -127,9 +150,21 @@ public final class DrtcNode: Sendable {
         let boundPort = PortBox()
         let router = RegistryAPI.router(backend: Backend(node: self), metrics: metrics)
         if config.adminAPI { AdminAPI.add(to: router, host: host, logger: logger) }
-        let media = MediaService(config: config, metrics: metrics, logger: logger)
+        let media = MediaService(config: config, metrics: metrics, logger: logger, nodeTag: peerID.description)
         await media.start()
-        MediaAPI.add(to: router, media: media)
+        self.media.withLock { $0 = media }
+        let orchestration = Orchestration(node: self, media: media)
+        OrchestratorAPI.add(to: router, backend: orchestration)
+        // --open-media true: today's open WHIP/WHEP; else tokens and redirects (Specs/orchestrator.md).
+        MediaAPI.add(to: router, media: media, access: config.openMedia ? nil : orchestration)
+        let backend = Backend(node: self)
+        RewardsAPI.add(to: router, backend: backend)
+        DashboardAPI.add(to: router, backend: backend)
+        QoSAPI.add(to: router, backend: backend)
+        let qosGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let qosScheduler = QoSScheduler(QoSRuntime(
+            config: config, identity: identity, host: host, registry: registry, qos: qos, gossip: gossip, media: media,
+            metrics: metrics, logger: logger, clock: registry.clock, group: qosGroup))
         let app = Application(
             router: router,
             // Idle keep-alive connections (and requests that never complete) are closed.
@@ -153,9 +188,12 @@ public final class DrtcNode: Sendable {
             throw NodeStartError("--listen \(config.listen.map(\.description).joined(separator: " ")): \(error)")
         }
         // Shutdown runs in reverse order: the API stops first, then the registry writes the
-        // tombstone and closes LMDB, then the mesh closes its connections.
+        // tombstone and closes LMDB, then the QoS scheduler ends its tests and closes its store,
+        // then the mesh closes its connections.
         let group = ServiceGroup(configuration: .init(
-            services: [mesh, clockService, media, lifecycle, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [mesh, clockService, media, qosScheduler, lifecycle, orchestration, rewards, app],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        defer { Task { try? await qosGroup.shutdownGracefully() } }
         do {
             try await group.run()
         } catch where boundPort.get() == nil {
@@ -247,16 +285,29 @@ struct RegistryLifecycle: Service {
     }
 }
 
-/// Adapts the node to the HTTP API's backend protocol.
-struct Backend: RegistryBackend {
+/// Adapts the node to the HTTP API's backend protocols.
+struct Backend: RegistryBackend, QoSBackend {
     let node: DrtcNode
 
     func health() -> HealthReport { node.health() }
 
     func getMediaNodes(_ query: NodeQuery) -> [(record: SignedRecord, distanceKm: Double?)] {
         let now = node.registry.clock()
-        return node.registry.withReplica { $0.getMediaNodes(query, nowMs: now) }
+        let agg = node.qos.aggregate()
+        // Ranking by quality only once someone is measured (Specs/qos.md "Aggregation").
+        let quality: ((PeerID) -> Double?)? = agg.nodes.isEmpty ? nil : { id in NodeKey(peerID: id).flatMap { agg.nodes[$0]?.score } }
+        return node.registry.withReplica { $0.getMediaNodes(query, nowMs: now, quality: quality) }
     }
+
+    func qos(of id: PeerID) -> NodeQoS? { NodeKey(peerID: id).map { node.qos.aggregate().qos(of: $0) } }
+
+    var qosSchedule: QoSSchedule { node.qos.schedule }
+    func qosAggregate() -> QoSAggregate { node.qos.aggregate() }
+    func qosBundles(epoch: UInt64?) -> [SignedQoSBundle] {
+        node.qos.withLedger { l in epoch.map { l.bundles(epoch: $0) } ?? l.epochs.flatMap { l.bundles(epoch: $0) } }
+    }
+    func qosSamples(hash: [UInt8]) -> SampleSeries? { node.qos.samples(hash: hash) }
+    func apiURL(of node: PeerID) -> String? { self.node.registry.withReplica { $0.table[node]?.record.url } }
 
     func record(for id: PeerID) -> SignedRecord? {
         node.registry.withReplica { $0.table[id] }
@@ -285,6 +336,52 @@ struct Backend: RegistryBackend {
     }
 
     func nowMs() -> UInt64 { node.registry.clock() }
+}
+
+extension Backend: RewardsBackend, DashboardBackend {
+    func rewardLedger(epoch: UInt64?) throws(RewardsLookupError) -> RewardsReport {
+        try node.rewards.report(epoch: epoch)
+    }
+
+    func dashboardOverview() async -> DashboardOverview {
+        let health = node.health()
+        let now = node.registry.clock()
+        let epochs = node.rewards.epochs
+        let e = epochs.epoch(atMs: now)
+        let media = await node.media.withLock({ $0 })?.dashboardMedia()
+            ?? DashboardOverview.Media(status: "unavailable", sessions: 0, producers: 0, consumers: 0, rooms: [])
+        let own = node.registry.withReplica { $0.table[node.peerID] }
+        let ownQoS = NodeKey(peerID: node.peerID).map { node.qos.aggregate().qos(of: $0) }
+        return DashboardOverview(
+            peerId: health.peerId, region: node.config.region.rawValue,
+            position: node.config.geo.map { .init(latitude: $0.latitude, longitude: $0.longitude) },
+            version: health.version, status: health.status, url: own?.record.url ?? "", multiaddrs: health.multiaddrs,
+            startedAtMs: node.startedAtMs, nowMs: now, peers: health.peers, records: health.records, tableDigest: health.tableDigest,
+            qos: .init(score: ownQoS?.score, measured: ownQoS?.measured ?? false,
+                       source: "QoS set: \(ownQoS?.reports ?? 0) counted reports in the last measured epoch (Specs/qos.md \"Aggregation\")"),
+            epoch: .init(epoch: e, epochSeconds: epochs.epochSeconds, startMs: epochs.startMs(e), endMs: epochs.endMs(e)),
+            rewards: node.rewards.ownHistory(count: 6), rewardSources: RewardsService.sources, media: media)
+    }
+
+    func dashboardNodesVersion() -> String {
+        let generation = node.registry.withReplica { $0.table.generation }
+        // Liveness changes with time alone (a record expires): the second is part of the version.
+        return "\(generation)-\(node.registry.clock() / 1000)"
+    }
+
+    func dashboardNodes() -> [DashboardNodeRow] {
+        let now = node.registry.clock()
+        let scores = node.qos.aggregate().measuredScores()
+        return node.registry.withReplica { replica in
+            replica.table.liveRecords(nowMs: now).map { signed in
+                let r = signed.record
+                return DashboardNodeRow(
+                    nodeId: r.nodeID.description, region: r.region, latitude: r.geo?.latitude, longitude: r.geo?.longitude,
+                    load: 1 - r.loadHeadroom, sessions: Int(r.load.activeSessions), maxSessions: Int(r.capacity.maxSessions),
+                    qos: scores[signed.nodeID], version: r.version, expiresAtMs: signed.expiresAtMs, url: r.url)
+            }
+        }
+    }
 }
 
 extension APIError {

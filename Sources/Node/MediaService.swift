@@ -9,14 +9,20 @@ import Synchronization
 
 /// The node's media engine (one UDP port, `--media`) and its WHIP/WHEP signalling.
 final class MediaService: Service, MediaSignaling {
-    private let engine: Mutex<MediaEngine?> = Mutex(nil)
+    let engine: Mutex<MediaEngine?> = Mutex(nil)
+    /// Why the port could not be bound at start (the node then runs without media).
+    private let startError: Mutex<String?> = Mutex(nil)
     private let exported = Mutex(MediaSnapshot())
     private let config: NodeConfig
     private let metrics: DrtcMetrics
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-    init(config: NodeConfig, metrics: DrtcMetrics, logger: Logger) {
+    /// Names this node in pipe track keys (its PeerID).
+    private let nodeTag: String
+
+    init(config: NodeConfig, metrics: DrtcMetrics, logger: Logger, nodeTag: String = "local") {
+        self.nodeTag = nodeTag
         self.config = config
         self.metrics = metrics
         self.logger = logger
@@ -30,10 +36,14 @@ final class MediaService: Service, MediaSignaling {
             let maxSessions = config.capacity.maxSessions > 0 ? Int(config.capacity.maxSessions) : 1000
             let started = try await MediaEngine.start(
                 host: config.media.host, port: config.media.port, group: group, certificate: certificate,
-                configure: { $0.maxSessions = maxSessions }, logger: logger)
+                configure: { [nodeTag] in
+                    $0.maxSessions = maxSessions
+                    $0.nodeTag = nodeTag
+                }, logger: logger)
             engine.withLock { $0 = started }
             metrics.onScrape { [weak self] in self?.exportMetrics() }
         } catch {
+            startError.withLock { $0 = "cannot serve --media \(config.media): \(error)" }
             logger.error("media disabled: cannot serve --media", metadata: ["media": "\(config.media)", "error": "\(error)"])
         }
     }
@@ -44,12 +54,54 @@ final class MediaService: Service, MediaSignaling {
         try? await group.shutdownGracefully()
     }
 
+    /// The media socket for `/health`: unavailable when it was never bound, or while it is
+    /// closed and being bound again.
+    func health() -> MediaHealth {
+        guard let engine = engine.withLock({ $0 }) else {
+            return MediaHealth(status: "unavailable", udp: "\(config.media)", error: startError.withLock { $0 } ?? "media engine not started")
+        }
+        let socket = engine.socket
+        return socket.isUp
+            ? MediaHealth(status: "ok", udp: "\(engine.localAddress)")
+            : MediaHealth(status: "unavailable", udp: "\(engine.localAddress)", error: "media socket closed (\(socket.lastError ?? "unknown")); rebinding")
+    }
+
+    /// The rooms panel of the dashboard: this node's rooms and sessions now.
+    func dashboardMedia() async -> DashboardOverview.Media {
+        let status = health().status
+        guard let engine = engine.withLock({ $0 }) else {
+            return DashboardOverview.Media(status: status, sessions: 0, producers: 0, consumers: 0, rooms: [])
+        }
+        let snapshot = engine.snapshot
+        let rooms = await engine.roomStatus(nil).sorted { $0.room < $1.room }.map {
+            DashboardOverview.Room(room: $0.room, publishers: $0.publishers, viewers: $0.viewers, tracks: $0.tracks,
+                                   pipes: $0.pipes.map(\.peer))
+        }
+        return DashboardOverview.Media(status: status, sessions: snapshot.sessions, producers: snapshot.producers,
+                                       consumers: snapshot.consumers, rooms: rooms)
+    }
+
     // MARK: MediaSignaling
 
-    func offer(_ sdp: String, room: String, role: MediaRole, rid: String?) async throws -> MediaAnswer {
+    /// The engine, else the 503 `media_unavailable` that WHIP/WHEP and the RPCs answer. With
+    /// `serving`, only while its media port is bound: an answer (or a pipe's parameters) naming
+    /// a closed socket would never connect, so say so instead.
+    func engineOrThrow(serving: Bool = false) throws -> MediaEngine {
         guard let engine = engine.withLock({ $0 }) else {
             throw APIError(.serviceUnavailable, code: "media_unavailable", "this node's media port \(config.media) could not be bound; see its log")
         }
+        let socket = engine.socket
+        guard socket.isUp || !serving else {
+            var api = APIError(.serviceUnavailable, code: "media_unavailable",
+                               "this node's media socket \(engine.localAddress) closed (\(socket.lastError ?? "unknown")) and is being bound again; retry shortly")
+            api.headers[.retryAfter] = "1"
+            throw api
+        }
+        return engine
+    }
+
+    func offer(_ sdp: String, room: String, role: MediaRole, rid: String?) async throws -> MediaAnswer {
+        let engine = try engineOrThrow(serving: true)
         do {
             let created = switch role {
             case .publisher: try await engine.publish(room: room, offer: sdp)
@@ -96,7 +148,8 @@ final class MediaService: Service, MediaSignaling {
             defer { e = now }
             return e
         }
-        let c = now.counters, p = before.counters, r = now.room, q = before.room
+        let c = now.counters, p = before.counters, r = now.room, q = before.room, s = now.socket, t = before.socket
+        let ps = now.pipeSockets, pt = before.pipeSockets
         let deltas: [(String, String, String, Int)] = [
             ("drtc_media_packets_total", "kind", "rtp_in", c.rtpIn - p.rtpIn),
             ("drtc_media_packets_total", "kind", "rtp_out", c.rtpOut - p.rtpOut),
@@ -129,13 +182,28 @@ final class MediaService: Service, MediaSignaling {
             ("drtc_media_sessions_total", "event", "offer_rejected", c.offersRejected - p.offersRejected),
             ("drtc_media_dtls_failures_total", "kind", "handshake", c.dtlsFailures - p.dtlsFailures),
             ("drtc_media_layer_switches_total", "kind", "simulcast", r.layerSwitches - q.layerSwitches),
+            ("drtc_media_dropped_total", "reason", "socket_closed", s.droppedWhileClosed - t.droppedWhileClosed),
+            ("drtc_media_socket_events_total", "event", "closed", s.closes - t.closes),
+            ("drtc_media_socket_events_total", "event", "rebound", s.rebinds - t.rebinds),
+            ("drtc_media_socket_events_total", "event", "rebind_failed", s.rebindFailures - t.rebindFailures),
+            ("drtc_media_dropped_total", "reason", "truncated", s.truncated - t.truncated),
+            ("drtc_media_nacks_total", "result", "sent_upstream", r.nacksSentUpstream - q.nacksSentUpstream),
+            ("drtc_media_pipe_socket_events_total", "event", "failed", ps.failures - pt.failures),
+            ("drtc_media_dropped_total", "reason", "pipe_socket_closed", ps.droppedWhileClosed - pt.droppedWhileClosed),
+            ("drtc_media_dropped_total", "reason", "pipe_truncated", ps.truncated - pt.truncated),
         ]
+            + s.sendErrors.map { ("drtc_media_send_errors_total", "errno", $0.key, $0.value - (t.sendErrors[$0.key] ?? 0)) }
+            + s.receiveErrors.map { ("drtc_media_receive_errors_total", "errno", $0.key, $0.value - (t.receiveErrors[$0.key] ?? 0)) }
+            + ps.sendErrors.map { ("drtc_media_pipe_send_errors_total", "errno", $0.key, $0.value - (pt.sendErrors[$0.key] ?? 0)) }
+            + ps.receiveErrors.map { ("drtc_media_pipe_receive_errors_total", "errno", $0.key, $0.value - (pt.receiveErrors[$0.key] ?? 0)) }
         for (label, dim, value, delta) in deltas where delta > 0 {
             metrics.counter(label, dim, value).increment(by: delta)
         }
+        metrics.gauge("drtc_media_socket_up", "udp", "\(engine.localAddress)").set(s.isUp ? 1 : 0)
         metrics.gauge("drtc_media_sessions", "kind", "active").set(now.sessions)
         metrics.gauge("drtc_media_rooms", "kind", "active").set(now.rooms)
         metrics.gauge("drtc_media_producers", "kind", "active").set(now.producers)
         metrics.gauge("drtc_media_consumers", "kind", "active").set(now.consumers)
+        metrics.gauge("drtc_media_pipes", "kind", "active").set(now.pipes)
     }
 }

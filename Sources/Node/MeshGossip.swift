@@ -8,11 +8,64 @@ import Registry
 import RegistryGossip
 import Synchronization
 
-/// The shell around the Gossipsub router and the registry sync sessions: it owns the gossip
-/// streams of every connected peer, feeds the router, and carries out its actions
-/// (STYLE.md §1). All protocol decisions are in `GossipRouter` and `RegistrySyncSession`.
+/// The shell around the Gossipsub router and the set reconciliation sessions: it owns the
+/// gossip streams of every connected peer, feeds the router, and carries out its actions
+/// (STYLE.md §1). All protocol decisions are in `GossipRouter` and `SetSyncSession`.
+///
+/// Topics and replicated sets are pluggable: each topic is a validator whose accepted messages
+/// carry their own sink (`addTopic`), each set a snapshot, a merge and a sync protocol
+/// (`addReplicatedSet`). The registry's topic and set are registered at construction; QoS adds
+/// `drtc/qos/1` and `/drtc/qos-sync/1.0.0` (Specs/qos.md).
 public final class MeshGossip: Sendable {
     static let topic = RegistryGossip.topic
+
+    /// A topic's validator: the verdict on a message and, when accepted, what to do once the
+    /// router delivers it (merge it into a store, …).
+    public typealias TopicHandler = @Sendable (GossipMessage, _ nowMs: UInt64) -> (ValidationResult, (@Sendable () -> Void)?)
+
+    /// A replicated set reconciled with `SetSyncSession` on its own protocol.
+    public struct ReplicatedSet: Sendable {
+        public var protocolID: String
+        /// Prefix of its metrics (`<prefix>_sessions_total`, …).
+        public var metricsPrefix: String
+        public var snapshot: @Sendable () -> SyncSnapshot
+        /// Verifies and merges received items; returns how many verified and how many of those
+        /// are news (`SyncPolicy.isNews`: they start a wave of syncs, Specs/gossip.md "Partitions").
+        public var merge: @Sendable ([[UInt8]]) async throws -> SetMerge
+        /// What a busy responder hands out instead of reconciling.
+        public var busySample: @Sendable () -> [[UInt8]]
+        public var limits: SyncLimits
+
+        public init(protocolID: String, metricsPrefix: String, snapshot: @escaping @Sendable () -> SyncSnapshot,
+                    merge: @escaping @Sendable ([[UInt8]]) async throws -> SetMerge, busySample: @escaping @Sendable () -> [[UInt8]],
+                    limits: SyncLimits = SyncLimits()) {
+            self.protocolID = protocolID
+            self.metricsPrefix = metricsPrefix
+            self.snapshot = snapshot
+            self.merge = merge
+            self.busySample = busySample
+            self.limits = limits
+        }
+    }
+
+    /// What merging a batch of synced items did.
+    public struct SetMerge: Sendable {
+        public var verified: Int
+        public var news: Int
+        public init(verified: Int, news: Int) {
+            self.verified = verified
+            self.news = news
+        }
+    }
+
+    final class SetState: Sendable {
+        let set: ReplicatedSet
+        /// Which sync sessions run (`RegistryGossip.SyncPolicy`, shared with the simulator).
+        let policy = Mutex(SyncPolicy())
+        /// The last finished session: (items received, bytes in, bytes out).
+        let lastSync = Mutex<(records: Int, bytesIn: Int, bytesOut: Int)?>(nil)
+        init(_ set: ReplicatedSet) { self.set = set }
+    }
     /// Frames queued for one peer beyond which further RPCs to it are dropped (the peer is not
     /// reading; gossip and anti-entropy repair what it misses).
     static let maxQueuedBytes = 8 << 20
@@ -31,8 +84,11 @@ public final class MeshGossip: Sendable {
 
     private let router: Mutex<GossipRouter>
     private let writers = Mutex<[PeerID: PeerWriter]>([:])
-    /// Records verified by the validator, waiting for their `.deliver` action.
-    private let verified = Mutex<[MessageID: SignedRecord]>([:])
+    private let topics = Mutex<[String: TopicHandler]>([:])
+    private let sets = Mutex<[SetState]>([])
+    private let started = Mutex(false)
+    /// Sinks of messages accepted by their topic's validator, waiting for `.deliver`.
+    private let verified = Mutex<[MessageID: @Sendable () -> Void]>([:])
     private let exported = Mutex(GossipCounters())
     private let exportedTraffic = Mutex<(out: Int, in: Int)>((0, 0))
     let discovered = Mutex<[PeerID]>([])
@@ -41,10 +97,8 @@ public final class MeshGossip: Sendable {
     private let traffic = Mutex<(out: Int, in: Int)>((0, 0))
     /// Observability hook (benchmarks, tests): called for every record accepted from gossip.
     private let deliveryHook = Mutex<(@Sendable (SignedRecord) -> Void)?>(nil)
-    /// The last finished sync session: (records received, bytes in, bytes out).
-    public let lastSync = Mutex<(records: Int, bytesIn: Int, bytesOut: Int)?>(nil)
-    /// Which sync sessions run (`RegistryGossip.SyncPolicy`, shared with the simulator).
-    let syncPolicy = Mutex(SyncPolicy())
+    /// The registry set's last finished sync session: (records received, bytes in, bytes out).
+    public func lastSync() -> (records: Int, bytesIn: Int, bytesOut: Int)? { sets.withLock { $0[0] }.lastSync.withLock { $0 } }
 
     public init(host: Libp2pHost, identity: Ed25519KeyPair, registry: RegistryService, metrics: DrtcMetrics, logger: Logger,
                 heartbeatMs: UInt64, parameters base: GossipParameters = MeshGossip.defaultParameters(), clock: @escaping @Sendable () -> UInt64,
@@ -62,6 +116,33 @@ public final class MeshGossip: Sendable {
         router = Mutex(GossipRouter(
             localPeer: identity.peerID, signer: identity, parameters: parameters, score: Self.scoreParameters(),
             seed: UInt64.random(in: .min ... .max), seqnoStart: self.recordClock() &* 1_000_000))
+        addTopic(Self.topic) { [weak self] message, now in
+            guard let self else { return (.ignore("shutting_down"), nil) }
+            return self.validateRecord(message, now: now)
+        }
+        addReplicatedSet(ReplicatedSet(
+            protocolID: RegistrySyncSession.protocolID, metricsPrefix: "drtc_registry_sync",
+            snapshot: { [registry] in registry.withReplica { SyncSnapshot(records: $0.table.records) } },
+            merge: { [weak self] items in try await self?.mergeSynced(items) ?? SetMerge(verified: 0, news: 0) },
+            busySample: { [registry, recordClock = self.recordClock] in
+                let now = recordClock()
+                return registry.withReplica { replica in
+                    Array(replica.table.liveRecords(nowMs: now).shuffled().prefix(SyncPolicy.busySample)).map(\.encoded)
+                }
+            }))
+    }
+
+    /// Adds a topic: subscribes to it (now, or when the mesh starts) and validates its
+    /// messages with `handler`.
+    public func addTopic(_ name: String, handler: @escaping TopicHandler) {
+        topics.withLock { $0[name] = handler }
+        if started.withLock({ $0 }) { execute(router.withLock { $0.subscribe(name, now: clock()) }) }
+    }
+
+    /// Adds a replicated set: its sync protocol is served, and every sync request (new outbound
+    /// connection, anti-entropy) reconciles it too. Register before `start`.
+    public func addReplicatedSet(_ set: ReplicatedSet) {
+        sets.withLock { $0.append(SetState(set)) }
     }
 
     /// The registry's router parameters (`RegistryGossip.defaultParameters`, Specs/gossip.md).
@@ -81,13 +162,16 @@ public final class MeshGossip: Sendable {
         for proto in GossipProtocol.preference {
             host.setStreamHandler(proto.rawValue) { [weak self] stream in await self?.readGossip(stream, protocol: proto) }
         }
-        host.setStreamHandler(RegistrySyncSession.protocolID) { [weak self] stream in
-            await self?.respondToSync(stream)
+        for state in sets.withLock({ $0 }) {
+            host.setStreamHandler(state.set.protocolID) { [weak self] stream in
+                await self?.respondToSync(stream, state)
+            }
         }
         host.addConnectionObserver(.init(
             connected: { [weak self] info in self?.peerConnected(info) },
             disconnected: { [weak self] peer in self?.peerDisconnected(peer) }))
-        execute(router.withLock { $0.subscribe(Self.topic, now: clock()) })
+        started.withLock { $0 = true }
+        for name in topics.withLock({ $0.keys.sorted() }) { execute(router.withLock { $0.subscribe(name, now: clock()) }) }
         metrics.onScrape { [weak self] in self?.exportMetrics() }
     }
 
@@ -165,9 +249,12 @@ public final class MeshGossip: Sendable {
             decoder.append(chunk)
             do {
                 while let frame = try decoder.next() {
+                    // The router times on the monotonic clock; topics judge messages on the
+                    // registry clock (records' and QoS bundles' timestamps).
                     let now = clock(), recordNow = recordClock()
+                    let handlers = topics.withLock { $0 }
                     let actions = router.withLock { r in
-                        r.handle(frame: frame, from: peer, now: now) { message, _ in self.validate(message, now: recordNow) }
+                        r.handle(frame: frame, from: peer, now: now) { message, _ in self.validate(message, now: recordNow, handlers) }
                     }
                     execute(actions)
                 }
@@ -182,14 +269,33 @@ public final class MeshGossip: Sendable {
         }
     }
 
+    /// Hands a message to its topic's validator and keeps the sink of an accepted one for the
+    /// router's `.deliver`.
+    private func validate(_ message: GossipMessage, now: UInt64, _ handlers: [String: TopicHandler]) -> ValidationResult {
+        guard let topic = message.topic, let handler = handlers[topic] else { return .ignore("unsubscribed_topic") }
+        let (result, sink) = handler(message, now)
+        if let sink { verified.withLock { $0[StrictSign.messageID(message)] = sink } }
+        return result
+    }
+
     /// The `drtc/registry/1` validation pipeline (`RegistryGossip.validate`, shared with the
-    /// simulator) against this node's table.
-    private func validate(_ message: GossipMessage, now: UInt64) -> ValidationResult {
+    /// simulator) against this node's table; the sink merges the record.
+    private func validateRecord(_ message: GossipMessage, now: UInt64) -> (ValidationResult, (@Sendable () -> Void)?) {
         let (result, record) = RegistryGossip.validate(message, nowMs: now, clockSettled: clockSettled()) { record in
             registry.withReplica { $0.table.outcome(of: record, nowMs: now) }
         }
-        if let record { verified.withLock { $0[StrictSign.messageID(message)] = record } }
-        return result
+        guard let record else { return (result, nil) }
+        return (result, { [weak self] in
+            guard let self else { return }
+            self.deliveryHook.withLock { $0 }?(record)
+            Task {
+                // Deferrable: on a full disk the record is still merged in memory (and was
+                // already forwarded); the registry logs the failed commit, rate-bounded.
+                do { _ = try await self.registry.merge([record], durability: .deferrable) } catch {
+                    self.logger.debug("gossiped record not merged", metadata: ["error": "\(error)"])
+                }
+            }
+        })
     }
 
     // MARK: actions
@@ -202,15 +308,7 @@ public final class MeshGossip: Sendable {
                 let queued = writers.withLock { $0[peer] }?.enqueue(rpc, limit: Self.maxQueuedBytes) ?? false
                 if !queued { metrics.counter("drtc_gossip_dropped_total", "reason", "send_queue_full").increment() }
             case .deliver(_, let id, _):
-                guard let record = verified.withLock({ $0.removeValue(forKey: id) }) else { continue }
-                deliveryHook.withLock { $0 }?(record)
-                Task {
-                    // Deferrable: on a full disk the record is still merged in memory (and was
-                    // already forwarded); the registry logs the failed commit, rate-bounded.
-                    do { _ = try await registry.merge([record], durability: .deferrable) } catch {
-                        logger.debug("gossiped record not merged", metadata: ["error": "\(error)"])
-                    }
-                }
+                verified.withLock({ $0.removeValue(forKey: id) })?()
             case .discovered(let peers):
                 discovered.withLock { list in
                     list += peers
@@ -241,11 +339,15 @@ public final class MeshGossip: Sendable {
     }
 
     public func publish(_ record: SignedRecord) {
+        publish(record.encoded, topic: Self.topic)
+    }
+
+    public func publish(_ data: [UInt8], topic: String) {
         do {
-            let (_, actions) = try router.withLock { try $0.publish(record.encoded, topic: Self.topic, now: clock()) }
+            let (_, actions) = try router.withLock { try $0.publish(data, topic: topic, now: clock()) }
             execute(actions)
         } catch {
-            logger.error("could not publish own record", metadata: ["error": "\(error)"])
+            logger.error("could not publish", metadata: ["topic": "\(topic)", "error": "\(error)"])
         }
     }
 
@@ -263,70 +365,74 @@ public final class MeshGossip: Sendable {
 
     // MARK: sync
 
-    /// A sync is wanted (new outbound connection, anti-entropy): runs it with `peer` (nil: a
-    /// random connected peer) if `SyncPolicy` grants it, else remembers it for `syncTick`.
+    /// A sync is wanted (new outbound connection, anti-entropy): for every replicated set, runs
+    /// a session with `peer` (nil: a random connected peer) if that set's `SyncPolicy` grants
+    /// it, else remembers it for `syncTick`.
     public func requestSync(with peer: PeerID?) async {
-        guard syncPolicy.withLock({ $0.request() }) else { return }
-        await runGrantedSync(with: peer)
+        for state in sets.withLock({ $0 }) where state.policy.withLock({ $0.request() }) {
+            await runGrantedSync(state, with: peer)
+        }
     }
 
     /// Called every second by the connection maintenance: runs a remembered request (one that
     /// had to wait, or whose session failed or was cut) with a random connected peer.
     public func syncTick() async {
-        await spreadNews()
-        guard syncPolicy.withLock({ $0.retryDue() }) else { return }
-        await runGrantedSync(with: nil)
+        for state in sets.withLock({ $0 }) {
+            await spreadNews(state)
+            if state.policy.withLock({ $0.retryDue() }) { await runGrantedSync(state, with: nil) }
+        }
     }
 
-    private func runGrantedSync(with peer: PeerID?) async {
+    private func runGrantedSync(_ state: SetState, with peer: PeerID?) async {
         var completed = false
-        if let peer = peer ?? host.connectedPeers.randomElement() { completed = await syncWith(peer) }
-        syncPolicy.withLock { $0.initiatorEnded(completed: completed) }
-        await spreadNews()
+        if let peer = peer ?? host.connectedPeers.randomElement() { completed = await syncWith(peer, state) }
+        state.policy.withLock { $0.initiatorEnded(completed: completed) }
+        await spreadNews(state)
     }
 
-    /// Runs one initiator session with `peer` now, outside `SyncPolicy` (benchmarks, tests).
-    /// Returns whether it completed.
+    /// Runs one registry initiator session with `peer` now, outside `SyncPolicy` (benchmarks,
+    /// tests). Returns whether it completed.
     @discardableResult
     public func syncWith(_ peer: PeerID) async -> Bool {
+        await syncWith(peer, sets.withLock { $0[0] })
+    }
+
+    func syncWith(_ peer: PeerID, _ state: SetState) async -> Bool {
         do {
-            let stream = try await host.newStream(to: peer, protocols: [RegistrySyncSession.protocolID])
-            return await runSync(.initiator, stream: stream)
+            let stream = try await host.newStream(to: peer, protocols: [state.set.protocolID])
+            return await runSync(.initiator, stream: stream, state)
         } catch {
-            logger.debug("registry sync not started", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            logger.debug("sync not started", metadata: ["peer": "\(peer)", "protocol": "\(state.set.protocolID)", "error": "\(error)"])
             return false
         }
     }
 
     /// An inbound sync stream: reconciles, or — beyond `SyncPolicy.maxInbound` sessions —
-    /// answers with a sample of live records (Specs/registry-sync.md "Busy responders").
-    private func respondToSync(_ stream: Libp2pStream) async {
-        guard syncPolicy.withLock({ $0.acceptInbound() }) else {
-            let now = recordClock()
-            let sample = registry.withReplica { replica in
-                Array(replica.table.liveRecords(nowMs: now).shuffled().prefix(SyncPolicy.busySample))
-            }
-            logger.debug("registry sync busy: answered with a sample", metadata: ["peer": "\(stream.remotePeer)", "records": "\(sample.count)"])
-            metrics.counter("drtc_registry_sync_sessions_total", "result", "busy").increment()
+    /// answers with a sample (Specs/registry-sync.md "Busy responders").
+    private func respondToSync(_ stream: Libp2pStream, _ state: SetState) async {
+        guard state.policy.withLock({ $0.acceptInbound() }) else {
+            let sample = state.set.busySample()
+            logger.debug("sync busy: answered with a sample", metadata: ["peer": "\(stream.remotePeer)", "protocol": "\(state.set.protocolID)", "items": "\(sample.count)"])
+            metrics.counter("\(state.set.metricsPrefix)_sessions_total", "result", "busy").increment()
             do {
-                for frame in RegistrySyncSession.busyReply(sample: sample) { try await stream.write(frame) }
+                for frame in SetSyncSession.busyReply(items: sample, limits: state.set.limits) { try await stream.write(frame) }
                 await stream.closeWrite()
             } catch {
                 stream.reset()
             }
             return
         }
-        let completed = await runSync(.responder, stream: stream)
-        syncPolicy.withLock { $0.inboundEnded(completed: completed) }
-        await spreadNews()
+        let completed = await runSync(.responder, stream: stream, state)
+        state.policy.withLock { $0.inboundEnded(completed: completed) }
+        await spreadNews(state)
     }
 
     @discardableResult
-    private func runSync(_ role: RegistrySyncSession.Role, stream: Libp2pStream) async -> Bool {
+    private func runSync(_ role: SetSyncSession.Role, stream: Libp2pStream, _ state: SetState) async -> Bool {
         let started = ContinuousClock.now
-        let snapshot = registry.withReplica { SyncSnapshot(records: $0.table.records) }
-        var session = RegistrySyncSession(role: role, snapshot: snapshot)
-        var decoder = LengthPrefixedDecoder(maxMessageSize: SyncLimits().maxFrameSize)
+        let prefix = state.set.metricsPrefix
+        var session = SetSyncSession(role: role, snapshot: state.set.snapshot(), limits: state.set.limits)
+        var decoder = LengthPrefixedDecoder(maxMessageSize: state.set.limits.maxFrameSize)
         var received = 0, bytesIn = 0, bytesOut = 0
         do {
             if role == .initiator {
@@ -342,7 +448,13 @@ public final class MeshGossip: Sendable {
                     let step = try session.receive(frame: frame)
                     if !step.records.isEmpty {
                         received += step.records.count
-                        noteNews(try await mergeSynced(step.records), from: stream.remotePeer)
+                        // Individual invalid items are counted by the set; a peer that sends
+                        // nothing but garbage ends the session.
+                        let merged = try await state.set.merge(step.records)
+                        if merged.verified == 0 {
+                            throw SyncError(.protocolViolation, "peer sent only invalid items")
+                        }
+                        noteNews(merged.news, from: stream.remotePeer, state)
                     }
                     for out in step.frames {
                         bytesOut += out.count
@@ -352,29 +464,29 @@ public final class MeshGossip: Sendable {
                 }
             }
             await stream.closeWrite()
-            lastSync.withLock { $0 = (received, bytesIn, bytesOut) }
-            metrics.counter("drtc_registry_sync_sessions_total", "result", "ok").increment()
-            metrics.counter("drtc_registry_sync_records_total", "direction", "in").increment(by: received)
-            metrics.counter("drtc_registry_sync_bytes_total", "direction", "in").increment(by: bytesIn)
-            metrics.counter("drtc_registry_sync_bytes_total", "direction", "out").increment(by: bytesOut)
+            state.lastSync.withLock { $0 = (received, bytesIn, bytesOut) }
+            metrics.counter("\(prefix)_sessions_total", "result", "ok").increment()
+            metrics.counter("\(prefix)_records_total", "direction", "in").increment(by: received)
+            metrics.counter("\(prefix)_bytes_total", "direction", "in").increment(by: bytesIn)
+            metrics.counter("\(prefix)_bytes_total", "direction", "out").increment(by: bytesOut)
             if received > 0 {
-                logger.info("registry synced", metadata: [
-                    "peer": "\(stream.remotePeer)", "role": "\(role)", "recordsReceived": "\(received)",
+                logger.info("synced", metadata: [
+                    "peer": "\(stream.remotePeer)", "protocol": "\(state.set.protocolID)", "role": "\(role)", "itemsReceived": "\(received)",
                     "bytesIn": "\(bytesIn)", "bytesOut": "\(bytesOut)", "ms": "\((ContinuousClock.now - started) / .milliseconds(1))"])
             }
             return true
         } catch {
-            metrics.counter("drtc_registry_sync_sessions_total", "result", "error").increment()
-            logger.info("registry sync aborted", metadata: ["peer": "\(stream.remotePeer)", "error": "\(error)"])
+            metrics.counter("\(prefix)_sessions_total", "result", "error").increment()
+            logger.info("sync aborted", metadata: ["peer": "\(stream.remotePeer)", "protocol": "\(state.set.protocolID)", "error": "\(error)"])
             stream.reset()
             return false
         }
     }
 
-    /// Verifies and merges synced records; returns how many of them are news
-    /// (`SyncPolicy.isNews`). Invalid ones are counted by the registry; they end the session
-    /// only if the peer sends nothing but garbage.
-    private func mergeSynced(_ encoded: [[UInt8]]) async throws -> Int {
+    /// Verifies and merges synced records: how many verified, and how many of them are news
+    /// (`SyncPolicy.isNews`, judged on the registry clock). Invalid ones are counted by the
+    /// registry.
+    private func mergeSynced(_ encoded: [[UInt8]]) async throws -> SetMerge {
         let now = recordClock()
         var good: [SignedRecord] = []
         for bytes in encoded {
@@ -382,9 +494,10 @@ public final class MeshGossip: Sendable {
                 metrics.mergeRejected(error)
             }
         }
-        if good.isEmpty && !encoded.isEmpty { throw SyncError(.protocolViolation, "peer sent only invalid records") }
+        if good.isEmpty && !encoded.isEmpty { return SetMerge(verified: 0, news: 0) }
         let outcomes = try await registry.merge(good, durability: .deferrable)
-        return zip(good, outcomes).filter { SyncPolicy.isNews(accepted: $1 == .accepted, recordWallMs: $0.hlc.wallMs, nowMs: now) }.count
+        let news = zip(good, outcomes).filter { SyncPolicy.isNews(accepted: $1 == .accepted, recordWallMs: $0.hlc.wallMs, nowMs: now) }.count
+        return SetMerge(verified: good.count, news: news)
     }
 
     // MARK: metrics

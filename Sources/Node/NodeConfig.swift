@@ -1,5 +1,8 @@
+import Identity
+import QoS
 import Registry
 import RegistryGossip
+import Rewards
 
 import Foundation
 import Libp2p
@@ -73,6 +76,21 @@ public struct NodeConfig: Sendable {
     public var syncIntervalSeconds: UInt64 = 30
     /// Enables the loopback-only `/admin/*` endpoints (connection gater), for tests and operators.
     public var adminAPI = false
+    /// WHIP/WHEP without tokens or redirects (development and tests); the default requires a
+    /// media token from an orchestrator this node accepts (Specs/orchestrator.md "Tokens").
+    public var openMedia = false
+    /// When set, only these orchestrators may command this node (RPC) and sign its media
+    /// tokens; otherwise any node with a live registry record (Specs/rpc.md "Accepted keys").
+    public var trustedOrchestrators: [PeerID] = []
+    /// The reward function's parameters (Specs/rewards.md "Parameters"), the same on every node.
+    public var rewardParameters = RewardParameters.standard
+    /// Run QoS tests as challenger and prover (Specs/qos.md). The set is replicated and scores
+    /// served either way.
+    public var qos = true
+    /// The network's QoS schedule (every node must run the same).
+    public var qosSchedule = QoSSchedule.standard
+    /// Payload rate of the test stream this node sends as prover.
+    public var qosBitrateKbps = 1000
 
     public init() {}
 
@@ -106,6 +124,20 @@ public struct NodeConfig: Sendable {
         Setting(name: "gossip-forward-delay-ms", repeats: false, help: "least ms a validated message is held before it is forwarded (default 5); the hold follows each link: 0.7 x its round-trip time, up to 250 ms"),
         Setting(name: "sync-interval", repeats: false, help: "seconds between anti-entropy syncs with a random peer (default 30)"),
         Setting(name: "admin-api", repeats: false, help: "true|false: serve /admin/deny and /admin/allow (connection gater) to loopback clients (default false)"),
+        Setting(name: "open-media", repeats: false, help: "true|false: accept WHIP/WHEP without a media token (default false: a token from POST /allocate is required)"),
+        Setting(name: "trusted-orchestrator", repeats: true, help: "PeerID of an orchestrator allowed to command this node and sign its media tokens, repeatable (none: any node with a live registry record)"),
+        Setting(name: "reward-weights", repeats: false, help: "w_A,w_H,w_L,w_C: weights of availability, history, location, coverage, summing to 1 (default 0.4,0.2,0.2,0.2)"),
+        Setting(name: "reward-k", repeats: false, help: "curvature k of the reward's sigmoid in V (default 10)"),
+        Setting(name: "reward-r-asym", repeats: false, help: "asymptote r_asym of the unit reward, 0 < r_asym <= 2 (default 1)"),
+        Setting(name: "reward-h-min", repeats: false, help: "lower bound H_min of the history score, 0..1 (default 0.5)"),
+        Setting(name: "reward-location-radius-km", repeats: false, help: "radius of the participant demand counted in the location score (default 500)"),
+        Setting(name: "reward-coverage-radius-km", repeats: false, help: "radius of the media-node density counted in the coverage score (default 500)"),
+        Setting(name: "reward-stream-kbps", repeats: false, help: "b_av, the bitrate of one stream in the data-supplied formula, kbit/s (default 700)"),
+        Setting(name: "qos", repeats: false, help: "true|false: run QoS tests as challenger and prover (default true)"),
+        Setting(name: "qos-epoch", repeats: false, help: "QoS epoch in seconds, the same on every node (default 1320)"),
+        Setting(name: "qos-test-duration", repeats: false, help: "QoS test length in seconds; the rest of the epoch is setup (default 1200)"),
+        Setting(name: "qos-sample-interval", repeats: false, help: "seconds between QoS samples, >= 0.5 (default 5)"),
+        Setting(name: "qos-bitrate-kbps", repeats: false, help: "payload rate of the QoS test stream in kbit/s (default 1000)"),
     ]
 
     /// Resolves settings from their sources. `flags` holds what was given on the command line
@@ -222,11 +254,78 @@ public struct NodeConfig: Sendable {
                 throw ConfigError("--admin-api", "only allowed with a loopback --api (127.0.0.1, ::1, localhost), got \(api.host)")
             }
         }
+        if let o = one("open-media") {
+            guard o == "true" || o == "false" else { throw ConfigError("--open-media", "expected true or false, got '\(o)'") }
+            openMedia = o == "true"
+        }
+        if let t = raw["trusted-orchestrator"] {
+            trustedOrchestrators = try t.map { text in
+                guard let id = try? PeerID(text) else {
+                    throw ConfigError("--trusted-orchestrator", "expected a PeerID (12D3KooW…), got '\(text.prefix(80))'")
+                }
+                return id
+            }
+        }
+        try parseRewardParameters(one)
+        if let q = one("qos") {
+            guard q == "true" || q == "false" else { throw ConfigError("--qos", "expected true or false, got '\(q)'") }
+            qos = q == "true"
+        }
+        if let v: UInt32 = try uint("qos-epoch", 10...86_400) { qosSchedule.epochSeconds = v }
+        if let v: UInt32 = try uint("qos-test-duration", 1...86_400) { qosSchedule.testSeconds = v }
+        else if one("qos-epoch") != nil {
+            // A shorter epoch alone keeps the default 2-minute setup where it fits, else 10 %.
+            let e = qosSchedule.epochSeconds
+            qosSchedule.testSeconds = e > 240 ? e - 120 : max(1, e - max(4, e / 10))
+            // … and, unless given, samples often enough for at least four in the test.
+            if one("qos-sample-interval") == nil {
+                qosSchedule.sampleIntervalMs = min(qosSchedule.sampleIntervalMs, max(500, qosSchedule.testSeconds * 1000 / 4))
+            }
+        }
+        if let text = one("qos-sample-interval") {
+            guard let v = Double(text), v.isFinite, v >= 0.5, v <= 60 else {
+                throw ConfigError("--qos-sample-interval", "expected seconds 0.5..60, got '\(text)'")
+            }
+            qosSchedule.sampleIntervalMs = UInt32((v * 1000).rounded())
+        }
+        if let problem = qosSchedule.problem {
+            let setting = problem.hasPrefix("--") ? String(problem.prefix { $0 != " " }) : "--qos-test-duration"
+            throw ConfigError(setting, String(problem.dropFirst(problem.hasPrefix("--") ? setting.count + 1 : 0)))
+        }
+        if let v: Int = try uint("qos-bitrate-kbps", 50...100_000) { qosBitrateKbps = v }
         if let l = one("log-level") {
             let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
             guard levels.contains(l) else { throw ConfigError("--log-level", "expected one of \(levels.joined(separator: "|")), got '\(l)'") }
             logLevel = l
         }
+    }
+
+    /// The `--reward-*` settings, then the whole parameter set's validation (weights summing
+    /// to 1 can only be checked together).
+    mutating func parseRewardParameters(_ one: (String) -> String?) throws {
+        func number(_ name: String) throws -> Double? {
+            guard let text = one(name) else { return nil }
+            guard let v = Double(text.trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                throw ConfigError("--\(name)", "expected a number, got '\(text)'")
+            }
+            return v
+        }
+        var p = rewardParameters
+        if let text = one("reward-weights") {
+            let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard parts.count == 4, let a = parts[0], let h = parts[1], let l = parts[2], let c = parts[3] else {
+                throw ConfigError("--reward-weights", "expected four numbers w_A,w_H,w_L,w_C summing to 1 (e.g. 0.4,0.2,0.2,0.2), got '\(text)'")
+            }
+            p.weights = .init(availability: a, history: h, location: l, coverage: c)
+        }
+        if let v = try number("reward-k") { p.k = v }
+        if let v = try number("reward-r-asym") { p.rAsym = v }
+        if let v = try number("reward-h-min") { p.hMin = v }
+        if let v = try number("reward-location-radius-km") { p.locationRadiusKm = v }
+        if let v = try number("reward-coverage-radius-km") { p.coverageRadiusKm = v }
+        if let v = try number("reward-stream-kbps") { p.streamBitrateKbps = v }
+        if let problem = p.problem { throw ConfigError(problem.setting, problem.message) }
+        rewardParameters = p
     }
 
     static func parseMultiaddr(_ text: String, setting: String, example: String) throws -> Multiaddr {

@@ -256,6 +256,20 @@ public enum RecordRejection: Error, Hashable, Sendable, CustomStringConvertible 
     }
 }
 
+/// The `{ bytes body = 1; bytes signature = 2; }` envelope every drtc signed message uses
+/// (`SignedMediaNodeRecord`, `SignedQosBundle`), encoded canonically.
+public enum SignedEnvelope {
+    public static func encode(body: [UInt8], signature: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = [0x0a]
+        ProtoVarint.append(UInt64(body.count), to: &out)
+        out += body
+        out.append(0x12)
+        ProtoVarint.append(UInt64(signature.count), to: &out)
+        out += signature
+        return out
+    }
+}
+
 /// A record together with the exact bytes its owner signed. Immutable and shared: tables in
 /// many replicas (the simulator runs thousands) hold references to one instance.
 public final class SignedRecord: Sendable, Hashable {
@@ -285,15 +299,7 @@ public final class SignedRecord: Sendable, Hashable {
     /// The `SignedMediaNodeRecord` protobuf.
     public var encoded: [UInt8] { Self.encode(body: body, signature: signature) }
 
-    static func encode(body: [UInt8], signature: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = [0x0a]
-        ProtoVarint.append(UInt64(body.count), to: &out)
-        out += body
-        out.append(0x12)
-        ProtoVarint.append(UInt64(signature.count), to: &out)
-        out += signature
-        return out
-    }
+    static func encode(body: [UInt8], signature: [UInt8]) -> [UInt8] { SignedEnvelope.encode(body: body, signature: signature) }
 
     /// Decodes and verifies a `SignedMediaNodeRecord`: structure, key ↔ node_id binding,
     /// signature, field limits and clock skew. Pure; safe to call from any thread.

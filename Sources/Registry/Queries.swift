@@ -11,8 +11,8 @@ public struct NodeQuery: Sendable, Hashable {
     public var region: String?
     public var near: GeoPoint?
     public var limit: Int
-    /// Minimum QoS score in 0...1. Records carry no QoS score until the QoS protocol ships, so
-    /// any value above 0 matches no record yet (an unscored node cannot prove a score).
+    /// Minimum QoS score in 0...1 (Specs/qos.md "Aggregation"): an unmeasured node cannot prove
+    /// a score, so any value above 0 excludes it.
     public var minScore: Double?
 
     public static let defaultLimit = 10
@@ -130,18 +130,21 @@ struct SpatialIndex: Sendable {
             best.insert((d2, r), at: i)
             if best.count > k { best.removeLast() }
         }
-        func search(_ lo: Int, _ hi: Int, _ depth: Int) {
-            guard lo < hi else { return }
-            let mid = (lo + hi) / 2
-            let p = tree[mid]
-            if !staleSlot[p.slot], accept(p.record) { offer(p.position.distance2(to: q), p.record) }
-            let axis = depth % 3
-            let diff = q[axis] - p.position[axis]
-            let (near, far) = diff < 0 ? ((lo, mid), (mid + 1, hi)) : ((mid + 1, hi), (lo, mid))
-            search(near.0, near.1, depth + 1)
-            if best.count < k || diff * diff < best.last!.0 { search(far.0, far.1, depth + 1) }
+        // Through a buffer pointer: reading a point's position costs no retain of its record.
+        tree.withUnsafeBufferPointer { tree in
+            func search(_ lo: Int, _ hi: Int, _ depth: Int) {
+                guard lo < hi else { return }
+                let mid = (lo + hi) / 2
+                let position = tree[mid].position
+                if !staleSlot[tree[mid].slot], accept(tree[mid].record) { offer(position.distance2(to: q), tree[mid].record) }
+                let axis = depth % 3
+                let diff = q[axis] - position[axis]
+                let (near, far) = diff < 0 ? ((lo, mid), (mid + 1, hi)) : ((mid + 1, hi), (lo, mid))
+                search(near.0, near.1, depth + 1)
+                if best.count < k || diff * diff < best.last!.0 { search(far.0, far.1, depth + 1) }
+            }
+            search(0, tree.count, 0)
         }
-        search(0, tree.count, 0)
         for r in pendingRecords where accept(r) {
             if let geo = r.record.geo { offer(UnitVector(geo).distance2(to: q), r) }
         }
@@ -190,11 +193,20 @@ public struct RegistryQueryEngine: Sendable {
         for id in ids { spatial!.markChanged(id) }
     }
 
-    private static func matches(_ r: SignedRecord, _ q: NodeQuery, nowMs: UInt64) -> Bool {
+    private static func matches(_ r: SignedRecord, _ q: NodeQuery, nowMs: UInt64, quality: ((PeerID) -> Double?)?) -> Bool {
         guard r.isLive(nowMs: nowMs) else { return false }
         if let region = q.region, r.record.region != region { return false }
-        if let minScore = q.minScore, minScore > 0 { return false }  // no record carries a QoS score yet
+        if let minScore = q.minScore, minScore > 0 {
+            guard let score = quality?(r.nodeID), score >= minScore else { return false }
+        }
         return true
+    }
+
+    /// The quality class of the ranking (Specs/qos.md "Aggregation"): ⌊5 · score⌋ for a measured
+    /// node, 3 (the whitepaper's 0.6–0.8 band) for an unmeasured one.
+    public static func qualityClass(_ score: Double?) -> Int {
+        guard let score else { return 3 }
+        return min(5, max(0, Int((score * 5).rounded(.down))))
     }
 
     private mutating func refreshOrders(_ table: RegistryTable) {
@@ -208,25 +220,35 @@ public struct RegistryQueryEngine: Sendable {
     }
 
     /// `/getMediaNodes`: live nodes, best first. With a position: by 50-km distance band,
-    /// then by load headroom, then nodeId. Without: by load headroom, then nodeId.
-    public mutating func getMediaNodes(_ q: NodeQuery, table: RegistryTable, nowMs: UInt64) -> [(record: SignedRecord, distanceKm: Double?)] {
+    /// then by QoS quality class, then by load headroom, then nodeId. Without: by quality class,
+    /// then load headroom, then nodeId. Without a `quality` function every node is class 3.
+    public mutating func getMediaNodes(_ q: NodeQuery, table: RegistryTable, nowMs: UInt64,
+                                       quality: ((PeerID) -> Double?)? = nil) -> [(record: SignedRecord, distanceKm: Double?)] {
         let limit = max(0, min(q.limit, NodeQuery.maxLimit))
         guard limit > 0 else { return [] }
         guard let near = q.near else {
             refreshOrders(table)
-            var out: [(record: SignedRecord, distanceKm: Double?)] = []
-            for r in byHeadroom where Self.matches(r, q, nowMs: nowMs) {
-                out.append((r, nil))
-                if out.count == limit { break }
+            guard let quality else {
+                var out: [(record: SignedRecord, distanceKm: Double?)] = []
+                for r in byHeadroom where Self.matches(r, q, nowMs: nowMs, quality: nil) {
+                    out.append((r, nil))
+                    if out.count == limit { break }
+                }
+                return out
             }
-            return out
+            // Headroom order within each class, classes best first.
+            var classes = [[SignedRecord]](repeating: [], count: 6)
+            for r in byHeadroom where Self.matches(r, q, nowMs: nowMs, quality: quality) {
+                classes[Self.qualityClass(quality(r.nodeID))].append(r)
+            }
+            return classes.reversed().joined().prefix(limit).map { ($0, nil) }
         }
         if spatial == nil || spatial!.needsRebuild {
             spatial = SpatialIndex(records: table.records)
         }
         let index = spatial!
         let pendingRecords = index.pending.compactMap { table[$0] }
-        let accept = { (r: SignedRecord) in Self.matches(r, q, nowMs: nowMs) }
+        let accept = { (r: SignedRecord) in Self.matches(r, q, nowMs: nowMs, quality: quality) }
         let center = UnitVector(near)
         let nearest = index.nearest(center, k: limit, pendingRecords: pendingRecords, accept: accept)
         var candidates = nearest
@@ -235,16 +257,30 @@ public struct RegistryQueryEngine: Sendable {
             let bandEnd = (chordToKm(last.0) / distanceBandKm).rounded(.down) * distanceBandKm + distanceBandKm
             candidates = index.within(center, chord: kmToChord(bandEnd), pendingRecords: pendingRecords, accept: accept)
         }
-        let ranked = candidates.map { (chord, r) -> (band: Double, headroom: Double, km: Double, r: SignedRecord) in
+        let ranked = candidates.map { (chord, r) -> (band: Double, quality: Int, headroom: Double, km: Double, r: SignedRecord) in
             let km = chordToKm(chord)
-            return ((km / distanceBandKm).rounded(.down), r.record.loadHeadroom, km, r)
+            return ((km / distanceBandKm).rounded(.down), Self.qualityClass(quality?(r.nodeID)), r.record.loadHeadroom, km, r)
         }.sorted {
             if $0.band != $1.band { return $0.band < $1.band }
+            if $0.quality != $1.quality { return $0.quality > $1.quality }
             if $0.headroom != $1.headroom { return $0.headroom > $1.headroom }
             if $0.km != $1.km { return $0.km < $1.km }
             return $0.r.nodeID < $1.r.nodeID
         }
         return ranked.prefix(limit).map { ($0.r, $0.km) }
+    }
+
+    /// The `k` nearest live records to `near` (in `region` if given), nearest first, without
+    /// the band-and-headroom ranking of `/getMediaNodes`: the orchestrator ranks them itself.
+    public mutating func nearest(_ near: GeoPoint, k: Int, region: String?, table: RegistryTable, nowMs: UInt64) -> [SignedRecord] {
+        guard k > 0 else { return [] }
+        if spatial == nil || spatial!.needsRebuild {
+            spatial = SpatialIndex(records: table.records)
+        }
+        let index = spatial!
+        let q = NodeQuery(region: region, near: near, limit: k)
+        return index.nearest(UnitVector(near), k: k, pendingRecords: index.pending.compactMap { table[$0] },
+                             accept: { Self.matches($0, q, nowMs: nowMs, quality: nil) }).map(\.1)
     }
 
     /// `/listMediaNodes`: live records in nodeId (text) order, after `cursor` (exclusive).

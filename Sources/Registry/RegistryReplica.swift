@@ -41,8 +41,14 @@ public struct RegistryReplica: Sendable {
         return clock.tick(physicalMs: nowMs)
     }
 
-    public mutating func getMediaNodes(_ q: NodeQuery, nowMs: UInt64) -> [(record: SignedRecord, distanceKm: Double?)] {
-        engine.getMediaNodes(q, table: table, nowMs: nowMs)
+    /// `quality`: the node's QoS score (nil: unmeasured), for `minScore` and the ranking.
+    public mutating func getMediaNodes(_ q: NodeQuery, nowMs: UInt64, quality: ((PeerID) -> Double?)? = nil) -> [(record: SignedRecord, distanceKm: Double?)] {
+        engine.getMediaNodes(q, table: table, nowMs: nowMs, quality: quality)
+    }
+
+    /// The `k` nearest live records (orchestrator candidates; see `RegistryQueryEngine.nearest`).
+    public mutating func nearest(_ near: GeoPoint, k: Int, region: String? = nil, nowMs: UInt64) -> [SignedRecord] {
+        engine.nearest(near, k: k, region: region, table: table, nowMs: nowMs)
     }
 
     public mutating func listMediaNodes(after cursor: String?, limit: Int, nowMs: UInt64) -> (page: [SignedRecord], next: String?) {

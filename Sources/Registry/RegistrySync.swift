@@ -61,26 +61,44 @@ public enum SyncBound: Hashable, Sendable, Comparable {
     }
 }
 
-/// An immutable view of one replica's record set for reconciliation: sorted IDs with prefix
+/// One item of a reconciled set: its ID and the exact bytes that travel (a signed record, a
+/// signed QoS bundle, …). The ID must be a hash of the bytes, so that nobody can make an item
+/// collide with another and hide it from reconciliation.
+public struct SyncItem: Sendable {
+    public var id: SyncID
+    public var encoded: [UInt8]
+
+    public init(id: SyncID, encoded: [UInt8]) {
+        self.id = id
+        self.encoded = encoded
+    }
+}
+
+/// An immutable view of one replica's item set for reconciliation: sorted IDs with prefix
 /// sums, so that a range's fingerprint costs two binary searches.
 public struct SyncSnapshot: Sendable {
     public let ids: [SyncID]
     private let prefixSums: [SyncID]
-    private let records: [SyncID: SignedRecord]
+    private let items: [SyncID: [UInt8]]
 
-    public init<S: Sequence>(records: S) where S.Element == SignedRecord {
-        var map: [SyncID: SignedRecord] = [:]
-        for r in records { map[r.syncID] = r }
+    public init<S: Sequence>(items: S) where S.Element == SyncItem {
+        var map: [SyncID: [UInt8]] = [:]
+        for item in items { map[item.id] = item.encoded }
         ids = map.keys.sorted()
         var sums: [SyncID] = [.zero]
         sums.reserveCapacity(ids.count + 1)
         for id in ids { sums.append(sums[sums.count - 1] &+ id) }
         prefixSums = sums
-        self.records = map
+        self.items = map
+    }
+
+    /// The registry's set: every record the replica holds.
+    public init<S: Sequence>(records: S) where S.Element == SignedRecord {
+        self.init(items: records.lazy.map { SyncItem(id: $0.syncID, encoded: $0.encoded) })
     }
 
     public var count: Int { ids.count }
-    public func record(_ id: SyncID) -> SignedRecord? { records[id] }
+    public func item(_ id: SyncID) -> [UInt8]? { items[id] }
 
     /// Index of the first ID ≥ bound.
     func index(of bound: SyncBound) -> Int {
@@ -124,24 +142,32 @@ public struct SyncLimits: Sendable {
     public var maxRangesPerTurn = 100_000
     public var maxIDsPerTurn = 400_000
     public var maxRecordsPerSession = 500_000
+    /// Largest item accepted (registry records and QoS bundles are both at most 16 KiB).
+    public var maxItemSize = SignedRecord.maxEncodedSize
     public init() {}
 }
 
-/// `/drtc/registry-sync/1.0.0`: range-based set reconciliation (A. Meyer, "Range-Based Set
-/// Reconciliation", 2023; the same scheme as Negentropy) of two replicas' record sets, with
-/// the missing records shipped inline. Cost grows with the difference, not the table size.
-/// Wire format and rules: Specs/registry-sync.md.
+/// The registry's name for the reconciliation session (`/drtc/registry-sync/1.0.0`).
+public typealias RegistrySyncSession = SetSyncSession
+
+/// Range-based set reconciliation (A. Meyer, "Range-Based Set Reconciliation", 2023; the same
+/// scheme as Negentropy) of two replicas' sets of signed, content-addressed items, with the
+/// missing items shipped inline. Cost grows with the difference, not the set size. Wire format
+/// and rules: Specs/registry-sync.md. One implementation for every replicated set: registry
+/// records on `/drtc/registry-sync/1.0.0`, QoS bundles on `/drtc/qos-sync/1.0.0`
+/// (Specs/qos.md "Replication"), in the node and in the simulator.
 ///
 /// Pure: the shell moves frames between `start()` / `receive(frame:)` and a libp2p stream and
-/// merges the records it is handed.
-public struct RegistrySyncSession {
+/// verifies and merges the items it is handed.
+public struct SetSyncSession {
     public enum Role: Sendable { case initiator, responder }
 
     /// What one step produced.
     public struct Step {
         /// Frames to write, in order (each already length-prefixed).
         public var frames: [[UInt8]] = []
-        /// Encoded `SignedMediaNodeRecord`s received from the peer, to verify and merge.
+        /// Encoded items (`SignedMediaNodeRecord`s, `SignedQosBundle`s) received from the peer,
+        /// to verify and merge.
         public var records: [[UInt8]] = []
         /// The session is over: close the stream after writing `frames`.
         public var done = false
@@ -157,6 +183,7 @@ public struct RegistrySyncSession {
         static let final: UInt8 = 2
     }
 
+    /// The registry set's protocol.
     public static let protocolID = "/drtc/registry-sync/1.0.0"
     static let version: UInt8 = 1
     /// Ranges with at most this many local items are sent as ID lists.
@@ -184,8 +211,12 @@ public struct RegistrySyncSession {
     /// addresses let the initiator find other peers to sync with. Any first turn may be
     /// answered this way; the initiator merges the records and the session ends.
     public static func busyReply(sample: [SignedRecord], limits: SyncLimits = SyncLimits()) -> [[UInt8]] {
+        busyReply(items: sample.map(\.encoded), limits: limits)
+    }
+
+    public static func busyReply(items: [[UInt8]], limits: SyncLimits = SyncLimits()) -> [[UInt8]] {
         var turn = TurnWriter(maxFrameSize: limits.maxFrameSize)
-        for record in sample { turn.record(record.encoded) }
+        for item in items { turn.record(item) }
         return turn.finish(final: true)
     }
 
@@ -240,7 +271,7 @@ public struct RegistrySyncSession {
                 var ours = Set<SyncID>()
                 for i in start..<end {
                     ours.insert(snapshot.ids[i])
-                    if !theirSet.contains(snapshot.ids[i]), let r = snapshot.record(snapshot.ids[i]) { reply.record(r.encoded) }
+                    if !theirSet.contains(snapshot.ids[i]), let item = snapshot.item(snapshot.ids[i]) { reply.record(item) }
                 }
                 let wanted = theirs.filter { !ours.contains($0) }
                 if !wanted.isEmpty {
@@ -251,7 +282,7 @@ public struct RegistrySyncSession {
             }
         }
         for id in turn.wants {
-            if let r = snapshot.record(id) { reply.record(r.encoded) }
+            if let item = snapshot.item(id) { reply.record(item) }
         }
         step.frames = reply.finish(final: !needsReply)
         if !needsReply {
@@ -306,7 +337,7 @@ struct TurnWriter {
     private mutating func flushSkip() {
         if let bound = pendingSkip {
             pendingSkip = nil
-            append(RegistrySyncSession.EntryType.skip) { Self.encode(bound, into: &$0) }
+            append(SetSyncSession.EntryType.skip) { Self.encode(bound, into: &$0) }
         }
     }
 
@@ -361,7 +392,7 @@ struct TurnWriter {
         }
     }
 
-    private mutating func append(_ type: RegistrySyncSession.EntryType, _ payload: (inout [UInt8]) -> Void) {
+    private mutating func append(_ type: SetSyncSession.EntryType, _ payload: (inout [UInt8]) -> Void) {
         var entry: [UInt8] = [type.rawValue]
         payload(&entry)
         if !body.isEmpty && body.count + entry.count > maxFrameSize - 8 { closeFrame(more: true, final: false) }
@@ -370,7 +401,7 @@ struct TurnWriter {
 
     private mutating func closeFrame(more: Bool, final: Bool) {
         var frame: [UInt8] = []
-        let header: [UInt8] = [RegistrySyncSession.version, (more ? RegistrySyncSession.Flags.more : 0) | (final ? RegistrySyncSession.Flags.final : 0)]
+        let header: [UInt8] = [SetSyncSession.version, (more ? SetSyncSession.Flags.more : 0) | (final ? SetSyncSession.Flags.final : 0)]
         ProtoVarint.append(UInt64(header.count + body.count), to: &frame)
         frame += header
         frame += body
@@ -420,10 +451,10 @@ struct TurnReader {
     mutating func add(_ frame: [UInt8], limits: SyncLimits, records: inout [[UInt8]]) throws(SyncError) -> Bool {
         var r = ByteReader(frame)
         guard let version = r.byte() else { throw SyncError(.malformed, "empty frame") }
-        guard version == RegistrySyncSession.version else { throw SyncError(.unsupportedVersion, "sync version \(version), expected 1") }
+        guard version == SetSyncSession.version else { throw SyncError(.unsupportedVersion, "sync version \(version), expected 1") }
         guard let flags = r.byte() else { throw SyncError(.malformed, "frame without flags") }
         while !r.atEnd {
-            guard let typeByte = r.byte(), let type = RegistrySyncSession.EntryType(rawValue: typeByte) else {
+            guard let typeByte = r.byte(), let type = SetSyncSession.EntryType(rawValue: typeByte) else {
                 throw SyncError(.malformed, "unknown entry type")
             }
             switch type {
@@ -448,15 +479,15 @@ struct TurnReader {
                 guard n <= UInt64(limits.maxRecordsPerSession) else { throw SyncError(.limitExceeded, "too many records in one entry") }
                 for _ in 0..<n {
                     let length = try r.varint()
-                    guard length <= UInt64(SignedRecord.maxEncodedSize), let bytes = r.bytes(Int(length)) else {
+                    guard length <= UInt64(limits.maxItemSize), let bytes = r.bytes(Int(length)) else {
                         throw SyncError(.malformed, "truncated or oversize record")
                     }
                     records.append(bytes)
                 }
             }
         }
-        if flags & RegistrySyncSession.Flags.more != 0 { return false }
-        final = flags & RegistrySyncSession.Flags.final != 0
+        if flags & SetSyncSession.Flags.more != 0 { return false }
+        final = flags & SetSyncSession.Flags.final != 0
         if let last = ranges.last, last.upper != .infinity {
             throw SyncError(.protocolViolation, "ranges do not reach the end of the space")
         }

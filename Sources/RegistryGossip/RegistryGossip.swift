@@ -25,10 +25,12 @@ public enum RegistryGossip {
     /// The hold as a share of a link's round-trip time (Specs/gossip.md "Duplicates").
     public static let forwardHoldRTTFactor = 0.7
 
-    /// Scoring for the registry topic; the reasoning is in Specs/gossip.md.
+    /// Scoring for the mesh's topics (the registry's and QoS's); the reasoning is in
+    /// Specs/gossip.md.
     public static func scoreParameters() -> ScoreParameters {
         var score = ScoreParameters()
         score.topics[topic] = TopicScoreParameters()
+        score.topics[QoSGossip.topic] = QoSGossip.scoreParameters()
         return score
     }
 

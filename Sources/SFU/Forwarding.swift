@@ -142,6 +142,14 @@ enum PacketRewriter {
     /// Largest SRTP/SRTCP trailer of the profiles in use (AEAD_AES_128_GCM's 16-byte tag).
     static let srtpTrailerRoom = 16
 
+    /// A verbatim copy with room for the SRTP trailer (pipe relays).
+    static func copy(_ source: [UInt8]) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: source.count + srtpTrailerRoom) { p, count in
+            source.withUnsafeBufferPointer { s in _ = p.initialize(fromContentsOf: s) }
+            count = source.count
+        }
+    }
+
     /// One copy of `source` with the consumer's PT, sequence number, timestamp and SSRC, and its
     /// extension IDs. Marker, CSRCs, payload and padding are unchanged.
     static func rewrite(_ source: [UInt8], view: RTPHeaderView, payloadType: UInt8, sequenceNumber: UInt16,

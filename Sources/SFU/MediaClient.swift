@@ -15,6 +15,8 @@ public final class MediaClient {
     public private(set) var srtpOut: SRTPSession?
     public private(set) var srtpIn: SRTPSession?
     public private(set) var serverUfrag = ""
+    /// The server's host candidates from its answer: where checks and media go.
+    public private(set) var serverCandidates: [SocketAddress] = []
     private var serverPassword: [UInt8] = []
     private let certificate: DTLSCertificate
     private var remoteFingerprint: DTLSFingerprint?
@@ -70,20 +72,39 @@ public final class MediaClient {
         }
         serverUfrag = u
         serverPassword = Array(p.utf8)
+        serverCandidates = m.candidates.compactMap { SDPCandidate(attributeValue: $0)?.address }
         let fingerprint = try DTLSFingerprint(sdp: "\(fp.hashFunction) \(fp.value)")
         endpoint = try DTLSEndpoint(configuration: .init(role: .client, certificate: certificate,
                                                          remoteFingerprint: fingerprint, srtpProfiles: [.aeadAES128GCM, .aes128CMSHA1_80]))
     }
 
     /// A nominating connectivity check (RFC 8445 §7.2.4, aggressive: USE-CANDIDATE at once).
-    public func bindingRequest() -> [UInt8] {
+    public func bindingRequest() -> [UInt8] { consentCheck().datagram }
+
+    /// A Binding request and its transaction ID: sent after connecting it is a consent check
+    /// (RFC 7675), and its success response gives the client a round trip it measured itself.
+    public func consentCheck() -> (datagram: [UInt8], transactionID: STUNTransactionID) {
+        Self.bindingRequest(serverUfrag: serverUfrag, clientUfrag: ufrag, serverPassword: serverPassword, random: &random)
+    }
+
+    /// The check itself, also sent by a node dialling a pipe (`MediaServer.openPipe`).
+    static func bindingRequest(serverUfrag: String, clientUfrag: String, serverPassword: [UInt8],
+                               random: inout any RandomNumberGenerator) -> (datagram: [UInt8], transactionID: STUNTransactionID) {
         let request = STUNMessage(messageClass: .request, transactionID: .random(using: &random), attributes: [
-            .username("\(serverUfrag):\(ufrag)"),
+            .username("\(serverUfrag):\(clientUfrag)"),
             .priority(1_853_824_767),
             .iceControlling(random.next()),
             .useCandidate,
         ])
-        return request.encoded(integrityKey: serverPassword, fingerprint: true)
+        return (request.encoded(integrityKey: serverPassword, fingerprint: true), request.transactionID)
+    }
+
+    /// The transaction ID of a Binding success response whose integrity checks out with the
+    /// server's password (so a third party cannot answer for it); nil for anything else.
+    public func bindingSuccess(_ datagram: [UInt8]) -> STUNTransactionID? {
+        guard DatagramKind(classifying: datagram) == .stun, let message = try? STUNMessage(decoding: datagram),
+              message.messageClass == .successResponse, STUNMessage.checkIntegrity(datagram[...], key: serverPassword) == .valid else { return nil }
+        return message.transactionID
     }
 
     public var isConnected: Bool { srtpOut != nil }

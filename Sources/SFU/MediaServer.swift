@@ -31,6 +31,8 @@ public enum MediaSessionRole: String, Hashable, Sendable {
     case publisher
     /// WHEP: receives the room's producers.
     case viewer
+    /// A node-to-node pipe: mirrors the far node's producers and relays ours (Specs/media.md "Pipes").
+    case pipe
 }
 
 /// A session created by signalling: its id (the last path segment of the WHIP/WHEP Location)
@@ -85,6 +87,11 @@ public final class MediaServer {
         public var maxSessions: Int
         /// How often `tick` should be called; also the RTCP/timer granularity.
         public var tickIntervalMs: UInt64
+        /// Names this node in pipe track keys (`<nodeTag>/<producer>`), so a track that comes back
+        /// around is recognised; the node's PeerID.
+        public var nodeTag = "local"
+        /// A room with no clients on this node and one pipe closes that pipe after this long.
+        public var idlePipeTimeoutMs: UInt64 = 30_000
 
         public init(candidates: [SocketAddress], certificate: DTLSCertificate,
                     srtpProfiles: [SRTPProfile] = [.aeadAES128GCM, .aes128CMSHA1_80],
@@ -107,6 +114,14 @@ public final class MediaServer {
     public struct Datagram {
         public var bytes: [UInt8]
         public var to: SocketAddress
+        /// The local socket to send from: 0 is the media port; pipes this node dials have their own.
+        public var via: Int
+
+        public init(bytes: [UInt8], to: SocketAddress, via: Int = 0) {
+            self.bytes = bytes
+            self.to = to
+            self.via = via
+        }
     }
 
     /// Something the operator's log should say (one line each; never per packet).
@@ -114,20 +129,30 @@ public final class MediaServer {
         case sessionConnected(id: String, role: MediaSessionRole, room: String, profile: SRTPProfile)
         case sessionClosed(id: String, reason: String)
         case layerSwitched(room: String, consumer: ConsumerID, from: Int?, to: Int)
+        /// A pipe's DTLS handshake completed: media crosses it.
+        case pipeConnected(id: String, room: String)
+        /// A pipe ended (closed, consent lost, DTLS failed, idle); `socket` is its dialled socket, if any.
+        case pipeClosed(id: String, room: String, socket: Int, reason: String)
+        /// The tracks this node sends over a pipe changed: announce them to the far node.
+        case pipeTracksChanged(id: String)
     }
 
     public let configuration: Configuration
-    public private(set) var counters = MediaServerCounters()
-    private var random: any RandomNumberGenerator
-    private var sessions: [String: Session] = [:]
-    private var byUfrag: [String: String] = [:]
-    private var byAddress: [SocketAddress: String] = [:]
+    public internal(set) var counters = MediaServerCounters()
+    var random: any RandomNumberGenerator
+    var sessions: [String: Session] = [:]
+    var byUfrag: [String: String] = [:]
+    var byAddress: [SocketAddress: String] = [:]
     /// The session owning each room transport: one lookup per forwarded packet.
-    private var byTransport: [TransportID: Session] = [:]
-    private var rooms: [String: RoomState] = [:]
-    private var nextTransport: UInt64 = 1
-    private var roomOutputs: [RoomOutput] = []
-    public private(set) var events: [Event] = []
+    var byTransport: [TransportID: Session] = [:]
+    var rooms: [String: RoomState] = [:]
+    var nextTransport: UInt64 = 1
+    var roomOutputs: [RoomOutput] = []
+    public internal(set) var events: [Event] = []
+    /// Pipes by id, and the pipe sessions this node dialled by their local socket.
+    var pipes: [String: Session] = [:]
+    var pipeBySocket: [Int: Session] = [:]
+    var lastRoomSweepAt: UInt64 = 0
 
     public init(configuration: Configuration, random: any RandomNumberGenerator = SystemRandomNumberGenerator()) {
         self.configuration = configuration
@@ -140,12 +165,13 @@ public final class MediaServer {
     public var roomCount: Int { rooms.count }
     public var producerCount: Int { rooms.values.reduce(0) { $0 + $1.producers.count } }
     public var consumerCount: Int { sessions.values.reduce(0) { $0 + $1.consumers.count } }
+    public var pipeCount: Int { pipes.count }
 
     /// Room-core counters summed over live rooms plus those of rooms already gone.
     public var roomCounters: RoomCounters {
         rooms.values.reduce(retiredRoomCounters) { $0.adding($1.room.counters) }
     }
-    private var retiredRoomCounters = RoomCounters()
+    var retiredRoomCounters = RoomCounters()
 
     /// Consumer statistics of a viewer session, in track order.
     public func consumerStats(session id: String) -> [ConsumerStats] {
@@ -184,10 +210,11 @@ public final class MediaServer {
                 let description = try ProducerDescription(section: offered, payloadType: m.codecs.first?.payloadType)
                 let id = try state.room.addProducer(on: session.transport, description, into: &roomOutputs)
                 producers.append(PublishedTrack(id: id, kind: description.kind, codec: m.codecs.first!,
-                                                extmaps: offered.extmaps, rids: description.layers.compactMap(\.rid)))
+                                                extmaps: offered.extmaps, rids: description.layers.compactMap(\.rid),
+                                                key: "\(configuration.nodeTag)/\(name)/\(id.rawValue)"))
             } catch {
                 state.room.removeTransport(session.transport, into: &roomOutputs)
-                if state.producers.isEmpty && state.viewers.isEmpty { retire(state) } else { rooms[name] = state }
+                if state.isEmpty { retire(state) } else { rooms[name] = state }
                 roomOutputs.removeAll()
                 counters.offersRejected += 1
                 throw MediaServerError(.badOffer, "m-section \(index) (\(offered.kind)): \(error.message)")
@@ -195,7 +222,7 @@ public final class MediaServer {
         }
         guard !producers.isEmpty else {
             state.room.removeTransport(session.transport, into: &roomOutputs)
-            if state.producers.isEmpty && state.viewers.isEmpty { retire(state) } else { rooms[name] = state }
+            if state.isEmpty { retire(state) } else { rooms[name] = state }
             roomOutputs.removeAll()
             counters.offersRejected += 1
             throw MediaServerError(.badOffer, "the offer sends no audio or video this server can receive (a WHIP offer needs sendonly or sendrecv m-sections)")
@@ -207,10 +234,12 @@ public final class MediaServer {
             state.room.enableTransportWideFeedback(on: session.transport, extensionID: id)
         }
         state.producers += producers
+        state.publishers.append(session.id)
         rooms[name] = state
         session.published = producers.map(\.id)
         register(session)
         roomOutputs.removeAll()
+        syncPipes(room: name)
         return MediaSessionCreated(id: session.id, answer: answer.serialized, tracks: producers.count)
     }
 
@@ -276,7 +305,7 @@ public final class MediaServer {
         guard let s = sessions[id] else { return false }
         if let address = s.address, s.dtlsConnected || s.dtlsStarted {
             // close_notify, so the client learns at once rather than by consent timeout.
-            for d in s.dtls.close(now: now).datagrams { send(d, to: address, into: &out) }
+            for d in s.dtls.close(now: now).datagrams { send(d, to: address, via: s.via, into: &out) }
         }
         remove(s, reason: reason)
         return true
@@ -297,10 +326,15 @@ public final class MediaServer {
 
     /// Same, taking the buffer over (SRTP is removed in place, without a copy); `datagram` is
     /// left empty.
-    public func receive(taking datagram: inout [UInt8], from source: SocketAddress, now: UInt64, into out: inout [Datagram]) {
+    public func receive(taking datagram: inout [UInt8], from source: SocketAddress, via socket: Int = 0, now: UInt64,
+                        into out: inout [Datagram]) {
         counters.datagramsIn += 1
         counters.bytesIn += datagram.count
         let kind = DatagramKind(classifying: datagram)
+        if socket != 0 {
+            receiveOnDialledPipe(&datagram, kind: kind, from: source, socket: socket, now: now, into: &out)
+            return
+        }
         switch kind {
         case .stun: receiveSTUN(datagram, from: source, now: now, into: &out)
         case .dtls:
@@ -321,6 +355,13 @@ public final class MediaServer {
     public func tick(now: UInt64, into out: inout [Datagram]) {
         var expired: [(Session, String)] = []
         for s in sessions.values {
+            if let pipe = s.pipe, pipe.dialled {
+                if let reason = tickDialledPipe(s, pipe, now: now, into: &out) { expired.append((s, reason)) }
+                if let due = s.dtlsTimeout, now >= due {
+                    handle(s.dtls.handleTimeout(now: now), session: s, now: now, into: &out)
+                }
+                continue
+            }
             if s.ice.isExpired(now: now) {
                 expired.append((s, "no ICE consent for \(configuration.consentTimeoutMs / 1000) s (RFC 7675)"))
                 continue
@@ -341,19 +382,22 @@ public final class MediaServer {
             rooms[name]!.room.tick(now: Int64(now), into: &roomOutputs)
             flushRoomOutputs(room: name, into: &out)
         }
+        tickRooms(now: now, into: &out)
     }
 
     // MARK: - internals
 
-    private struct PublishedTrack {
+    struct PublishedTrack {
         var id: ProducerID
         var kind: MediaKind
         var codec: SDPCodec
         var extmaps: [SDPExtmap]
         var rids: [String]
+        /// Names the track across pipes: `<origin nodeTag>/<room>/<producer on the origin>`.
+        var key: String
     }
 
-    private struct PlannedConsumer {
+    struct PlannedConsumer {
         var producer: ProducerID
         var ssrc: UInt32
         var rtxSSRC: UInt32
@@ -363,13 +407,23 @@ public final class MediaServer {
         var extensionIDs: [UInt8: UInt8] = [:]
     }
 
-    private struct RoomState {
+    struct RoomState {
         var room: Room
         var producers: [PublishedTrack] = []
         var viewers: [String] = []
+        /// WHIP sessions (their tracks are in `producers`, with mirrored ones).
+        var publishers: [String] = []
+        /// Pipe sessions (ids).
+        var pipes: [String] = []
+        /// An orchestrator opened the room (RPC); kept while empty until then.
+        var reservedUntil: UInt64 = 0
+        /// Since when the room has had no clients and exactly one pipe.
+        var idleSince: UInt64?
+
+        var isEmpty: Bool { producers.isEmpty && viewers.isEmpty && pipes.isEmpty }
     }
 
-    private final class Session {
+    final class Session {
         let id: String
         let role: MediaSessionRole
         let room: String
@@ -386,6 +440,9 @@ public final class MediaServer {
         var published: [ProducerID] = []
         var planned: [PlannedConsumer] = []
         var consumers: [(consumer: ConsumerID, producer: ProducerID)] = []
+        /// The local socket this session uses: 0, or a pipe's dialled socket.
+        var via = 0
+        var pipe: PipeState?
 
         init(id: String, role: MediaSessionRole, room: String, transport: TransportID, ice: ICELiteAgent, dtls: DTLSEndpoint, createdAt: UInt64) {
             self.id = id
@@ -398,7 +455,7 @@ public final class MediaServer {
         }
     }
 
-    private func parse(_ text: String) throws(MediaServerError) -> SessionDescription {
+    func parse(_ text: String) throws(MediaServerError) -> SessionDescription {
         do {
             return try SessionDescription(parsing: text)
         } catch {
@@ -407,7 +464,7 @@ public final class MediaServer {
         }
     }
 
-    private func makeSession(role: MediaSessionRole, room: String, offer: SessionDescription, now: UInt64) throws(MediaServerError) -> Session {
+    func makeSession(role: MediaSessionRole, room: String, offer: SessionDescription, now: UInt64) throws(MediaServerError) -> Session {
         guard sessions.count < configuration.maxSessions else {
             throw MediaServerError(.overloaded, "this node is at its limit of \(configuration.maxSessions) media sessions")
         }
@@ -451,7 +508,7 @@ public final class MediaServer {
         return Session(id: id, role: role, room: room, transport: transport, ice: ice, dtls: dtls, createdAt: now)
     }
 
-    private func answerOptions(_ s: Session, outgoing: [String: SDPOutgoingTrack], toSendRecv: SDPDirection) -> SDPAnswerOptions {
+    func answerOptions(_ s: Session, outgoing: [String: SDPOutgoingTrack], toSendRecv: SDPDirection) -> SDPAnswerOptions {
         SDPAnswerOptions(
             iceUfrag: s.ice.localUfrag, icePwd: s.ice.localPassword,
             fingerprint: SDPFingerprint(hashFunction: "sha-256", digest: configuration.certificate.fingerprint.bytes),
@@ -460,24 +517,30 @@ public final class MediaServer {
             answerToSendRecv: toSendRecv, outgoingTracks: outgoing)
     }
 
-    private func register(_ s: Session) {
+    func register(_ s: Session) {
         sessions[s.id] = s
         byUfrag[s.ice.localUfrag] = s.id
         byTransport[s.transport] = s
         counters.sessionsCreated += 1
     }
 
-    private func remove(_ s: Session, reason: String) {
+    func remove(_ s: Session, reason: String) {
         sessions[s.id] = nil
         byUfrag[s.ice.localUfrag] = nil
         byTransport[s.transport] = nil
         if let a = s.address, byAddress[a] == s.id { byAddress[a] = nil }
+        if let pipe = s.pipe {
+            pipes[pipe.id] = nil
+            if s.via != 0 { pipeBySocket[s.via] = nil }
+        }
         if var state = rooms[s.room] {
             state.room.removeTransport(s.transport, into: &roomOutputs)
             state.producers.removeAll { s.published.contains($0.id) }
             state.viewers.removeAll { $0 == s.id }
+            state.publishers.removeAll { $0 == s.id }
+            state.pipes.removeAll { $0 == s.id }
             roomOutputs.removeAll()
-            if state.producers.isEmpty && state.viewers.isEmpty {
+            if state.isEmpty {
                 retire(state)
                 rooms[s.room] = nil
             } else {
@@ -485,13 +548,15 @@ public final class MediaServer {
             }
         }
         events.append(.sessionClosed(id: s.id, reason: reason))
+        if let pipe = s.pipe { events.append(.pipeClosed(id: pipe.id, room: s.room, socket: s.via, reason: reason)) }
+        if rooms[s.room] != nil { syncPipes(room: s.room) }
     }
 
-    private func retire(_ state: RoomState) {
+    func retire(_ state: RoomState) {
         retiredRoomCounters = retiredRoomCounters.adding(state.room.counters)
     }
 
-    private func session(at source: SocketAddress) -> Session? {
+    func session(at source: SocketAddress) -> Session? {
         guard let id = byAddress[source], let s = sessions[id] else {
             counters.unknownSource += 1
             return nil
@@ -499,7 +564,7 @@ public final class MediaServer {
         return s
     }
 
-    private func receiveSTUN(_ datagram: [UInt8], from source: SocketAddress, now: UInt64, into out: inout [Datagram]) {
+    func receiveSTUN(_ datagram: [UInt8], from source: SocketAddress, now: UInt64, into out: inout [Datagram]) {
         guard let ufrag = ICELiteAgent.localUfrag(of: datagram), let id = byUfrag[ufrag], let s = sessions[id] else {
             counters.stunUnknownUfrag += 1
             return
@@ -528,9 +593,9 @@ public final class MediaServer {
         }
     }
 
-    private func handle(_ output: DTLSOutput, session s: Session, now: UInt64, into out: inout [Datagram]) {
+    func handle(_ output: DTLSOutput, session s: Session, now: UInt64, into out: inout [Datagram]) {
         if let address = s.address {
-            for d in output.datagrams { send(d, to: address, into: &out) }
+            for d in output.datagrams { send(d, to: address, via: s.via, into: &out) }
         }
         s.dtlsTimeout = output.nextTimeout
         for event in output.events {
@@ -546,6 +611,10 @@ public final class MediaServer {
                 }
                 s.dtlsConnected = true
                 events.append(.sessionConnected(id: s.id, role: s.role, room: s.room, profile: keys.profile))
+                if let pipe = s.pipe {
+                    pipe.connected = true
+                    events.append(.pipeConnected(id: pipe.id, room: s.room))
+                }
                 startConsumers(s, now: now, into: &out)
             case .failed(let error):
                 counters.dtlsFailures += 1
@@ -564,7 +633,7 @@ public final class MediaServer {
 
     /// Consumers start once SRTP is up, so the first keyframe is not wasted on a transport that
     /// cannot send yet.
-    private func startConsumers(_ s: Session, now: UInt64, into out: inout [Datagram]) {
+    func startConsumers(_ s: Session, now: UInt64, into out: inout [Datagram]) {
         guard s.role == .viewer, rooms[s.room] != nil else { return }
         for plan in s.planned {
             let description = ConsumerDescription(
@@ -583,7 +652,7 @@ public final class MediaServer {
     }
 
     /// SRTP or SRTCP from a session: decrypted once, then into the room.
-    private func receiveMedia(_ datagram: consuming [UInt8], rtcp: Bool, session s: Session, now: UInt64, into out: inout [Datagram]) {
+    func receiveMedia(_ datagram: consuming [UInt8], rtcp: Bool, session s: Session, now: UInt64, into out: inout [Datagram]) {
         guard let srtp = s.srtpIn else {
             counters.notReady += 1
             return
@@ -600,12 +669,15 @@ public final class MediaServer {
             rooms[s.room]?.room.receiveRTCP(from: s.transport, packet, now: Int64(now), into: &roomOutputs)
         } else {
             counters.rtpIn += 1
+            s.pipe?.rtpIn += 1
             rooms[s.room]?.room.receiveRTP(from: s.transport, packet, now: Int64(now), into: &roomOutputs)
         }
         flushRoomOutputs(room: s.room, into: &out)
     }
 
-    private func flushRoomOutputs(room: String, into out: inout [Datagram]) {
+    func flushRoomOutputs(room: String, into out: inout [Datagram]) {
+        var layersBound = false
+        defer { if layersBound { syncPipes(room: room) } }
         for output in roomOutputs {
             switch output {
             case .sendRTP(let t, let bytes):
@@ -614,6 +686,8 @@ public final class MediaServer {
                 protectAndSend(bytes, on: t, rtcp: true, into: &out)
             case .event(.layerSwitched(let c, let from, let to)):
                 events.append(.layerSwitched(room: room, consumer: c, from: from, to: to))
+            case .event(.layerBound):
+                layersBound = true
             case .event:
                 break
             }
@@ -621,7 +695,7 @@ public final class MediaServer {
         roomOutputs.removeAll(keepingCapacity: true)
     }
 
-    private func protectAndSend(_ packet: [UInt8], on t: TransportID, rtcp: Bool, into out: inout [Datagram]) {
+    func protectAndSend(_ packet: [UInt8], on t: TransportID, rtcp: Bool, into out: inout [Datagram]) {
         guard let s = byTransport[t], let srtp = s.srtpOut, let a = s.address else {
             counters.notReady += 1
             return
@@ -633,14 +707,17 @@ public final class MediaServer {
             counters.srtpProtectFailures += 1
             return
         }
-        if rtcp { counters.rtcpOut += 1 } else { counters.rtpOut += 1 }
-        send(bytes, to: a, into: &out)
+        if rtcp { counters.rtcpOut += 1 } else {
+            counters.rtpOut += 1
+            s.pipe?.rtpOut += 1
+        }
+        send(bytes, to: a, via: s.via, into: &out)
     }
 
-    private func send(_ bytes: [UInt8], to address: SocketAddress, into out: inout [Datagram]) {
+    func send(_ bytes: [UInt8], to address: SocketAddress, via socket: Int = 0, into out: inout [Datagram]) {
         counters.datagramsOut += 1
         counters.bytesOut += bytes.count
-        out.append(Datagram(bytes: bytes, to: address))
+        out.append(Datagram(bytes: bytes, to: address, via: socket))
     }
 
     /// Same codec for forwarding purposes: name and clock rate, and for H.264 the profile.
@@ -654,10 +731,10 @@ public final class MediaServer {
         return true
     }
 
-    private func randomSSRC() -> UInt32 { UInt32.random(in: 1...UInt32.max, using: &random) }
+    func randomSSRC() -> UInt32 { UInt32.random(in: 1...UInt32.max, using: &random) }
 
     /// ice-chars (RFC 8839 §5.4) from a base-62 alphabet; 24 chars ≈ 143 bits for passwords.
-    private func randomToken(_ length: Int) -> String {
+    func randomToken(_ length: Int) -> String {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789".utf8)
         return String(decoding: (0..<length).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &random)] }, as: UTF8.self)
     }
@@ -687,6 +764,7 @@ extension RoomCounters {
         r.keyframeRequestsSent += o.keyframeRequestsSent
         r.keyframeRequestsSuppressed += o.keyframeRequestsSuppressed
         r.layerSwitches += o.layerSwitches
+        r.nacksSentUpstream += o.nacksSentUpstream
         return r
     }
 }

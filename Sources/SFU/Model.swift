@@ -152,6 +152,8 @@ public struct RoomCounters: Hashable, Sendable {
     public var keyframeRequestsSent = 0
     public var keyframeRequestsSuppressed = 0
     public var layerSwitches = 0
+    /// Sequence numbers NACKed to the node upstream of a pipe.
+    public var nacksSentUpstream = 0
 
     public init() {}
 }

@@ -67,15 +67,23 @@ struct ConsumerState: Sendable {
     var retransmitted = 0
 
     var history: SentPacketHistory
+    /// A pipe's relay: every layer forwarded verbatim (`Room.addRelayConsumer`).
+    var isRelay = false
     var retransmitTokens: Double
     var retransmitTokensAt: Int64 = .min
 
     var hasSent: Bool { lastSentAt != .min }
-    var isWaitingForKeyframe: Bool { currentLayer != targetLayer }
+    var isWaitingForKeyframe: Bool { !isRelay && currentLayer != targetLayer }
 
     /// Decides about one packet of `layer` and appends the consumer's copy to `outputs`.
     mutating func forward(_ bytes: [UInt8], view: RTPHeaderView, layer: Int, isKeyframe: Bool, now: Int64,
                           into outputs: inout [RoomOutput]) -> ForwardDecision {
+        if isRelay {
+            outputs.append(.sendRTP(transport, PacketRewriter.copy(bytes)))
+            packetsSent &+= 1
+            octetsSent &+= UInt32(truncatingIfNeeded: view.payload.count)
+            return .forward
+        }
         var switchedFrom: Int?? = .none
         if let current = currentLayer, layer == current {
             // A late packet of this layer from before we switched to it has no place in our numbering.

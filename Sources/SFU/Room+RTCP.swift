@@ -52,7 +52,10 @@ extension Room {
             return
         }
         counters.keyframeRequestsFromConsumers += 1
-        requestKeyframe(c.producer, layer: c.targetLayer, now: now, into: &outputs)
+        // A relay carries every layer: the request names the layer by its SSRC. Passed upstream
+        // (to the publisher, or to the next pipe) at most once per second per producer layer.
+        let layer = c.isRelay ? (producers[c.producer]?.layers.firstIndex { $0.ssrc == ssrc } ?? 0) : c.targetLayer
+        requestKeyframe(c.producer, layer: layer, now: now, into: &outputs)
     }
 
     private mutating func handleNack(_ nack: RTCPNack, from transport: TransportID, now: Int64, into outputs: inout [RoomOutput]) {
@@ -62,6 +65,29 @@ extension Room {
             return
         }
         let maxAge = configuration.retransmissionMaxAgeMs
+        if c.isRelay {
+            // The far node lost these on the pipe: resend them as they were (same SSRC and
+            // sequence number, so it stores and forwards them like the originals).
+            guard let layer = p.layers.firstIndex(where: { $0.ssrc == nack.mediaSSRC }) else { return }
+            for pair in nack.pairs {
+                for bit in -1..<16 where bit < 0 || pair.lostBitmask & (1 << bit) != 0 {
+                    let seq = pair.packetID &+ UInt16(bit + 1)
+                    counters.nackedPackets += 1
+                    guard let stored = p.layers[layer].buffer.packet(seq, now: now, maxAge: maxAge) else {
+                        counters.nackUnknownOrTooOld += 1
+                        continue
+                    }
+                    guard consumers[id]!.takeRetransmitToken(now: now, perSecond: configuration.maxRetransmissionsPerSecond) else {
+                        counters.nackRateLimited += 1
+                        continue
+                    }
+                    consumers[id]!.retransmitted += 1
+                    counters.retransmitted += 1
+                    outputs.append(.sendRTP(c.transport, PacketRewriter.copy(stored)))
+                }
+            }
+            return
+        }
         for pair in nack.pairs {
             for bit in -1..<16 where bit < 0 || pair.lostBitmask & (1 << bit) != 0 {
                 let seq = pair.packetID &+ UInt16(bit + 1)

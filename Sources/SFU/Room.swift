@@ -26,6 +26,9 @@ struct TransportState: Sendable {
     var estimatedBitrate: Int?
     /// Set when the publisher negotiated transport-cc.
     var transportWide: TransportWideFeedbackState?
+    /// A node-to-node pipe (Specs/media.md "Pipes"): its producers are mirrors of another node's,
+    /// its consumers relays that forward every layer verbatim, and losses on it are NACKed upstream.
+    var isPipe = false
 }
 
 /// Per-consumer figures for metrics and tests.
@@ -80,6 +83,12 @@ public struct Room: Sendable {
         guard transports[id] == nil else { return }
         transports[id] = TransportState()
         transportOrder.append(id)
+    }
+
+    /// Registers a node-to-node pipe's transport (idempotent).
+    public mutating func addPipeTransport(_ id: TransportID) {
+        addTransport(id)
+        transports[id]!.isPipe = true
     }
 
     /// Removes a transport with its producers (and their consumers everywhere) and its consumers.
@@ -175,10 +184,82 @@ public struct Room: Sendable {
         guard let c = consumers[id] else { return }
         producers[c.producer]?.consumers.removeAll { $0 == id }
         transports[c.transport]?.consumers.removeAll { $0 == id }
-        transports[c.transport]?.consumerBySSRC[c.description.ssrc] = nil
-        if let r = c.description.rtxSSRC { transports[c.transport]?.consumerBySSRC[r] = nil }
+        if c.isRelay {
+            if let routes = transports[c.transport]?.consumerBySSRC.filter({ $0.value != id }) {
+                transports[c.transport]?.consumerBySSRC = routes
+            }
+        } else {
+            transports[c.transport]?.consumerBySSRC[c.description.ssrc] = nil
+            if let r = c.description.rtxSSRC { transports[c.transport]?.consumerBySSRC[r] = nil }
+        }
         consumers[id] = nil
         outputs.append(.event(.consumerRemoved(id)))
+    }
+
+    /// Relays `producer` over the pipe `transport`: every layer, verbatim (SSRC, sequence number,
+    /// timestamp, payload type and extensions kept), so the far node mirrors the producer with its
+    /// SSRCs and picks layers per viewer itself (Jitsi's relays). No layer selection, no bandwidth
+    /// estimate, no keyframe wait: the far node's viewers ask for keyframes, and PLI/NACK for the
+    /// producer's SSRCs arriving on the pipe are answered here.
+    public mutating func addRelayConsumer(on transport: TransportID, of producer: ProducerID) throws(SFUError) -> ConsumerID {
+        guard let t = transports[transport], t.isPipe else {
+            throw SFUError(.unknownTransport, "addRelayConsumer: \(transport) is not a pipe")
+        }
+        guard let p = producers[producer] else {
+            throw SFUError(.unknownProducer, "addRelayConsumer: \(producer) does not exist (removed?)")
+        }
+        guard p.transport != transport else {
+            throw SFUError(.invalidDescription, "\(producer) came in over \(transport): relaying it back would loop")
+        }
+        let ssrcs = p.layers.compactMap(\.ssrc)
+        if let clash = ssrcs.first(where: { t.consumerBySSRC[$0] != nil || t.routes[$0] != nil }) {
+            throw SFUError(.invalidDescription, "SSRC \(clash) is already used on \(transport)")
+        }
+        let id = ConsumerID(nextConsumer)
+        nextConsumer += 1
+        let d = ConsumerDescription(ssrc: ssrcs.first ?? 0, payloadType: p.description.payloadType, followsBandwidthEstimate: false)
+        var c = ConsumerState(id: id, transport: transport, producer: producer, description: d, remap: ExtensionRemap(nil),
+                              kind: p.description.kind, clockRate: p.description.clockRate, preferredLayer: 0, targetLayer: 0,
+                              rtxSequence: 0, history: SentPacketHistory(capacity: 1),
+                              retransmitTokens: Double(configuration.maxRetransmissionsPerSecond))
+        c.isRelay = true
+        consumers[id] = c
+        producers[producer]!.consumers.append(id)
+        transports[transport]!.consumers.append(id)
+        for s in ssrcs { transports[transport]!.consumerBySSRC[s] = id }
+        return id
+    }
+
+    /// Tells the room a layer's SSRC learned elsewhere (a mirrored producer whose origin learned
+    /// it from the first packet carrying the layer's rid). No effect when the layer has one.
+    public mutating func bindLayer(_ producer: ProducerID, layer: Int, ssrc: UInt32, into outputs: inout [RoomOutput]) {
+        guard let p = producers[producer], p.layers.indices.contains(layer), p.layers[layer].ssrc == nil,
+              transports[p.transport]?.routes[ssrc] == nil else { return }
+        producers[producer]!.layers[layer].ssrc = ssrc
+        transports[p.transport]!.routes[ssrc] = .init(producer: producer, layer: layer, isRTX: false)
+        registerRelaySSRC(producer, ssrc: ssrc)
+        outputs.append(.event(.layerBound(producer, layer: layer, ssrc: ssrc)))
+    }
+
+    /// Relay consumers answer feedback for every layer SSRC, including ones bound late.
+    mutating func registerRelaySSRC(_ producer: ProducerID, ssrc: UInt32) {
+        for cid in producers[producer]?.consumers ?? [] {
+            guard let c = consumers[cid], c.isRelay, transports[c.transport]?.routes[ssrc] == nil else { continue }
+            transports[c.transport]!.consumerBySSRC[ssrc] = cid
+        }
+    }
+
+    /// The producers of the room with the transport each came in on (for pipe announcements).
+    public var producerTransports: [(ProducerID, TransportID)] {
+        producers.values.sorted { $0.id.rawValue < $1.id.rawValue }.map { ($0.id, $0.transport) }
+    }
+
+    /// A producer's description with the layer SSRCs known now.
+    public func currentDescription(_ id: ProducerID) -> ProducerDescription? {
+        guard let p = producers[id] else { return nil }
+        var d = p.description
+        for i in d.layers.indices { d.layers[i].ssrc = p.layers[i].ssrc }
+        return d
     }
 
     // MARK: layer control
@@ -250,7 +331,7 @@ public struct Room: Sendable {
     }
 
     mutating func updateTargetLayer(_ id: ConsumerID, now: Int64, into outputs: inout [RoomOutput]) {
-        guard let c = consumers[id], let p = producers[c.producer], let t = transports[c.transport] else { return }
+        guard let c = consumers[id], !c.isRelay, let p = producers[c.producer], let t = transports[c.transport] else { return }
         let target = selectLayer(for: c, transport: t, producer: p, now: now)
         guard target != c.targetLayer else { return }
         consumers[id]!.targetLayer = target
@@ -380,10 +461,12 @@ extension Room {
         var consumerIDs: [ConsumerID] = []
         enum Verdict { case accepted, wrongPayloadType, duplicate, sequenceJump }
         var verdict = Verdict.accepted
+        var previousHighest: UInt16?
         // One in-place access to the producer (no copy of its buffers).
         withProducer(producerID) { p in
             guard view.payloadType == p.description.payloadType else { verdict = .wrongPayloadType; return }
             if p.layers[layer].buffer.contains(view.sequenceNumber, now: now, maxAge: maxAge) { verdict = .duplicate; return }
+            if p.layers[layer].statistics.started { previousHighest = p.layers[layer].statistics.maxSequence }
             guard p.layers[layer].statistics.update(sequence: view.sequenceNumber, rtpTimestamp: view.timestamp,
                                                     arrivalMs: now, clockRate: p.description.clockRate) else {
                 verdict = .sequenceJump
@@ -404,6 +487,9 @@ extension Room {
         case .duplicate: counters.duplicateRTP += 1; return
         case .sequenceJump: counters.sequenceJump += 1; return
         }
+        if let previousHighest, transports[transport]?.isPipe == true {
+            nackGapUpstream(transport, ssrc: view.ssrc, previousHighest: previousHighest, sequence: view.sequenceNumber, into: &outputs)
+        }
         for id in consumerIDs {
             // One in-place dictionary access per consumer; the consumer appends its copy itself.
             switch consumers[id]?.forward(bytes, view: view, layer: layer, isKeyframe: isKeyframe, now: now, into: &outputs) {
@@ -418,6 +504,23 @@ extension Room {
             counters.rtpForwarded += 1
         }
     }
+
+    /// NACK hop by hop: a gap of up to `maxUpstreamNackGap` packets in a stream arriving over a
+    /// pipe is asked for at once from the node upstream, which answers from its own buffer; the
+    /// viewers here are answered from this node's buffer once the packets arrive.
+    private mutating func nackGapUpstream(_ transport: TransportID, ssrc: UInt32, previousHighest: UInt16, sequence: UInt16,
+                                          into outputs: inout [RoomOutput]) {
+        let gap = sequence &- previousHighest
+        guard gap >= 2, gap <= Self.maxUpstreamNackGap else { return }
+        let lost = (1..<gap).map { previousHighest &+ $0 }
+        let nack = RTCPNack(senderSSRC: configuration.rtcpSenderSSRC, mediaSSRC: ssrc, lostSequenceNumbers: lost)
+        outputs.append(.sendRTCP(transport, RTCPPacket.encodeCompound([.nack(nack)])))
+        counters.nacksSentUpstream += lost.count
+        counters.rtcpSent += 1
+    }
+
+    /// Longer gaps are an outage, not loss: the viewers' PLIs recover from them.
+    static let maxUpstreamNackGap: UInt16 = 64
 
     private mutating func withProducer(_ id: ProducerID, _ body: (inout ProducerState) -> Void) {
         guard producers[id] != nil else { return }
@@ -447,6 +550,7 @@ extension Room {
                 } else {
                     guard p.layers[i].ssrc == nil else { continue }
                     producers[pid]!.layers[i].ssrc = view.ssrc
+                    registerRelaySSRC(pid, ssrc: view.ssrc)
                     outputs.append(.event(.layerBound(pid, layer: i, ssrc: view.ssrc)))
                 }
                 let route = TransportState.Route(producer: pid, layer: i, isRTX: isRTX)

@@ -4,8 +4,9 @@
 import RTC
 
 /// RFC 3550 A.1 and A.3, without the probation period (WebRTC senders start sequences at random
-/// values but never restart them mid-stream).
-struct ReceiveStatistics: Sendable {
+/// values but never restart them mid-stream). Used by the SFU's receiver reports and by the QoS
+/// challenger's loss and jitter samples.
+public struct ReceiveStatistics: Sendable {
     static let maxDropout: UInt16 = 3000
     static let maxMisorder: UInt16 = 100
 
@@ -26,8 +27,10 @@ struct ReceiveStatistics: Sendable {
     private var lastSenderReport: UInt32 = 0
     private var lastSenderReportAt: Int64?
 
+    public init() {}
+
     /// Records a packet; false when A.1 judges it a wild jump to ignore (until confirmed).
-    mutating func update(sequence seq: UInt16, rtpTimestamp: UInt32, arrivalMs: Int64, clockRate: UInt32) -> Bool {
+    public mutating func update(sequence seq: UInt16, rtpTimestamp: UInt32, arrivalMs: Int64, clockRate: UInt32) -> Bool {
         if !started {
             started = true
             restart(at: seq)
@@ -92,18 +95,26 @@ struct ReceiveStatistics: Sendable {
 
     var extendedHighestSequence: UInt32 { cycles &+ UInt32(maxSequence) }
     var expected: UInt64 { UInt64(extendedHighestSequence) &- UInt64(baseSequence) &+ 1 }
-    var jitter: UInt32 { jitterScaled >> 4 }
+    /// A.8 interarrival jitter, in RTP timestamp units.
+    public var jitter: UInt32 { jitterScaled >> 4 }
+
+    /// A.3: packets expected and lost since the previous call (lost may be negative when
+    /// duplicates arrived); advances the "prior" counters.
+    public mutating func takeInterval() -> (expected: Int64, lost: Int64) {
+        let expected = Int64(self.expected)
+        let expectedInterval = expected - Int64(expectedPrior)
+        let receivedInterval = Int64(received) - Int64(receivedPrior)
+        expectedPrior = UInt64(max(expected, 0))
+        receivedPrior = received
+        return (expectedInterval, expectedInterval - receivedInterval)
+    }
 
     /// A.3 report block; advances the "prior" counters, so call once per report.
     mutating func makeReportBlock(ssrc: UInt32, now: Int64) -> RTCPReportBlock {
         let expected = Int64(self.expected)
         var lost = expected - Int64(received)
         lost = min(max(lost, -0x80_0000), 0x7F_FFFF)
-        let expectedInterval = expected - Int64(expectedPrior)
-        let receivedInterval = Int64(received) - Int64(receivedPrior)
-        expectedPrior = UInt64(max(expected, 0))
-        receivedPrior = received
-        let lostInterval = expectedInterval - receivedInterval
+        let (expectedInterval, lostInterval) = takeInterval()
         let fraction: UInt8 = (expectedInterval == 0 || lostInterval <= 0) ? 0 : UInt8(min(255, (lostInterval << 8) / expectedInterval))
         var dlsr: UInt32 = 0
         if let at = lastSenderReportAt {

@@ -1,4 +1,5 @@
 import Gossipsub
+import QoS
 import Registry
 
 /// Virtual time in microseconds since the start of a run. The routers see milliseconds
@@ -26,6 +27,8 @@ enum SimEvent {
     case closed(peer: Int32, remote: Int32, conn: UInt64)
     /// The uplink of `peer` is free again: write its next queued RPC.
     case uplink(Int32)
+    /// `peer` publishes its QoS bundle of `epoch` (Specs/simulation.md "QoS").
+    case qosPublish(Int32, epoch: UInt64)
     case scenario(Int)
     case sample
 
@@ -34,6 +37,7 @@ enum SimEvent {
         switch self {
         case .frame(let to, _, _, _, _, _), .dialArrive(let to, _, _), .handshakeDone(let to, _, _): to
         case .heartbeat(let i), .forwards(let i), .refresh(let i), .maintain(let i), .antiEntropy(let i), .uplink(let i): i
+        case .qosPublish(let i, _): i
         case .dialDone(let from, _, _, _): from
         case .closed(let peer, _, _): peer
         case .scenario, .sample: nil
@@ -147,6 +151,9 @@ final class Partition {
     var queue = EventQueue()
     var outbox: [Scheduled] = []
     var pendingTracks: [PendingTrack] = []
+    /// QoS bundles published in the current window (merged into the run's set between windows).
+    var pendingQoS: [SignedQoSBundle] = []
+    var pendingQoSMessages: [MessageID] = []
     var events: UInt64 = 0
     var busyReplies = 0
 

@@ -1,4 +1,5 @@
 import Gossipsub
+import QoS
 import RegistryGossip
 
 /// Nearest-rank quantile of an ascending array.
@@ -129,6 +130,7 @@ extension Simulator {
         }
         r.latencyCDF = cdf
         r.outcome = scenarioOutcome()
+        if qos != nil { r.qos = qosSection() }
         return r
     }
 
@@ -140,7 +142,7 @@ extension Simulator {
     func scenarioOutcome() -> [(String, Double)] {
         var out: [(String, Double)] = []
         switch config.scenario {
-        case .steady:
+        case .steady, .qos, .qosCollusion:
             break
         case .joinStorm, .churn:
             // Catch-up: time from joining until a peer held every record that existed when it joined.

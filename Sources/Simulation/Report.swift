@@ -28,6 +28,31 @@ public struct SimReport: Sendable {
     public var signatureChecks = 0, signatureVerifications = 0, recordChecks = 0, recordVerifications = 0, snapshotsBuilt = 0, syncBusyReplies = 0
     /// Scenario-specific outcome, as ordered key/value pairs.
     public var outcome: [(String, Double)] = []
+    /// The `qos` and `qos-collusion` scenarios (Specs/simulation.md "QoS").
+    public var qos: QoSSection?
+
+    public struct QoSSection: Sendable {
+        public struct Epoch: Sendable {
+            public var epoch = 0
+            public var active = 0, eligibleChallengers = 0, assignedPairs = 0, bundles = 0, reports = 0, countedReports = 0, measured = 0
+            public var measuredShareOfActive = 0.0, deliveryRatio = 0.0, meanBundleBytes = 0.0
+        }
+        public var epochSeconds = 0, testSeconds = 0
+        public var productionEpochSeconds = 0.0
+        public var epochs: [Epoch] = []
+        /// Over epochs: share of active provers with ≥ 3 counted reports; share of all peers
+        /// measured at least once in the run.
+        public var measuredShareOfActiveMean = 0.0, measuredShareOfActiveMin = 0.0, measuredAtLeastOnceShare = 0.0
+        public var deliveryRatio = 0.0
+        /// QoS gossip sent per peer: in this run, and scaled to the production epoch.
+        public var bytesPerPeerPerSecond = Quantiles(), bytesPerPeerPerSecondAtProductionEpoch = Quantiles()
+        public var bytesPerPeerPerEpochMean = 0.0
+        /// Score error against the simulated ground truth.
+        public var colluders = 0, degraded = 0, measuredNodes = 0
+        public var honestMeanAbsError = 0.0, honestP99AbsError = 0.0, honestWrongShare = 0.0
+        public var colluderMeanScore = 0.0, colluderInflatedShare = 0.0, degradedDetectedShare = 0.0
+        public var bundleChecks = 0, bundleVerifications = 0
+    }
     public init() {}
     /// Chart data: convergence curve (seconds since publication → share of peers live),
     /// delivery-latency CDF points, sorted per-peer bandwidth.
@@ -95,6 +120,54 @@ public struct SimReport: Sendable {
             }
             w.key("outcome"); w.object {
                 for (k, v) in outcome { w.field(k, v) }
+            }
+            if let q = qos {
+                w.key("qos"); w.object {
+                    w.field("epochSeconds", q.epochSeconds)
+                    w.field("testSeconds", q.testSeconds)
+                    w.field("productionEpochSeconds", q.productionEpochSeconds)
+                    w.field("measuredShareOfActiveMean", q.measuredShareOfActiveMean)
+                    w.field("measuredShareOfActiveMin", q.measuredShareOfActiveMin)
+                    w.field("measuredAtLeastOnceShare", q.measuredAtLeastOnceShare)
+                    w.field("deliveryRatio", q.deliveryRatio)
+                    w.key("bytesPerPeerPerSecond"); w.object {
+                        w.field("mean", q.bytesPerPeerPerSecond.mean)
+                        w.field("p99", q.bytesPerPeerPerSecond.p99)
+                        w.field("atProductionEpochMean", q.bytesPerPeerPerSecondAtProductionEpoch.mean)
+                        w.field("atProductionEpochP99", q.bytesPerPeerPerSecondAtProductionEpoch.p99)
+                        w.field("perEpochMean", q.bytesPerPeerPerEpochMean)
+                    }
+                    w.key("scoreError"); w.object {
+                        w.field("colluders", q.colluders)
+                        w.field("degraded", q.degraded)
+                        w.field("measuredNodes", q.measuredNodes)
+                        w.field("honestMeanAbsError", q.honestMeanAbsError)
+                        w.field("honestP99AbsError", q.honestP99AbsError)
+                        w.field("honestWrongShare", q.honestWrongShare)
+                        w.field("colluderMeanScore", q.colluderMeanScore)
+                        w.field("colluderInflatedShare", q.colluderInflatedShare)
+                        w.field("degradedDetectedShare", q.degradedDetectedShare)
+                    }
+                    w.key("epochs"); w.array(q.epochs) { e in
+                        w.object {
+                            w.field("epoch", e.epoch)
+                            w.field("active", e.active)
+                            w.field("eligibleChallengers", e.eligibleChallengers)
+                            w.field("assignedPairs", e.assignedPairs)
+                            w.field("bundles", e.bundles)
+                            w.field("reports", e.reports)
+                            w.field("countedReports", e.countedReports)
+                            w.field("measured", e.measured)
+                            w.field("measuredShareOfActive", e.measuredShareOfActive)
+                            w.field("deliveryRatio", e.deliveryRatio)
+                            w.field("meanBundleBytes", e.meanBundleBytes)
+                        }
+                    }
+                    w.key("engine"); w.object {
+                        w.field("bundleChecks", q.bundleChecks)
+                        w.field("bundleVerifications", q.bundleVerifications)
+                    }
+                }
             }
             w.key("engine"); w.object {
                 w.field("events", events)

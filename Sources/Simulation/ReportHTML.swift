@@ -20,6 +20,23 @@ public enum ReportHTML {
             rows.append(("peak memory (RSS)", "\(run.peakRSSBytes >> 20) MiB"))
         }
         for (k, v) in r.outcome { rows.append((k, fmt(v, 4))) }
+        var qosCharts: [String] = []
+        if let q = r.qos {
+            rows += [
+                ("QoS epoch / test", "\(q.epochSeconds) s / \(q.testSeconds) s (production: \(fmt(q.productionEpochSeconds, 0)) s)"),
+                ("QoS: active provers with ≥ 3 counted reports (mean / min over epochs)", "\(fmt(q.measuredShareOfActiveMean, 4)) / \(fmt(q.measuredShareOfActiveMin, 4))"),
+                ("QoS: peers measured at least once", fmt(q.measuredAtLeastOnceShare, 4)),
+                ("QoS: bundle delivery ratio (gossip)", fmt(q.deliveryRatio, 6)),
+                ("QoS gossip sent per peer, this run (mean / p99)", "\(fmt(q.bytesPerPeerPerSecond.mean, 0)) / \(fmt(q.bytesPerPeerPerSecond.p99, 0)) B/s"),
+                ("QoS gossip sent per peer at the production epoch (mean / p99)", "\(fmt(q.bytesPerPeerPerSecondAtProductionEpoch.mean, 0)) / \(fmt(q.bytesPerPeerPerSecondAtProductionEpoch.p99, 0)) B/s"),
+                ("QoS: colluders / degraded honest / measured nodes", "\(q.colluders) / \(q.degraded) / \(q.measuredNodes)"),
+                ("QoS score error, honest nodes (mean / p99 / share > 0.25)", "\(fmt(q.honestMeanAbsError, 4)) / \(fmt(q.honestP99AbsError, 4)) / \(fmt(q.honestWrongShare, 4))"),
+                ("QoS: colluders' mean score / share above 0.5", "\(fmt(q.colluderMeanScore, 4)) / \(fmt(q.colluderInflatedShare, 4))"),
+                ("QoS: degraded honest nodes scored below 0.3", fmt(q.degradedDetectedShare, 4)),
+            ]
+            qosCharts.append(chart(id: "chart-qos-coverage", title: "QoS: share of active provers measured (≥ 3 counted reports), by epoch",
+                                   points: q.epochs.map { (Double($0.epoch), $0.measuredShareOfActive) }, xLabel: "epoch", yLabel: "share", yMax: 1))
+        }
         let table = rows.map { "<tr><th>\(escape($0.0))</th><td>\(escape($0.1))</td></tr>" }.joined(separator: "\n")
         let bandwidth = r.bandwidthSorted.enumerated().map { (Double($0.offset) / Double(max(1, r.bandwidthSorted.count - 1)), $0.element / 1000) }
         let charts = [
@@ -31,7 +48,7 @@ public enum ReportHTML {
                   points: bandwidth, xLabel: "peers, by rank (0 = lowest, 1 = highest)", yLabel: "kB/s", yMax: nil),
             chart(id: "chart-agreement", title: "Table agreement over time (settled tables, majority fingerprint)",
                   points: r.agreementSeries.map { ($0.t, $0.share) }, xLabel: "virtual seconds", yLabel: "share of peers", yMax: 1),
-        ].joined(separator: "\n")
+        ].joined(separator: "\n") + qosCharts.joined(separator: "\n")
         return """
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8">

@@ -9,6 +9,8 @@ enum ScenarioAction {
     case churnTick
     case partition
     case heal
+    /// QoS: every active peer's duties for the epoch, from the run's report set.
+    case qosDecide(UInt64)
 }
 
 /// What a scenario did, for its report section.
@@ -36,7 +38,7 @@ extension Simulator {
 
     func setUpScenario() {
         switch config.scenario {
-        case .steady, .churn, .partitionHeal, .floodAttack, .eclipseAttempt:
+        case .steady, .churn, .partitionHeal, .floodAttack, .eclipseAttempt, .qos, .qosCollusion:
             steadyStart()
         case .joinStorm:
             joinStormStart()
@@ -108,6 +110,7 @@ extension Simulator {
             scenarioLog.victim = 0
         default: break
         }
+        if qos != nil { setUpQoS() }
     }
 
     /// Connects every honest peer to random honest peers until it has `minPeers`, none above
@@ -183,6 +186,8 @@ extension Simulator {
         case .heal:
             partitioned = false
             scenarioLog.healAt = now
+        case .qosDecide(let epoch):
+            decideQoS(epoch: epoch)
         }
     }
 

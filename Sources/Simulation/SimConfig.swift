@@ -1,4 +1,5 @@
 import Gossipsub
+import QoS
 
 /// The scenarios `drtc sim` knows (Specs/simulation.md "Scenarios").
 public enum ScenarioName: String, CaseIterable, Sendable {
@@ -8,6 +9,32 @@ public enum ScenarioName: String, CaseIterable, Sendable {
     case partitionHeal = "partition-heal"
     case floodAttack = "flood-attack"
     case eclipseAttempt = "eclipse-attempt"
+    /// steady, plus QoS tests every epoch (Specs/simulation.md "QoS").
+    case qos
+    /// qos, with `--attackers` of the peers colluding (inflating each other, sinking and
+    /// withholding on the others).
+    case qosCollusion = "qos-collusion"
+}
+
+/// QoS in the simulator (Specs/simulation.md "QoS"): the production schedule, tickets,
+/// sortition, bundles, gossip validation and aggregation; media measurement modelled from the
+/// links.
+public struct QoSSimSettings: Sendable, Equatable {
+    /// The network's schedule; shorter than production so that a run covers several epochs.
+    public var schedule = QoSSchedule(epochSeconds: 120, testSeconds: 60, sampleIntervalMs: 5000)
+    /// The production epoch the gossip load is normalised to (bytes per epoch / this).
+    public var productionEpochSeconds = 1320.0
+    /// Share of honest peers whose media path is degraded (ground truth: V = 0).
+    public var degradedShare = 0.1
+    /// Extra packet loss on a degraded peer's media.
+    public var degradedLoss = 0.1
+    /// Test stream rate (packets of 1,100 bytes).
+    public var bitrateKbps = 1000.0
+    /// Media packet loss on every path (besides degradation).
+    public var mediaLoss = 0.005
+    public var parameters = QoSParameters()
+
+    public init() {}
 }
 
 /// The simulated network between peers (Specs/simulation.md "Links"). Links carry libp2p
@@ -73,6 +100,8 @@ public struct SimConfig: Sendable {
     public var healAt = 0.5
     /// Interval between samples of table agreement, ms of virtual time.
     public var sampleIntervalMs: UInt64 = 1_000
+    /// QoS settings (the `qos` and `qos-collusion` scenarios).
+    public var qosSettings = QoSSimSettings()
     /// How long after a crash its peers notice (TCP/Yamux keep-alive), ms.
     public var crashDetectionMs: UInt64 = 10_000
     /// Dial timeout towards an unreachable address (partitioned side), ms.

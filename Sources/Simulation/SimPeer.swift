@@ -1,5 +1,6 @@
 import Gossipsub
 import Identity
+import QoS
 import Registry
 import RegistryGossip
 
@@ -10,6 +11,12 @@ enum PeerRole: Equatable {
     case flooder
     /// eclipse-attempt: connects to the victim, grafts, and forwards nothing.
     case eclipser
+}
+
+/// What a validated gossip message carries to its topic's sink.
+enum Delivery {
+    case record(SignedRecord)
+    case bundle(SignedQoSBundle)
 }
 
 /// One open connection as seen from one side.
@@ -91,6 +98,16 @@ final class SimPeer {
     var recent: [RecentMerge] = []
     var baselineBytesOut = 0
     var baselineBytesIn = 0
+    /// QoS (Specs/simulation.md "QoS"): the bundles this peer holds, by epoch; the provers its
+    /// duties name this epoch; its media ground truth and behaviour; its QoS gossip bytes.
+    var qosHeld: [UInt64: Set<SyncID>] = [:]
+    var qosDuties: [NodeKey] = []
+    var qosDegraded = false
+    var qosColluder = false
+    var qosBytesOut = 0
+    var qosBytesIn = 0
+    var qosBaselineOut = 0
+    var qosBaselineIn = 0
 
     init(index: Int32, key: Ed25519KeyPair, region: Int, role: PeerRole, router: GossipRouter, replica: RegistryReplica, joinedAt: SimTime,
          partition: Partition, seed: UInt64) {

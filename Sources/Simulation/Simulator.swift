@@ -1,5 +1,6 @@
 import Gossipsub
 import Identity
+import QoS
 import Registry
 import RegistryGossip
 
@@ -73,6 +74,15 @@ public final class Simulator {
     var measureFrom: SimTime = 0
     var endAt: SimTime = 0
     var samples: [AgreementSample] = []
+    /// QoS (Specs/simulation.md "QoS"): every bundle published (what a converged replica
+    /// holds), the aggregation the duties come from, verified bundles by item ID, the gossip
+    /// message IDs of bundles (for the byte accounting), and per-epoch figures.
+    var qosLedger = QoSLedger()
+    var qosAggregate: QoSAggregate?
+    let qosMemo = QoSMemo()
+    var qosMessageIDs = Set<MessageID>()
+    var qosEpochs: [QoSEpochFigures] = []
+    var qosFirstEpoch: UInt64 = 0
     var scenarioActions: [(SimTime, ScenarioAction)] = []
     var scenarioLog = ScenarioLog()
     /// join-storm: time after the last join when every peer held every record.
@@ -133,6 +143,7 @@ public final class Simulator {
         peers.append(peer)
         indexOf[peer.id] = index
         _ = peer.router.subscribe(RegistryGossip.topic, now: nowMs)
+        if qos != nil { _ = peer.router.subscribe(QoSGossip.topic, now: nowMs) }
         return peer
     }
 
@@ -268,6 +279,7 @@ public final class Simulator {
     /// partition published them), then hand each cross-peer event to its peer's partition.
     func endWindow() {
         snapshots.endWindow()
+        if qos != nil { collectPublishedQoS() }
         var pending: [(track: PendingTrack, partition: Int, slot: Int)] = []
         for part in partitions {
             for (slot, t) in part.pendingTracks.enumerated() { pending.append((t, part.number, slot)) }
@@ -355,6 +367,10 @@ public final class Simulator {
             p.uplinkArmed = false
             guard p.alive else { return }
             drainUplink(p)
+        case .qosPublish(let i, let epoch):
+            let p = peers[Int(i)]
+            guard p.alive, !p.leaving else { return }
+            publishQoS(p, epoch: epoch)
         case .scenario, .sample:
             preconditionFailure("a scenario event in a partition queue")
         }
@@ -452,14 +468,18 @@ public final class Simulator {
 
     // MARK: - router actions
 
-    func execute(_ p: SimPeer, _ actions: [GossipAction], accepted: [MessageID: SignedRecord]) {
+    func execute(_ p: SimPeer, _ actions: [GossipAction], accepted: [MessageID: Delivery]) {
         for action in actions {
             switch action {
             case .send(let peer, let rpc):
                 guard let q = indexOf[peer] else { continue }
                 send(p, .gossip(to: q, rpc))
             case .deliver(_, let id, _):
-                if let record = accepted[id] { merge(record, into: p) }
+                switch accepted[id] {
+                case .record(let record)?: merge(record, into: p)
+                case .bundle(let bundle)?: holdQoS(bundle, at: p)
+                case nil: break
+                }
             case .discovered(let found):
                 p.exchanged += found
                 if p.exchanged.count > 256 { p.exchanged.removeFirst(p.exchanged.count - 256) }
@@ -526,6 +546,7 @@ public final class Simulator {
             for message in rpc.publish {
                 if let u = trackedUpdate(message, at: p) { tracked.append(u) }
             }
+            if qos != nil { p.qosBytesOut += qosShare(rpc) }
         case .sync(let q, let toResponder, let frameBytes):
             to = q
             bytes = frameBytes
@@ -605,15 +626,21 @@ public final class Simulator {
             if c < 255 { update.copies[Int(to)] = c + 1 }
         }
         let now = q.partition.nowMs
-        var accepted: [MessageID: SignedRecord] = [:]
+        var accepted: [MessageID: Delivery] = [:]
         let memo = self.memo
         let validating = q.role == .eclipser
         let actions = q.router.handle(frame: bytes, from: p.id, now: now) { message, _ in
             if validating { return .ignore("eclipser") }
+            // One validator per topic, as MeshGossip dispatches them.
+            if message.topic == QoSGossip.topic {
+                let (result, bundle) = validateQoS(message, at: q, nowMs: now)
+                if let bundle { accepted[StrictSign.messageID(message)] = .bundle(bundle) }
+                return result
+            }
             let (result, record) = RegistryGossip.validate(
                 message, nowMs: now, verify: { bytes, t throws(RecordRejection) in try memo.verifyRecord(bytes, nowMs: t) },
                 outcome: { record in Self.read(&q.replica) { $0.outcome(of: record, nowMs: now) } })
-            if let record { accepted[StrictSign.messageID(message)] = record }
+            if let record { accepted[StrictSign.messageID(message)] = .record(record) }
             return result
         }
         execute(q, actions, accepted: accepted)

@@ -23,35 +23,12 @@ enum HTTPBench {
         let (node, base) = try BenchNode.start(dataDir: dir, extraArguments: ["--log-level", "warning", "--geo", "50,8"])
         defer { BenchNode.stop(node) }
 
-        // Load 10,000 signed records through the public API, 16 requests in flight.
-        let records = Bench.makeRecords(10_000, nowMs: UInt64(Date().timeIntervalSince1970 * 1000)).map(\.encoded)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for w in 0..<16 {
-                group.addTask {
-                    for i in stride(from: w, to: records.count, by: 16) {
-                        var req = URLRequest(url: URL(string: base + "/register")!)
-                        req.httpMethod = "POST"
-                        req.setValue("application/x-protobuf", forHTTPHeaderField: "Content-Type")
-                        req.httpBody = Data(records[i])
-                        let (_, resp) = try await URLSession.shared.data(for: req)
-                        guard (resp as? HTTPURLResponse)?.statusCode == 200 else { throw BenchError("register failed") }
-                    }
-                }
-            }
-            try await group.waitForAll()
-        }
+        try await register(Bench.makeRecords(10_000, nowMs: UInt64(Date().timeIntervalSince1970 * 1000)).map(\.encoded), to: base)
 
         let script = dir + "/query.lua"
         try wrkScript.write(toFile: script, atomically: true, encoding: .utf8)
-        let wrk = Process()
-        wrk.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
         let args = ["-t2", "-c32", "-d15s", "--latency", "-s", script, base]
-        wrk.arguments = args
-        let wrkOut = Pipe()
-        wrk.standardOutput = wrkOut
-        try wrk.run()
-        let report = String(decoding: wrkOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        wrk.waitUntilExit()
+        let report = try wrk(args)
 
         let rss = try String(contentsOfFile: "/proc/\(node.processIdentifier)/status", encoding: .utf8)
             .split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
@@ -67,6 +44,38 @@ enum HTTPBench {
             "target": ["requestsPerSecond": 15_000, "p99ms": 10, "rssMB": 150],
             "pass": rps >= 15_000 && p99 <= 10 && Double(rss) / 1024 <= 150 && !errors,
         ])
+    }
+
+    /// Loads signed records through the public API, 16 requests in flight.
+    static func register(_ records: [[UInt8]], to base: String) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<16 {
+                group.addTask {
+                    for i in stride(from: w, to: records.count, by: 16) {
+                        var req = URLRequest(url: URL(string: base + "/register")!)
+                        req.httpMethod = "POST"
+                        req.setValue("application/x-protobuf", forHTTPHeaderField: "Content-Type")
+                        req.httpBody = Data(records[i])
+                        let (_, resp) = try await URLSession.shared.data(for: req)
+                        guard (resp as? HTTPURLResponse)?.statusCode == 200 else { throw BenchError("register failed") }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Runs /usr/bin/wrk with `args`; returns its report.
+    static func wrk(_ args: [String]) throws -> String {
+        let wrk = Process()
+        wrk.executableURL = URL(fileURLWithPath: "/usr/bin/wrk")
+        wrk.arguments = args
+        let out = Pipe()
+        wrk.standardOutput = out
+        try wrk.run()
+        let report = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        wrk.waitUntilExit()
+        return report
     }
 
     static func value(after label: String, in text: String) -> Double? {

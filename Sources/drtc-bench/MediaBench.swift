@@ -15,7 +15,7 @@ import Glibc
 /// thread (one core); the publisher blasts from another thread, and forwarded packets per second
 /// are read from the engine's counters.
 enum MediaBench {
-    /// A blocking UDP socket on 127.0.0.1 (the clients' side; the engine under test is NIO).
+    /// A blocking UDP socket on 127.0.0.1 (the clients' side of the engine under test).
     final class UDPSocket: @unchecked Sendable {
         let fd: Int32
         let port: UInt16

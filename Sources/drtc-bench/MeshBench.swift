@@ -174,7 +174,7 @@ enum MeshBench {
         }
         let joinSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         try await Task.sleep(for: .milliseconds(200))
-        let join = joiner.gossip.lastSync.withLock { $0 } ?? (records: 0, bytesIn: 0, bytesOut: 0)
+        let join = joiner.gossip.lastSync() ?? (records: 0, bytesIn: 0, bytesOut: 0)
         let joinBytes = join.bytesIn + join.bytesOut
         Bench.emit([
             "benchmark": "registry-sync-join", "records": records.count, "recordBytes": size, "seconds": Bench.round3(joinSeconds),
@@ -192,7 +192,7 @@ enum MeshBench {
             let t0 = DispatchTime.now().uptimeNanoseconds
             await joiner.gossip.syncWith(full.host.peerID)
             let t = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-            let s = joiner.gossip.lastSync.withLock { $0 } ?? (records: 0, bytesIn: 0, bytesOut: 0)
+            let s = joiner.gossip.lastSync() ?? (records: 0, bytesIn: 0, bytesOut: 0)
             runs.append((t, s.bytesIn + s.bytesOut))
         }
         let (ms, bytes) = runs[0]

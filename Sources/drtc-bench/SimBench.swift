@@ -51,6 +51,19 @@ enum SimBench {
             "events": report.events, "target": target, "pass": pass,
         ]
         for (k, v) in report.outcome { fields[k] = v }
+        if let q = report.qos {
+            fields["qos"] = [
+                "epochSeconds": q.epochSeconds, "epochs": q.epochs.count,
+                "activePerEpochMean": q.epochs.isEmpty ? 0 : Double(q.epochs.map(\.active).reduce(0, +)) / Double(q.epochs.count),
+                "bundlesPerEpochMean": q.epochs.isEmpty ? 0 : Double(q.epochs.map(\.bundles).reduce(0, +)) / Double(q.epochs.count),
+                "measuredShareOfActiveMean": q.measuredShareOfActiveMean, "measuredShareOfActiveMin": q.measuredShareOfActiveMin,
+                "measuredAtLeastOnceShare": q.measuredAtLeastOnceShare, "deliveryRatio": q.deliveryRatio,
+                "bytesPerPeerPerSecondRun": q.bytesPerPeerPerSecond.mean.rounded(),
+                "bytesPerPeerPerSecondAtProductionEpochMean": q.bytesPerPeerPerSecondAtProductionEpoch.mean.rounded(),
+                "bytesPerPeerPerSecondAtProductionEpochP99": q.bytesPerPeerPerSecondAtProductionEpoch.p99.rounded(),
+                "bytesPerPeerPerEpochMean": q.bytesPerPeerPerEpochMean.rounded(),
+            ] as [String: Any]
+        }
         Bench.emit(fields)
     }
 

@@ -22,7 +22,7 @@ struct Bench {
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
-    static func makeRecords(_ n: Int, nowMs: UInt64) -> [SignedRecord] {
+    static func makeRecords(_ n: Int, nowMs: UInt64, version: String = "bench") -> [SignedRecord] {
         // Keys are the expensive part of preparation; spread it over the cores.
         let chunks = ProcessInfo.processInfo.activeProcessorCount
         let out = Synchronization_Box<[SignedRecord]>(Array())
@@ -34,7 +34,7 @@ struct Bench {
                 let geo = GeoPoint(latitude: Double.random(in: -60...70, using: &rng), longitude: Double.random(in: -180...180, using: &rng))
                 let record = MediaNodeRecord(
                     publicKey: key.publicKey, region: Region.allCases.randomElement(using: &rng)!.rawValue, geo: geo,
-                    url: "https://node.example/api", version: "bench",
+                    url: "https://node.example/api", version: version,
                     capacity: Capacity(bandwidthUpKbps: 1_000_000, maxSessions: 500),
                     load: Load(activeSessions: UInt32.random(in: 0...500, using: &rng)), hlc: HLC(wallMs: nowMs),
                     ttlSeconds: 3600)
@@ -136,7 +136,9 @@ final class Synchronization_Box<T>: @unchecked Sendable {
 }
 
 let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
-           "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "sim-steady-1k", "sim-partition-heal-1k"]
+           "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "orchestrator-allocate", "http-allocate", "rpc-verify", "pipe-hop",
+           "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "sim-steady-1k", "sim-partition-heal-1k", "rewards-ledger", "qos-validate",
+           "qos-media", "sim-qos-2k"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
@@ -151,11 +153,20 @@ for name in requested {
     case "srtp": try SRTPBench.run()
     case "sfu-memory": try SFUMemoryBench.run()
     case "sfu-forward": try await MediaBench.run()
+    case "orchestrator-allocate": OrchestratorBench.allocate()
+    case "http-allocate": try await OrchestratorBench.httpAllocate()
+    case "rpc-verify": OrchestratorBench.rpcVerify()
+    case "pipe-hop": try await PipeBench.run()
     case "sim-steady-10k": await SimBench.steady10k(forwardDelayMs: nil)
     case "sim-steady-10k-fd60": await SimBench.steady10k(forwardDelayMs: 60)
     case "sim-join-storm-1k": await SimBench.joinStorm1k()
     case "sim-steady-1k": await SimBench.steady1k()
     case "sim-partition-heal-1k": await SimBench.partitionHeal1k()
+    case "rewards-ledger": RewardsBench.run()
+    case "qos-validate": try await QoSBench.validate()
+    case "qos-media": try await QoSBench.media()
+    case "sim-qos-2k": await QoSBench.gossip(peers: 2_000)
+    case "sim-qos-10k": await QoSBench.gossip(peers: 10_000)
     default:
         FileHandle.standardError.write(Data("unknown benchmark '\(name)'; known: \(all.joined(separator: ", "))\n".utf8))
         exit(2)

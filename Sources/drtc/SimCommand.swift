@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import QoS
 import Simulation
 import RegistryGossip
 
@@ -19,7 +20,7 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Number of peers.") var peers = 100
     @Option(help: "Virtual seconds measured (after the warm-up).") var duration = 60.0
     @Option(help: "Seed: every random choice of the run derives from it.") var seed: UInt64 = 1
-    @Option(help: "steady | join-storm | churn | partition-heal | flood-attack | eclipse-attempt") var scenario = "steady"
+    @Option(help: "steady | join-storm | churn | partition-heal | flood-attack | eclipse-attempt | qos | qos-collusion") var scenario = "steady"
     @Option(help: "One-way link latency, e.g. 50ms.") var latency = "50ms"
     @Option(help: "Half-width of the uniform jitter added to each frame, e.g. 10ms.") var jitter = "10ms"
     @Option(help: "Probability that a frame's segment is lost (TCP retransmits it after an RTO).") var loss = 0.0
@@ -41,7 +42,10 @@ struct SimCommand: AsyncParsableCommand {
     @Option(name: .customLong("d-lazy"), help: "Gossipsub D_lazy (IHAVE targets per heartbeat).") var meshLazy: Int?
     @Option(help: "Virtual seconds of warm-up before measuring (steady-state scenarios).") var warmup = 5.0
     @Option(help: "churn: share of peers leaving or crashing per minute.") var churn = 0.05
-    @Option(help: "flood-attack / eclipse-attempt: share of attacking peers.") var attackers = 0.1
+    @Option(help: "flood-attack / eclipse-attempt / qos-collusion: share of attacking peers.") var attackers = 0.1
+    @Option(name: .customLong("qos-epoch"), help: "qos, qos-collusion: QoS epoch, s (default 120: shorter than production so a run covers several).") var qosEpoch: UInt32 = 120
+    @Option(name: .customLong("qos-test-duration"), help: "qos, qos-collusion: QoS test length, s (default 60).") var qosTestDuration: UInt32 = 60
+    @Option(help: "qos, qos-collusion: share of honest peers with a degraded media path (ground truth V = 0).") var degraded = 0.1
     @Option(help: "Threads running the simulation (the peers are split into this many partitions; report.json does not depend on it).")
     var threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
     @Option(help: "Directory for report.json, report.html, run.json.") var report: String
@@ -95,6 +99,10 @@ struct SimCommand: AsyncParsableCommand {
         config.warmupSeconds = warmup
         config.churnPerMinute = churn
         config.attackerShare = attackers
+        config.qosSettings.schedule = QoSSchedule(epochSeconds: qosEpoch, testSeconds: qosTestDuration, sampleIntervalMs: 5000)
+        if let problem = config.qosSettings.schedule.problem { throw ValidationError(problem) }
+        guard (0...1).contains(degraded) else { throw ValidationError("--degraded: expected a share 0...1, got \(degraded)") }
+        config.qosSettings.degradedShare = degraded
         if name == .joinStorm { config.sampleIntervalMs = 250 }
 
         try FileManager.default.createDirectory(atPath: report, withIntermediateDirectories: true)

@@ -81,6 +81,34 @@ struct NodeCommand: AsyncParsableCommand {
     var syncInterval: String?
     @Option(name: .customLong("admin-api"), help: "true|false: serve /admin/deny and /admin/allow to loopback clients (default false).")
     var adminAPI: String?
+    @Option(name: .customLong("open-media"), help: "true|false: accept WHIP/WHEP without a media token (default false: a token from POST /allocate is required).")
+    var openMedia: String?
+    @Option(name: .customLong("trusted-orchestrator"), help: "PeerID of an orchestrator allowed to command this node and sign its media tokens; repeatable (none: any node with a live registry record).")
+    var trustedOrchestrators: [String] = []
+    @Option(name: .customLong("reward-weights"), help: "w_A,w_H,w_L,w_C: weights of availability, history, location and coverage in the unit reward, summing to 1 (default 0.4,0.2,0.2,0.2).")
+    var rewardWeights: String?
+    @Option(name: .customLong("reward-k"), help: "Curvature k of the unit reward's sigmoid in the QoS score V (default 10).")
+    var rewardK: String?
+    @Option(name: .customLong("reward-r-asym"), help: "Asymptote r_asym of the unit reward, 0 < r_asym <= 2 (default 1).")
+    var rewardRAsym: String?
+    @Option(name: .customLong("reward-h-min"), help: "Lower bound H_min of the history score, 0..1 (default 0.5).")
+    var rewardHMin: String?
+    @Option(name: .customLong("reward-location-radius-km"), help: "Radius of the participant demand counted in the location score, km (default 500).")
+    var rewardLocationRadius: String?
+    @Option(name: .customLong("reward-coverage-radius-km"), help: "Radius of the media-node density counted in the coverage score, km (default 500).")
+    var rewardCoverageRadius: String?
+    @Option(name: .customLong("reward-stream-kbps"), help: "b_av, the bitrate of one stream in the data-supplied formula, kbit/s (default 700).")
+    var rewardStreamKbps: String?
+    @Option(name: .customLong("qos"), help: "true|false: run QoS tests as challenger and prover (default true).")
+    var qos: String?
+    @Option(name: .customLong("qos-epoch"), help: "QoS epoch in seconds, the same on every node (default 1320).")
+    var qosEpoch: String?
+    @Option(name: .customLong("qos-test-duration"), help: "QoS test length in seconds; the rest of the epoch is setup (default 1200).")
+    var qosTestDuration: String?
+    @Option(name: .customLong("qos-sample-interval"), help: "Seconds between QoS samples, at least 0.5 (default 5).")
+    var qosSampleInterval: String?
+    @Option(name: .customLong("qos-bitrate-kbps"), help: "Payload rate of the QoS test stream in kbit/s (default 1000).")
+    var qosBitrateKbps: String?
 
     func run() async throws {
         var flags: [String: [String]] = [:]
@@ -90,10 +118,17 @@ struct NodeCommand: AsyncParsableCommand {
             ("bandwidth-down-kbps", bandwidthDown), ("cpu-cores", cpuCores), ("refresh-interval", refreshInterval),
             ("ttl", ttl), ("log-level", logLevel), ("min-peers", minPeers), ("max-peers", maxPeers),
             ("gossip-heartbeat-ms", gossipHeartbeatMs), ("gossip-forward-delay-ms", gossipForwardDelayMs), ("sync-interval", syncInterval), ("admin-api", adminAPI),
+            ("open-media", openMedia),
+            ("reward-weights", rewardWeights), ("reward-k", rewardK), ("reward-r-asym", rewardRAsym),
+            ("reward-h-min", rewardHMin), ("reward-location-radius-km", rewardLocationRadius),
+            ("reward-coverage-radius-km", rewardCoverageRadius), ("reward-stream-kbps", rewardStreamKbps),
+            ("qos", qos), ("qos-epoch", qosEpoch), ("qos-test-duration", qosTestDuration), ("qos-sample-interval", qosSampleInterval),
+            ("qos-bitrate-kbps", qosBitrateKbps),
         ]
         for (name, value) in single { if let value { flags[name] = [value] } }
         if !listen.isEmpty { flags["listen"] = listen }
         if !bootstrap.isEmpty { flags["bootstrap"] = bootstrap }
+        if !trustedOrchestrators.isEmpty { flags["trusted-orchestrator"] = trustedOrchestrators }
         let config: NodeConfig
         do {
             config = try NodeConfig.resolve(flags: flags, env: ProcessInfo.processInfo.environment, configFile: self.config)

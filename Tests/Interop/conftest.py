@@ -18,7 +18,7 @@ import drtc_helpers as h  # noqa: E402
 
 def pytest_configure(config: pytest.Config) -> None:
     if not h.DRTC_BIN.exists():
-        raise pytest.UsageError(f"{h.DRTC_BIN} not found: run `swift build --product drtc` (or set DRTC_BIN)")
+        raise pytest.UsageError(f"{h.DRTC_BIN} not found: run `make build-test` or `swift build --product drtc` (or set DRTC_BIN)")
     if shutil.which("protoc") is None:
         raise pytest.UsageError("protoc not found (Debian: apt-get install protobuf-compiler)")
 

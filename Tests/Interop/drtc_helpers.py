@@ -26,7 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 REPO = Path(__file__).resolve().parents[2]
 SPEC_DIR = REPO / "Specs"
 OPENAPI = SPEC_DIR / "openapi.yaml"
-DRTC_BIN = Path(os.environ.get("DRTC_BIN", REPO / ".build" / "debug" / "drtc"))
+# `make test` sets DRTC_BIN to its optimised, testable build; by hand, the first that exists of
+# that build and a debug build.
+_DEFAULT_BIN = next((p for p in (REPO / ".build-test" / "release" / "drtc", REPO / ".build" / "debug" / "drtc") if p.exists()),
+                    REPO / ".build" / "debug" / "drtc")
+DRTC_BIN = Path(os.environ.get("DRTC_BIN", _DEFAULT_BIN))
 
 SIGNING_PREFIX = b"drtc-registry-record:"
 MAX_SIGNED_RECORD = 16 * 1024
@@ -442,7 +446,7 @@ def missing_versions(node: "NodeProcess", want: dict[str, Version], exact: set[s
 
 def start_process(args: list[str], *, log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
                   prefix: list[str] | None = None) -> subprocess.Popen:
-    """Starts `drtc ARGS` (after `prefix`, e.g. `faketime -f +5m`, when given)."""
+    """Starts `drtc args`; `prefix` runs it through a wrapper that execs it (e.g. `ip netns exec NS`)."""
     full_env = dict(os.environ)
     full_env.pop("DRTC_DATA_DIR", None)
     for k in list(full_env):
@@ -472,11 +476,16 @@ def node_args(
     region: str | None = "EU",
     geo: str | None = "52.52,13.405",
     api: str = "127.0.0.1:0",
+    open_media: bool = True,
     extra: list[str] | None = None,
 ) -> list[str]:
+    """`open_media`: WHIP/WHEP without tokens, as the media tests before the orchestrator
+    expect; the orchestrator tests pass False (the node's default: tokens)."""
     args = ["node", "--data-dir", str(data_dir), "--api", api,
             "--listen", f"/ip4/127.0.0.1/tcp/{free_port()}",
             "--media", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]
+    if open_media:
+        args += ["--open-media", "true"]
     if geo is not None:
         args.append(f"--geo={geo}")  # `=`: a negative latitude would read as a flag
     if region is not None:
@@ -495,8 +504,7 @@ def launch_node(
     **kw: Any,
 ) -> NodeProcess:
     """Starts a node and waits for its `drtc: API listening on ...` stdout line and a healthy
-    /health. Raises (after killing it) if it does not come up. `prefix` runs it under another
-    command (`faketime ...`)."""
+    /health. Raises (after killing it) if it does not come up."""
     proc = start_process(args if args is not None else node_args(data_dir, **kw), log_path=log_path, env=env, prefix=prefix)
     node = NodeProcess(proc=proc, data_dir=data_dir, log_path=log_path)
     ready = threading.Event()
@@ -543,3 +551,67 @@ def run_cli(args: list[str], *, env: dict[str, str] | None = None, timeout: floa
         full_env.update(env)
     return subprocess.run([str(DRTC_BIN), *args], capture_output=True, text=True, timeout=timeout,
                           env=full_env, cwd=str(cwd) if cwd else None, stdin=subprocess.DEVNULL)
+
+
+# --------------------------------------------------------------------------------------------
+# Signed RPC (Specs/rpc.md) and orchestrated nodes.
+
+
+def rfc3339(ms: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ms // 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rpc_payload(ident: Identity, aud: str, method: str, path: str, body: bytes = b"", *, iss_ms: int | None = None,
+                validity_ms: int = 120_000, nonce: bytes | None = None, public_key: bytes | None = None) -> str:
+    """The x-drtc-payload JSON, field order as Specs/rpc.md writes it."""
+    import base64
+    import hashlib
+    import json
+
+    iss = now_ms() if iss_ms is None else iss_ms
+    return json.dumps({
+        "iss": rfc3339(iss), "exp": rfc3339(iss + validity_ms),
+        "publicKey": base64.b64encode(public_key or ident.pub_proto).decode(), "aud": aud, "method": method, "path": path,
+        "bodySha256": hashlib.sha256(body).hexdigest(),
+        "nonce": base64.urlsafe_b64encode(nonce or os.urandom(16)).decode().rstrip("=")}, separators=(",", ":"))
+
+
+def rpc_sign(payload: str, signer: Identity) -> dict[str, str]:
+    import base64
+
+    return {"x-drtc-payload": payload, "x-drtc-signature": base64.b64encode(signer.sign(payload.encode())).decode()}
+
+
+def rpc_call(node: "NodeProcess", ident: Identity, method: str, path: str, body: bytes = b"", **kw: Any) -> requests.Response:
+    headers = rpc_sign(rpc_payload(ident, node.peer_id, method, path, body, **kw), ident)
+    if body:
+        headers["Content-Type"] = "application/json"
+    return requests.request(method, node.url + path, data=body or None, headers=headers, timeout=10)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Polls `predicate` until it returns a truthy value (returned), or fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_for_mesh(nodes: list["NodeProcess"], timeout: float = 60) -> None:
+    """Every node's registry holds every node's live record."""
+    ids = {n.peer_id for n in nodes}
+
+    def converged() -> bool:
+        for n in nodes:
+            got = {r["nodeId"] for r in requests.get(n.url + "/listMediaNodes", timeout=5).json()["nodes"]}
+            if not ids <= got:
+                return False
+        return True
+
+    wait_until(converged, timeout, "every node's record on every node", interval=0.2)

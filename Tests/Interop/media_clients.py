@@ -62,11 +62,22 @@ class Session:
     answer: str
 
 
-async def _negotiate(pc: RTCPeerConnection, url: str, params: dict | None = None) -> Session:
+async def _negotiate(pc: RTCPeerConnection, url: str, params: dict | None = None, token: str | None = None,
+                     retry_conflict: float = 0) -> Session:
+    """POSTs the offer (following 307 redirects, as requests does); `token` goes in
+    `Authorization: Bearer` (RFC 9725 §4.4); a 409 (nothing published yet) is retried for up to
+    `retry_conflict` seconds, as its Retry-After asks."""
     await pc.setLocalDescription(await pc.createOffer())
-    r = await asyncio.to_thread(
-        requests.post, url, data=pc.localDescription.sdp.encode(),
-        headers={"Content-Type": "application/sdp"}, params=params, timeout=10)
+    headers = {"Content-Type": "application/sdp"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    deadline = time.monotonic() + retry_conflict
+    while True:
+        r = await asyncio.to_thread(
+            requests.post, url, data=pc.localDescription.sdp.encode(), headers=headers, params=params, timeout=10)
+        if r.status_code != 409 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert r.status_code == 201, f"{url}: {r.status_code} {r.text}"
     assert r.headers["Content-Type"].startswith("application/sdp")
     assert r.headers.get("ETag"), "RFC 9725 §4.2: the 201 carries an ETag"
@@ -74,7 +85,9 @@ async def _negotiate(pc: RTCPeerConnection, url: str, params: dict | None = None
     return Session(pc=pc, location=r.headers["Location"], answer=r.text)
 
 
-async def publish(base: str, room: str, video: bool = True, audio: bool = False) -> tuple[Session, PatternTrack | None, CountingAudioTrack | None]:
+async def publish(base: str, room: str, video: bool = True, audio: bool = False, url: str | None = None,
+                  token: str | None = None) -> tuple[Session, PatternTrack | None, CountingAudioTrack | None]:
+    """Publishes to `{base}/whip/{room}`, or to `url` (an allocation's) with `token`."""
     pc = RTCPeerConnection()
     vt = PatternTrack() if video else None
     at = CountingAudioTrack() if audio else None
@@ -82,7 +95,7 @@ async def publish(base: str, room: str, video: bool = True, audio: bool = False)
         pc.addTransceiver(vt, direction="sendonly")
     if at:
         pc.addTransceiver(at, direction="sendonly")
-    return await _negotiate(pc, f"{base}/whip/{room}"), vt, at
+    return await _negotiate(pc, url or f"{base}/whip/{room}", token=token), vt, at
 
 
 @dataclass
@@ -94,7 +107,8 @@ class Viewer:
     tasks: list = field(default_factory=list)
 
 
-async def view(base: str, room: str, video: bool = True, audio: bool = False) -> Viewer:
+async def view(base: str, room: str, video: bool = True, audio: bool = False, url: str | None = None,
+               token: str | None = None, retry_conflict: float = 0) -> Viewer:
     pc = RTCPeerConnection()
     if video:
         pc.addTransceiver("video", direction="recvonly")
@@ -117,7 +131,7 @@ async def view(base: str, room: str, video: bool = True, audio: bool = False) ->
                     v.sizes.add((frame.width, frame.height))
         holder.setdefault("pending", []).append(asyncio.ensure_future(consume()))
 
-    session = await _negotiate(pc, f"{base}/whep/{room}")
+    session = await _negotiate(pc, url or f"{base}/whep/{room}", token=token, retry_conflict=retry_conflict)
     viewer = Viewer(session=session)
     holder["viewer"] = viewer
     viewer.tasks = holder.get("pending", [])

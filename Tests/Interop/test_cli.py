@@ -125,6 +125,11 @@ def test_node_refuses_corrupt_identity(cli_data_dir, content: bytes) -> None:
         ("--listen", "127.0.0.1:4001"),
         ("--ttl", "5"),
         ("--log-level", "loud"),
+        ("--qos", "maybe"),
+        ("--qos-epoch", "5"),
+        ("--qos-test-duration", "1400"),
+        ("--qos-sample-interval", "0.1"),
+        ("--qos-bitrate-kbps", "10"),
     ],
 )
 def test_invalid_flag_values_exit_2_naming_the_flag(cli_data_dir, flag: str, value: str) -> None:

@@ -20,6 +20,12 @@ PATHS = {
     "/listMediaNodes": "GET",
     "/register": "POST",
     "/deregister": "POST",
+    "/rewards": "GET",
+    "/rewards.csv": "GET",
+    "/": "GET",
+    "/dashboard/overview": "GET",
+    "/dashboard/nodes": "GET",
+    "/dashboard/dashboard.js": "GET",
 }
 METHODS_THAT_WORK = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 # Right form, but outside the range of valid Ed25519 PeerIDs (12D3KooW9pNA…..12D3KooWT3gY…).
@@ -85,7 +91,8 @@ def test_head_on_get_paths(module_node: h.NodeProcess, path: str) -> None:
 
 
 def test_unknown_path_is_json_404(module_node: h.NodeProcess) -> None:
-    for method, path in (("GET", "/nope"), ("POST", "/registers"), ("GET", "/health/x"), ("GET", "/")):
+    # `/` is the dashboard (Specs/dashboard.md); paths under it that it does not serve are 404s.
+    for method, path in (("GET", "/nope"), ("POST", "/registers"), ("GET", "/health/x"), ("GET", "/dashboard/nope"), ("GET", "/rewards/x")):
         status, headers, data = raw_request(module_node, method, path)
         assert_error(status, headers, data, 404, "not_found")
 

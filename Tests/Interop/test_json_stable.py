@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import requests
 
@@ -44,3 +45,28 @@ def test_json_bodies_are_sorted_byte_identical_and_rounded(node: h.NodeProcess) 
     mine = next(n for n in json.loads(near)["nodes"] if n["nodeId"] == ident.peer_id)
     assert round(mine["distanceKm"], 3) == mine["distanceKm"]
     assert list(mine) == sorted(mine, key=lambda k: k.encode())  # distanceKm in its sorted place
+
+
+def test_orchestrator_answers_follow_the_same_rules(node_factory) -> None:
+    """`POST /allocate`, `GET /rooms/{room}` and the body of a WHIP redirect (Specs/orchestrator.md)
+    are written like every other answer: keys sorted at every depth, `/` not escaped, and two
+    identical reads of a room give identical bytes. The node requires tokens, its default."""
+    node = node_factory.start(open_media=False)
+    node.wait_own_record()
+    alloc = node.post("/allocate", json.dumps({"room": "stable", "role": "publish", "lat": 52.5, "lon": 13.4}).encode(),
+                      content_type="application/json")
+    assert alloc.status_code == 200, alloc.text
+    sorted_everywhere(alloc.content)
+    assert b"\\/" not in alloc.content and alloc.json()["url"] == f"{node.url}/whip/stable"
+
+    first = requests.get(node.url + "/rooms/stable", timeout=10)
+    second = requests.get(node.url + "/rooms/stable", timeout=10)
+    assert first.status_code == 200 and first.content == second.content, (first.text, second.text)
+    sorted_everywhere(first.content)
+
+    offer = (Path(__file__).resolve().parents[2] / "Fixtures" / "sdp" / "chrome-video-sendonly.sdp").read_bytes()
+    moved = requests.post(node.url + "/whip/stable", params={"lat": "52.5", "lon": "13.4"}, data=offer, allow_redirects=False,
+                          headers={"Content-Type": "application/sdp"}, timeout=10)
+    assert moved.status_code == 307, moved.text
+    sorted_everywhere(moved.content)
+    assert b"\\/" not in moved.content and moved.json() == {"location": moved.headers["Location"]}

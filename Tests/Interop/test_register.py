@@ -154,7 +154,7 @@ def test_get_media_nodes_orders_by_distance(afr_node: h.NodeProcess) -> None:
     assert [n["nodeId"] for n in r.json()["nodes"]] == [afr_node.peer_id]
     assert afr_node.get("/getMediaNodes", region="NAM").json() == {"nodes": []}
 
-    # minScore: no record carries a QoS score yet; 0 matches all, anything above none.
+    # minScore: none of these nodes is measured (Specs/qos.md); 0 matches all, anything above none.
     assert len(afr_node.get("/getMediaNodes", minScore=0, limit=100).json()["nodes"]) == len(ids) + 2
     assert afr_node.get("/getMediaNodes", minScore=0.5).json() == {"nodes": []}
 

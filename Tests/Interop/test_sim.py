@@ -1,5 +1,5 @@
 """`drtc sim`: byte-identical report.json, report.html charts checked in headless Chromium,
-and the real-process mode (Specs/simulation.md). Kept small: DRTC_BIN is a debug build."""
+and the real-process mode (Specs/simulation.md). Kept small: DRTC_BIN may be a debug build."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ import Identity
 import Libp2p
 import Logging
 @testable import Node
+import Orchestrator
 import Registry
 import ServiceLifecycleTestKit
 import Synchronization
@@ -34,12 +35,16 @@ import FoundationNetworking
 
     /// Runs a node with an ephemeral API port, hands its base URL to `body`, then shuts it
     /// down gracefully (as SIGTERM would) and returns its data dir.
-    static func withNode(geo: GeoPoint? = GeoPoint(latitude: 52.52, longitude: 13.4), _ body: @escaping @Sendable (String, DrtcNode) async throws -> Void) async throws -> String {
+    static func withNode(geo: GeoPoint? = GeoPoint(latitude: 52.52, longitude: 13.4), configure: (inout NodeConfig) -> Void = { _ in },
+                         _ body: @escaping @Sendable (String, DrtcNode) async throws -> Void) async throws -> String {
         var config = NodeConfig()
         config.dataDir = tempDir("http")
         config.api = HostPort(host: "127.0.0.1", port: 0)
+        // An ephemeral media port too: the default 40000 may be taken (another test, a node).
+        config.media = HostPort(host: "127.0.0.1", port: 0)
         config.listen = [try Multiaddr("/ip4/127.0.0.1/tcp/0")]
         config.geo = geo
+        configure(&config)
         let node = try DrtcNode(config: config, logger: Logger(label: "test"))
         try await testGracefulShutdown { trigger in
             let (stream, cont) = AsyncStream.makeStream(of: HostPort.self)
@@ -161,6 +166,31 @@ import FoundationNetworking
             #expect(metrics.contains("drtc_registry_merges_ignored_total{outcome=\"duplicate\"}"))
             #expect(metrics.contains("drtc_http_request_duration_seconds_bucket"))
             #expect(metrics.contains("drtc_registry_records 1"))
+        }
+    }
+
+    @Test func aOneNodeMeshAllocatesItselfAndItsMediaNeedsTheToken() async throws {
+        _ = try await Self.withNode { base, node in
+            let body = Data(#"{"room":"solo","role":"publish","lat":52.5,"lon":13.4}"#.utf8)
+            let reply = try await Self.request(base, "/allocate", method: "POST", body: body, contentType: "application/json")
+            #expect(reply.status == 200, "\(String(decoding: reply.body, as: UTF8.self))")
+            #expect(reply.json["nodeId"] as? String == node.peerID.description)
+            #expect(reply.json["url"] as? String == base + "/whip/solo")
+            #expect(reply.json["strategy"] as? String == "proximity")
+            let token = try #require(reply.json["token"] as? String)
+            let claims = try MediaToken.verify(token, audience: node.peerID, room: "solo", role: .publish, nowMs: wallClockMs(),
+                                               accepts: { $0 == node.peerID })
+            #expect(claims.iss == node.peerID.description)
+            // The room was opened on the node by signed RPC (to itself), and is placed.
+            let room = try await Self.request(base, "/rooms/solo")
+            #expect(room.status == 200)
+            // WHIP without a token: 401; an unsigned RPC call: 401 with its code.
+            let whip = try await Self.request(base, "/whip/solo", method: "POST", body: Data("v=0\r\n".utf8), contentType: "application/sdp")
+            #expect(whip.status == 401 && whip.json["code"] as? String == "missing_token")
+            let rpc = try await Self.request(base, "/rpc/v1/status")
+            #expect(rpc.status == 401 && rpc.json["code"] as? String == "missing_credentials")
+            let bad = try await Self.request(base, "/allocate", method: "POST", body: Data(#"{"room":"solo","role":"sing"}"#.utf8), contentType: "application/json")
+            #expect(bad.status == 400)
         }
     }
 }

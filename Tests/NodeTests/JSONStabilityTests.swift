@@ -43,8 +43,12 @@ import FoundationNetworking
             #expect(text.contains(#""loadHeadroom":0.574,"#))
             let nodes = near.json["nodes"] as? [[String: Any]] ?? []
             #expect(nodes.allSatisfy { $0["distanceKm"] is Double })
-            // The cached record with the distance spliced in equals a fresh encoding.
-            let fresh = try APIJSON.encode(MediaNodeJSON(mine, distanceKm: nodes.first { $0["nodeId"] as? String == key.peerID.description }?["distanceKm"] as? Double))
+            // The cached record with the distance and the QoS object spliced in equals a fresh
+            // encoding of the whole object.
+            let served = try #require(nodes.first { $0["nodeId"] as? String == key.peerID.description })
+            var object = MediaNodeJSON(mine, distanceKm: served["distanceKm"] as? Double)
+            object.qos = try JSONDecoder().decode(QoSJSON.self, from: JSONSerialization.data(withJSONObject: try #require(served["qos"])))
+            let fresh = try APIJSON.encode(object)
             #expect(text.contains(String(decoding: fresh, as: UTF8.self)))
         }
     }

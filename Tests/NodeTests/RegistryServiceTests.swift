@@ -98,6 +98,7 @@ func signed(_ key: Ed25519KeyPair, wallMs: UInt64, sessions: UInt32 = 0, region:
         ("log-level", "loud", "--log-level"), ("max-sessions", "-1", "--max-sessions"),
         ("listen", "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq", "--listen"),
         ("bootstrap", "/ip4/127.0.0.1/tcp/4001", "--bootstrap"), ("bootstrap", "/ip4/999.0.0.1/tcp/1/p2p/x", "--bootstrap"),
+        ("open-media", "yes", "--open-media"), ("trusted-orchestrator", "12D3KooWnope", "--trusted-orchestrator"),
     ])
     func invalidValuesNameTheirFlag(name: String, value: String, flag: String) {
         let error = #expect(throws: ConfigError.self) { try NodeConfig.resolve(flags: [name: [value]], env: [:], configFile: nil) }

@@ -65,7 +65,7 @@ import Testing
         #expect(abs(result[2].distanceKm! - 878) < 5)
         // Without a position: by headroom.
         #expect(r.getMediaNodes(NodeQuery(limit: 3), nowMs: baseMs).map(\.record.nodeID) == [idleParis.peerID, idlePotsdam.peerID, busyBerlin.peerID])
-        // minScore above 0: no record carries a QoS score yet.
+        // minScore above 0: no node is measured here (no quality function), so none matches.
         #expect(r.getMediaNodes(NodeQuery(limit: 3, minScore: 0.5), nowMs: baseMs).isEmpty)
     }
 

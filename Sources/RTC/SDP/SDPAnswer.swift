@@ -18,6 +18,15 @@ public struct SDPCandidate: Hashable, Sendable {
     public var attributeValue: String {
         "\(foundation) 1 udp \(priority) \(address.ip) \(address.port) typ host"
     }
+
+    /// Parses an `a=candidate:` value (RFC 8839 §5.1) of a UDP candidate for component 1
+    /// (what an ICE-lite answer offers); nil for anything else.
+    public init?(attributeValue text: String) {
+        let f = text.split(separator: " ", omittingEmptySubsequences: true)
+        guard f.count >= 8, f[1] == "1", f[2].lowercased() == "udp", let priority = UInt32(f[3]),
+              let port = UInt16(f[5]), let address = SocketAddress(String(f[4]), port: port), f[6] == "typ" else { return nil }
+        self.init(foundation: String(f[0]), priority: priority, address: address)
+    }
 }
 
 /// A track this server sends in an m-section (a WHEP viewer's answer), announced with

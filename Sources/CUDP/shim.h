@@ -1,0 +1,34 @@
+// sendmmsg(2) and recvmmsg(2) for the media sockets' own I/O (Sources/MediaNIO/Datagram*.swift),
+// and an eventfd(2) that wakes their reader when its set of sockets changes.
+// glibc declares `struct mmsghdr` and both functions only under _GNU_SOURCE, which Swift's Glibc
+// module is not built with; this header declares a struct of the same layout (Linux
+// include/linux/socket.h: a msghdr, then the number of bytes sent or received) and the
+// functions themselves.
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+struct mmsghdr;
+extern int sendmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags);
+extern int recvmmsg(int fd, struct mmsghdr *msgs, unsigned int vlen, int flags, struct timespec *timeout);
+
+typedef struct drtc_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+} drtc_mmsghdr;
+
+/// Sends up to `vlen` datagrams; the number sent, or -1 with errno when the first one failed.
+/// The kernel stops at the first datagram that fails and reports only the count before it.
+static inline int drtc_sendmmsg(int fd, drtc_mmsghdr *msgs, unsigned int vlen) {
+    return sendmmsg(fd, (struct mmsghdr *)msgs, vlen, 0);
+}
+
+/// Receives up to `vlen` datagrams without blocking; the number received, or -1 with errno.
+static inline int drtc_recvmmsg(int fd, drtc_mmsghdr *msgs, unsigned int vlen) {
+    return recvmmsg(fd, (struct mmsghdr *)msgs, vlen, MSG_DONTWAIT, 0);
+}
+
+/// A non-blocking, close-on-exec eventfd; -1 with errno on failure.
+static inline int drtc_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
