@@ -59,11 +59,7 @@ def skewed(offset: str, shim: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def factory(tmp_path_factory: pytest.TempPathFactory, registry_pb2) -> Iterator[NodeFactory]:
-    f = NodeFactory(tmp_path_factory.mktemp("skew"))
-    try:
-        yield f
-    finally:
-        f.cleanup()
+    yield from NodeFactory.scoped(tmp_path_factory.mktemp("skew"))
 
 
 @pytest.fixture(scope="module")
