@@ -23,7 +23,7 @@ public enum RegistryGossip {
     }
 
     /// The hold as a share of a link's round-trip time (Specs/gossip.md "Duplicates").
-    public static let forwardHoldRTTFactor = 0.7
+    public static let forwardHoldRTTFactor = 0.8
 
     /// Scoring for the mesh's topics (the registry's and QoS's); the reasoning is in
     /// Specs/gossip.md.
