@@ -71,6 +71,8 @@ public struct GossipRouter {
         /// IHAVE messages and IDs received during the current heartbeat.
         var ihaves = 0
         var iasked = 0
+        /// The round-trip time the shell measured to the peer (ms), if any.
+        var roundTripMs: Millis?
     }
 
     public let localPeer: PeerID
@@ -100,8 +102,10 @@ public struct GossipRouter {
     private var seqno: UInt64
     private var heartbeatTicks = 0
     public private(set) var counters = GossipCounters()
-    /// Validated messages waiting out `forwardDelayMs`: (due, message, id, targets).
+    /// Validated messages waiting out their hold: (due, message, id, targets), by due time.
     private var pendingForwards: [(due: Millis, message: GossipMessage, id: MessageID, targets: [PeerID])] = []
+    /// The median of the peers' measured round-trip times: the hold for a peer not measured yet.
+    private var medianRoundTripMs: Millis?
     private var outbox: [PeerID: GossipRPC] = [:]
     private var outboxOrder: [PeerID] = []
 
@@ -161,12 +165,52 @@ public struct GossipRouter {
     }
 
     public mutating func removePeer(_ peer: PeerID, now: Millis) {
-        guard peers.removeValue(forKey: peer) != nil else { return }
+        guard let removed = peers.removeValue(forKey: peer) else { return }
+        if removed.roundTripMs != nil { updateMedianRoundTrip() }
         for topic in Array(mesh.keys) { mesh[topic]?.remove(peer) }
         for topic in Array(fanout.keys) { fanout[topic]?.remove(peer) }
         scoring.disconnected(peer, now: now)
         outbox[peer] = nil
     }
+
+    // MARK: - link round-trip times
+
+    /// The round-trip time the shell measured to `peer` (production: Yamux pings; the
+    /// simulator: its link model), nil when unknown. It sets how long forwards to the peer are
+    /// held (`forwardHold`).
+    public mutating func setRoundTripTime(_ peer: PeerID, ms: Millis?) {
+        guard peers[peer] != nil, peers[peer]!.roundTripMs != ms else { return }
+        peers[peer]!.roundTripMs = ms
+        updateMedianRoundTrip()
+    }
+
+    public func roundTripTime(of peer: PeerID) -> Millis? { peers[peer]?.roundTripMs }
+
+    private mutating func updateMedianRoundTrip() {
+        let known = peers.values.compactMap(\.roundTripMs).sorted()
+        medianRoundTripMs = known.isEmpty ? nil : known[known.count / 2]
+    }
+
+    /// How long a validated message is held before it is forwarded to `peer`
+    /// (Specs/gossip.md "Duplicates"): about one one-way latency of the link, so that the
+    /// IDONTWANT the peer sends when it gets the message from someone else arrives first.
+    /// A peer not measured yet gets the median of the measured ones.
+    public func forwardHold(to peer: PeerID) -> Millis {
+        Self.forwardHold(roundTripMs: peers[peer]?.roundTripMs ?? medianRoundTripMs, parameters: parameters)
+    }
+
+    /// The rule: `forwardDelayRTTFactor` × the round-trip time rounded up to a multiple of
+    /// `holdStepMs` (so that one message has few distinct holds, hence few timers), within
+    /// [`forwardDelayMs`, `maxForwardDelayMs`]; `forwardDelayMs` when the factor is 0 or the
+    /// time unknown.
+    public static func forwardHold(roundTripMs: Millis?, parameters p: GossipParameters) -> Millis {
+        guard p.forwardDelayRTTFactor > 0, let rtt = roundTripMs else { return p.forwardDelayMs }
+        let scaled = Millis((Double(rtt) * p.forwardDelayRTTFactor).rounded(.up))
+        let stepped = (scaled + holdStepMs - 1) / holdStepMs * holdStepMs
+        return min(max(p.forwardDelayMs, stepped), max(p.forwardDelayMs, p.maxForwardDelayMs))
+    }
+
+    public static let holdStepMs: Millis = 5
 
     // MARK: - subscriptions
 
@@ -320,11 +364,27 @@ public struct GossipRouter {
         actions.append(.deliver(message, id: id, from: peer))
         let origin = message.from.flatMap { try? PeerID(multihash: $0) }
         let targets = members.sorted().filter { $0 != peer && $0 != origin }
-        if parameters.forwardDelayMs > 0 {
-            pendingForwards.append((now &+ parameters.forwardDelayMs, message, id, targets))
-        } else {
-            forward(message, id: id, to: targets, now: now)
+        // Grouped by hold, shortest first (peers keep their sorted order within a group).
+        var holds: [(hold: Millis, targets: [PeerID])] = []
+        for target in targets {
+            let hold = forwardHold(to: target)
+            if let i = holds.firstIndex(where: { $0.hold == hold }) { holds[i].targets.append(target) } else { holds.append((hold, [target])) }
         }
+        for group in holds.sorted(by: { $0.hold < $1.hold }) {
+            if group.hold == 0 {
+                forward(message, id: id, to: group.targets, now: now)
+            } else {
+                holdForward(message, id: id, targets: group.targets, due: now &+ group.hold)
+            }
+        }
+    }
+
+    /// Queues a held-back forward, keeping the queue ordered by due time (equal times in
+    /// arrival order).
+    private mutating func holdForward(_ message: GossipMessage, id: MessageID, targets: [PeerID], due: Millis) {
+        var index = pendingForwards.count
+        while index > 0 && pendingForwards[index - 1].due > due { index -= 1 }
+        pendingForwards.insert((due, message, id, targets), at: index)
     }
 
     private mutating func forward(_ message: GossipMessage, id: MessageID, to targets: [PeerID], now: Millis) {

@@ -60,11 +60,18 @@ public struct GossipParameters: Sendable {
     /// IDONTWANT IDs remembered per peer; older ones are dropped first.
     public var maxIDontWantPerPeer = 10_000
     public var idontwantTTLMs: Millis = 3_000
-    /// How long a validated message waits before it is forwarded to the mesh, while the
+    /// How long a validated message waits before it is forwarded to a mesh peer, while the
     /// IDONTWANT sent on its receipt travels ahead of it. Mesh neighbours that received the
     /// message at about the same time then skip each other instead of crossing copies
-    /// (Specs/gossip.md "Duplicates"). 0 forwards at once.
+    /// (Specs/gossip.md "Duplicates"). With `forwardDelayRTTFactor` > 0 this is the least
+    /// hold; otherwise the hold for every peer. 0 (and no factor) forwards at once.
     public var forwardDelayMs: Millis = 0
+    /// The hold for a peer follows its link: this factor × the round-trip time the shell
+    /// measured to the peer (`GossipRouter.setRoundTripTime`), within [`forwardDelayMs`,
+    /// `maxForwardDelayMs`] (`GossipRouter.forwardHold`). 0: a fixed `forwardDelayMs`.
+    public var forwardDelayRTTFactor = 0.0
+    /// The longest hold, whatever the round-trip time.
+    public var maxForwardDelayMs: Millis = 250
     public var limits = RPCLimits()
 
     public init() {}

@@ -27,7 +27,7 @@ public enum SubmitResult: Sendable {
 }
 
 public struct HealthReport: Codable, Sendable {
-    /// `ok`, or `degraded` when a component (`registry`, `media`) is degraded.
+    /// `ok`, or `degraded` when a component (`registry`, `media`, `clock`) is degraded.
     public var status: String
     public var peerId: String
     public var multiaddrs: [String]
@@ -37,13 +37,18 @@ public struct HealthReport: Codable, Sendable {
     public var version: String
     /// The registry's storage: whether it takes writes (Specs/registry.md "A full disk").
     public var registry: RegistryHealth
+    /// How far this node's wall clock is ahead of its peers' median (ms; negative: behind;
+    /// Specs/registry.md "Clocks"). 0 until a peer has answered.
+    public var clockOffsetMs: Int64
+    public var clock: ClockHealth
     /// The media engine; absent on a node that runs no media service.
     public var media: MediaHealth?
     /// SHA-256 over the sorted QoS item IDs: equal digests, equal report sets (Specs/qos.md).
     public var qosDigest: String?
 
     public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String,
-                registry: RegistryHealth = RegistryHealth(), media: MediaHealth? = nil, qosDigest: String? = nil) {
+                registry: RegistryHealth = RegistryHealth(), clockOffsetMs: Int64 = 0, clock: ClockHealth = ClockHealth(),
+                media: MediaHealth? = nil, qosDigest: String? = nil) {
         self.status = status
         self.peerId = peerId
         self.multiaddrs = multiaddrs
@@ -52,9 +57,35 @@ public struct HealthReport: Codable, Sendable {
         self.tableDigest = tableDigest
         self.version = version
         self.registry = registry
+        self.clockOffsetMs = clockOffsetMs
+        self.clock = clock
         self.media = media
         self.qosDigest = qosDigest
     }
+}
+
+/// `/health.clock` (Specs/registry.md "Clocks"): `{"status","offsetMs","correctionMs","peers","toleranceMs"}`.
+public struct ClockHealth: Codable, Sendable {
+    /// `unknown` (no peer has answered), `ok`, `corrected` (off by more than the dead band:
+    /// the registry uses the corrected time), `refused` (off by more than `toleranceMs`: peers
+    /// refuse this node's records; `/health.status` is then `degraded`).
+    public var status: String
+    public var offsetMs: Int64
+    /// What the registry clock subtracts from the wall clock.
+    public var correctionMs: Int64
+    /// Peers whose clocks the estimate is the median of (with this node's own).
+    public var peers: Int
+    public var toleranceMs: Int64
+
+    public init(status: String = "unknown", offsetMs: Int64 = 0, correctionMs: Int64 = 0, peers: Int = 0, toleranceMs: Int64 = 0) {
+        self.status = status
+        self.offsetMs = offsetMs
+        self.correctionMs = correctionMs
+        self.peers = peers
+        self.toleranceMs = toleranceMs
+    }
+
+    public var isRefused: Bool { status == "refused" }
 }
 
 /// `/health.registry`: `{"status":"ok","deferredRecords":0}`, or when commits fail

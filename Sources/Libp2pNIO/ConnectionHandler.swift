@@ -41,6 +41,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private var keepAlive: RepeatedTask?
     private var lastPong: NIODeadline = .now()
     private var pings: [UInt32: (sent: NIODeadline, promise: EventLoopPromise<TimeAmount>?)] = [:]
+    /// Read from other threads (`Libp2pHost.roundTripTimesMs`).
+    let roundTrip = NIOLockedValueBox(RoundTripEstimate())
     let logger: Logger
 
     init(direction: Direction, host: Libp2pHost, eventLoop: any EventLoop, expectedPeer: PeerID?) {
@@ -104,6 +106,16 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             let interval = host.configuration.keepAliveInterval
             keepAlive = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
                 self?.keepAliveTick()
+            }
+            // Pings at once and 1, 2 and 3 s later: the round-trip time (`RoundTripEstimate`, the
+            // least of the last 4) is known from the start, and not only from pings that waited
+            // behind the burst of work a new connection brings.
+            measureRoundTrip()
+            for second in 1...3 {
+                eventLoop.scheduleTask(in: .seconds(Int64(second))) { [weak self] in
+                    self?.measureRoundTrip()
+                    self?.flush()
+                }
             }
             isEstablished = true
             established.succeed(self)
@@ -186,7 +198,9 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         case .pingResponse(let opaque):
             lastPong = .now()
             if let entry = pings.removeValue(forKey: opaque) {
-                entry.promise?.succeed(NIODeadline.now() - entry.sent)
+                let rtt = NIODeadline.now() - entry.sent
+                roundTrip.withLockedValue { $0.add(microseconds: UInt64(max(0, rtt.nanoseconds / 1000))) }
+                entry.promise?.succeed(rtt)
             }
         case .goAway(let code) where code == .normal:
             // The remote is leaving politely: close without alarm.
@@ -319,16 +333,20 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         return promise.futureResult
     }
 
+    /// A ping whose answer feeds `roundTrip` (and, as every answer, the keep-alive).
+    private func measureRoundTrip() {
+        guard closeReason == nil, let opaque = connection.ping() else { return }
+        if pings.count > 16 { pings.removeAll() }
+        pings[opaque] = (.now(), nil)
+    }
+
     private func keepAliveTick() {
         if NIODeadline.now() - lastPong > host.configuration.keepAliveTimeout {
             fail(Libp2pConnectionError(reason: "keepalive_timeout", "no answer to keep-alive pings for \(host.configuration.keepAliveTimeout.nanoseconds / 1_000_000_000) s"))
             return
         }
-        if let opaque = connection.ping() {
-            if pings.count > 16 { pings.removeAll() }
-            pings[opaque] = (.now(), nil)
-            flush()
-        }
+        measureRoundTrip()
+        flush()
     }
 
     // MARK: output and teardown

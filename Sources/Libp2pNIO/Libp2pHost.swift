@@ -116,6 +116,12 @@ public final class Libp2pHost: @unchecked Sendable {
         ConnectionInfo(peer: peer, outbound: handler.direction == .outbound, remoteIP: handler.remoteAddress?.ipAddress)
     }
 
+    /// Each connected peer's round-trip time in ms (`RoundTripEstimate`), once measured.
+    public func roundTripTimesMs() -> [PeerID: UInt64] {
+        let handlers = state.withLockedValue { $0.connections }
+        return handlers.compactMapValues { h in h.roundTrip.withLockedValue { $0.milliseconds } }
+    }
+
     public func addConnectionObserver(_ observer: ConnectionObserver) {
         state.withLockedValue { $0.observers.append(observer) }
     }

@@ -33,6 +33,9 @@ public final class DrtcNode: Sendable {
     public let registry: RegistryService
     public let metrics: DrtcMetrics
     public let host: Libp2pHost
+    /// The registry's clock: the wall clock corrected by the offset against the peers
+    /// (Specs/registry.md "Clocks").
+    public let meshClock: MeshClock
     /// The replicated QoS report set and its aggregation (Specs/qos.md).
     public let qos: QoSService
     let gossip: MeshGossip
@@ -62,9 +65,11 @@ public final class DrtcNode: Sendable {
         }
         identity = loaded.keyPair
         metrics = DrtcMetrics()
+        let meshClock = MeshClock(wall: clock)
+        self.meshClock = meshClock
         let registryDir = config.dataDir + "/registry"
         do {
-            registry = try RegistryService(directory: registryDir, metrics: metrics, logger: logger, clock: clock)
+            registry = try RegistryService(directory: registryDir, metrics: metrics, logger: logger, clock: meshClock.now)
         } catch {
             let full = (error as? LMDBError)?.isNoSpace == true
             throw NodeStartError("--data-dir \(config.dataDir): cannot open the registry store \(registryDir): \(error)"
@@ -76,9 +81,13 @@ public final class DrtcNode: Sendable {
         host = Libp2pHost(identity: identity, configuration: hostConfig, logger: logger, metricsFactory: metrics.factory)
         var gossipParameters = MeshGossip.defaultParameters()
         gossipParameters.forwardDelayMs = config.gossipForwardDelayMs
+        // The router times local durations on the monotonic clock; records go by the registry's.
         gossip = MeshGossip(host: host, identity: identity, registry: registry, metrics: metrics, logger: logger,
-                            heartbeatMs: config.gossipHeartbeatMs, parameters: gossipParameters, clock: clock)
-        let qos = try QoSService(directory: config.dataDir + "/qos", schedule: config.qosSchedule, metrics: metrics, logger: logger, clock: clock)
+                            heartbeatMs: config.gossipHeartbeatMs, parameters: gossipParameters, clock: monotonicMs,
+                            recordClock: meshClock.now, clockSettled: { meshClock.estimate.isSettled })
+        ClockService.serve(on: host, clock: meshClock)
+        // QoS epochs, tickets and bundles are timed like records: on the registry clock.
+        let qos = try QoSService(directory: config.dataDir + "/qos", schedule: config.qosSchedule, metrics: metrics, logger: logger, clock: meshClock.now)
         self.qos = qos
         QoSWiring.attach(qos, to: gossip, metrics: metrics, logger: logger)
         rewards = RewardsService(epochSeconds: config.qosSchedule.epochSeconds, parameters: config.rewardParameters,
@@ -123,12 +132,16 @@ public final class DrtcNode: Sendable {
             registryHealth.status = "degraded"
             (registryHealth.code, registryHealth.reason, registryHealth.error, registryHealth.sinceMs) = (d.code, d.reason, d.detail, d.sinceMs)
         }
+        let estimate = meshClock.estimate
+        let clockHealth = ClockHealth(
+            status: estimate.status.rawValue, offsetMs: estimate.offsetMs, correctionMs: estimate.correctionMs,
+            peers: estimate.peers, toleranceMs: ClockSkew.toleranceMs)
         let media = media.withLock { $0 }?.health()
-        let degraded = registryHealth.isDegraded || media?.isAvailable == false
+        let degraded = registryHealth.isDegraded || media?.isAvailable == false || clockHealth.isRefused
         return HealthReport(
             status: degraded ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
             peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest), version: Self.version,
-            registry: registryHealth, media: media, qosDigest: qos.digest())
+            registry: registryHealth, clockOffsetMs: estimate.offsetMs, clock: clockHealth, media: media, qosDigest: qos.digest())
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.
@@ -167,6 +180,7 @@ public final class DrtcNode: Sendable {
             logger: logger)
         let lifecycle = RegistryLifecycle(node: self, apiPort: boundPort)
         let mesh = MeshService(node: self)
+        let clockService = ClockService(host: host, clock: meshClock, metrics: metrics, logger: logger)
         // Listen before anything announces addresses.
         do {
             try await host.listen(config.listen)
@@ -177,7 +191,8 @@ public final class DrtcNode: Sendable {
         // tombstone and closes LMDB, then the QoS scheduler ends its tests and closes its store,
         // then the mesh closes its connections.
         let group = ServiceGroup(configuration: .init(
-            services: [mesh, media, qosScheduler, lifecycle, orchestration, rewards, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: [mesh, clockService, media, qosScheduler, lifecycle, orchestration, rewards, app],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer { Task { try? await qosGroup.shutdownGracefully() } }
         do {
             try await group.run()
@@ -228,12 +243,14 @@ struct RegistryLifecycle: Service {
             // Ticks every second: refresh when the interval has passed, and announce at once
             // when the gossip mesh goes from empty to non-empty (AnnouncePolicy); retry
             // writes a full disk refused. A failed tick is logged and the next one runs.
-            var nextRefresh = node.registry.clock() + UInt64(first) * 1000
-            var nextGC = node.registry.clock() + 600_000
+            // Local durations: on the monotonic clock, which neither the registry clock's
+            // correction nor a stepped wall clock moves.
+            var nextRefresh = monotonicMs() + UInt64(first) * 1000
+            var nextGC = monotonicMs() + 600_000
             var announce = AnnouncePolicy()
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(1))
-                let now = node.registry.clock()
+                let now = monotonicMs()
                 await node.registry.retryDeferredWrites()
                 if announce.shouldAnnounce(meshPeers: node.gossip.meshSize) || now >= nextRefresh {
                     do {

@@ -29,14 +29,15 @@ public final class MeshGossip: Sendable {
         /// Prefix of its metrics (`<prefix>_sessions_total`, …).
         public var metricsPrefix: String
         public var snapshot: @Sendable () -> SyncSnapshot
-        /// Verifies and merges received items; returns how many verified.
-        public var merge: @Sendable ([[UInt8]]) async throws -> Int
+        /// Verifies and merges received items; returns how many verified and how many of those
+        /// are news (`SyncPolicy.isNews`: they start a wave of syncs, Specs/gossip.md "Partitions").
+        public var merge: @Sendable ([[UInt8]]) async throws -> SetMerge
         /// What a busy responder hands out instead of reconciling.
         public var busySample: @Sendable () -> [[UInt8]]
         public var limits: SyncLimits
 
         public init(protocolID: String, metricsPrefix: String, snapshot: @escaping @Sendable () -> SyncSnapshot,
-                    merge: @escaping @Sendable ([[UInt8]]) async throws -> Int, busySample: @escaping @Sendable () -> [[UInt8]],
+                    merge: @escaping @Sendable ([[UInt8]]) async throws -> SetMerge, busySample: @escaping @Sendable () -> [[UInt8]],
                     limits: SyncLimits = SyncLimits()) {
             self.protocolID = protocolID
             self.metricsPrefix = metricsPrefix
@@ -44,6 +45,16 @@ public final class MeshGossip: Sendable {
             self.merge = merge
             self.busySample = busySample
             self.limits = limits
+        }
+    }
+
+    /// What merging a batch of synced items did.
+    public struct SetMerge: Sendable {
+        public var verified: Int
+        public var news: Int
+        public init(verified: Int, news: Int) {
+            self.verified = verified
+            self.news = news
         }
     }
 
@@ -63,7 +74,12 @@ public final class MeshGossip: Sendable {
     let registry: RegistryService
     let metrics: DrtcMetrics
     let logger: Logger
+    /// The router's clock: local durations (production: the monotonic clock).
     let clock: @Sendable () -> UInt64
+    /// The registry's clock, which records are judged by (production: `MeshClock`), and
+    /// whether it agrees with the peers' (`RegistryGossip.validate(clockSettled:)`).
+    let recordClock: @Sendable () -> UInt64
+    let clockSettled: @Sendable () -> Bool
     let heartbeatMs: UInt64
 
     private let router: Mutex<GossipRouter>
@@ -85,18 +101,21 @@ public final class MeshGossip: Sendable {
     public func lastSync() -> (records: Int, bytesIn: Int, bytesOut: Int)? { sets.withLock { $0[0] }.lastSync.withLock { $0 } }
 
     public init(host: Libp2pHost, identity: Ed25519KeyPair, registry: RegistryService, metrics: DrtcMetrics, logger: Logger,
-                heartbeatMs: UInt64, parameters base: GossipParameters = MeshGossip.defaultParameters(), clock: @escaping @Sendable () -> UInt64) {
+                heartbeatMs: UInt64, parameters base: GossipParameters = MeshGossip.defaultParameters(), clock: @escaping @Sendable () -> UInt64,
+                recordClock: (@Sendable () -> UInt64)? = nil, clockSettled: @escaping @Sendable () -> Bool = { true }) {
         self.host = host
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
         self.clock = clock
+        self.recordClock = recordClock ?? clock
+        self.clockSettled = clockSettled
         self.heartbeatMs = heartbeatMs
         var parameters = base
         parameters.heartbeatIntervalMs = heartbeatMs
         router = Mutex(GossipRouter(
             localPeer: identity.peerID, signer: identity, parameters: parameters, score: Self.scoreParameters(),
-            seed: UInt64.random(in: .min ... .max), seqnoStart: clock() &* 1_000_000))
+            seed: UInt64.random(in: .min ... .max), seqnoStart: self.recordClock() &* 1_000_000))
         addTopic(Self.topic) { [weak self] message, now in
             guard let self else { return (.ignore("shutting_down"), nil) }
             return self.validateRecord(message, now: now)
@@ -104,9 +123,9 @@ public final class MeshGossip: Sendable {
         addReplicatedSet(ReplicatedSet(
             protocolID: RegistrySyncSession.protocolID, metricsPrefix: "drtc_registry_sync",
             snapshot: { [registry] in registry.withReplica { SyncSnapshot(records: $0.table.records) } },
-            merge: { [weak self] items in try await self?.mergeSynced(items) ?? 0 },
-            busySample: { [registry, clock] in
-                let now = clock()
+            merge: { [weak self] items in try await self?.mergeSynced(items) ?? SetMerge(verified: 0, news: 0) },
+            busySample: { [registry, recordClock = self.recordClock] in
+                let now = recordClock()
                 return registry.withReplica { replica in
                     Array(replica.table.liveRecords(nowMs: now).shuffled().prefix(SyncPolicy.busySample)).map(\.encoded)
                 }
@@ -230,10 +249,12 @@ public final class MeshGossip: Sendable {
             decoder.append(chunk)
             do {
                 while let frame = try decoder.next() {
-                    let now = clock()
+                    // The router times on the monotonic clock; topics judge messages on the
+                    // registry clock (records' and QoS bundles' timestamps).
+                    let now = clock(), recordNow = recordClock()
                     let handlers = topics.withLock { $0 }
                     let actions = router.withLock { r in
-                        r.handle(frame: frame, from: peer, now: now) { message, _ in self.validate(message, now: now, handlers) }
+                        r.handle(frame: frame, from: peer, now: now) { message, _ in self.validate(message, now: recordNow, handlers) }
                     }
                     execute(actions)
                 }
@@ -260,7 +281,7 @@ public final class MeshGossip: Sendable {
     /// The `drtc/registry/1` validation pipeline (`RegistryGossip.validate`, shared with the
     /// simulator) against this node's table; the sink merges the record.
     private func validateRecord(_ message: GossipMessage, now: UInt64) -> (ValidationResult, (@Sendable () -> Void)?) {
-        let (result, record) = RegistryGossip.validate(message, nowMs: now) { record in
+        let (result, record) = RegistryGossip.validate(message, nowMs: now, clockSettled: clockSettled()) { record in
             registry.withReplica { $0.table.outcome(of: record, nowMs: now) }
         }
         guard let record else { return (result, nil) }
@@ -331,7 +352,12 @@ public final class MeshGossip: Sendable {
     }
 
     public func heartbeat() {
-        execute(router.withLock { $0.heartbeat(now: clock()) })
+        // The links' round-trip times set how long forwards are held (Specs/gossip.md "Duplicates").
+        let roundTrips = host.roundTripTimesMs()
+        execute(router.withLock { r in
+            for (peer, ms) in roundTrips { r.setRoundTripTime(peer, ms: ms) }
+            return r.heartbeat(now: clock())
+        })
     }
 
     /// Gossip-level view for `/health` and tests.
@@ -351,8 +377,9 @@ public final class MeshGossip: Sendable {
     /// Called every second by the connection maintenance: runs a remembered request (one that
     /// had to wait, or whose session failed or was cut) with a random connected peer.
     public func syncTick() async {
-        for state in sets.withLock({ $0 }) where state.policy.withLock({ $0.retryDue() }) {
-            await runGrantedSync(state, with: nil)
+        for state in sets.withLock({ $0 }) {
+            await spreadNews(state)
+            if state.policy.withLock({ $0.retryDue() }) { await runGrantedSync(state, with: nil) }
         }
     }
 
@@ -360,6 +387,7 @@ public final class MeshGossip: Sendable {
         var completed = false
         if let peer = peer ?? host.connectedPeers.randomElement() { completed = await syncWith(peer, state) }
         state.policy.withLock { $0.initiatorEnded(completed: completed) }
+        await spreadNews(state)
     }
 
     /// Runs one registry initiator session with `peer` now, outside `SyncPolicy` (benchmarks,
@@ -369,7 +397,7 @@ public final class MeshGossip: Sendable {
         await syncWith(peer, sets.withLock { $0[0] })
     }
 
-    private func syncWith(_ peer: PeerID, _ state: SetState) async -> Bool {
+    func syncWith(_ peer: PeerID, _ state: SetState) async -> Bool {
         do {
             let stream = try await host.newStream(to: peer, protocols: [state.set.protocolID])
             return await runSync(.initiator, stream: stream, state)
@@ -394,8 +422,9 @@ public final class MeshGossip: Sendable {
             }
             return
         }
-        await runSync(.responder, stream: stream, state)
-        state.policy.withLock { $0.inboundEnded() }
+        let completed = await runSync(.responder, stream: stream, state)
+        state.policy.withLock { $0.inboundEnded(completed: completed) }
+        await spreadNews(state)
     }
 
     @discardableResult
@@ -421,9 +450,11 @@ public final class MeshGossip: Sendable {
                         received += step.records.count
                         // Individual invalid items are counted by the set; a peer that sends
                         // nothing but garbage ends the session.
-                        if try await state.set.merge(step.records) == 0 {
+                        let merged = try await state.set.merge(step.records)
+                        if merged.verified == 0 {
                             throw SyncError(.protocolViolation, "peer sent only invalid items")
                         }
+                        noteNews(merged.news, from: stream.remotePeer, state)
                     }
                     for out in step.frames {
                         bytesOut += out.count
@@ -452,18 +483,21 @@ public final class MeshGossip: Sendable {
         }
     }
 
-    /// Verifies and merges synced records; returns how many verified. Invalid ones are counted
-    /// by the registry.
-    private func mergeSynced(_ encoded: [[UInt8]]) async throws -> Int {
-        let now = clock()
+    /// Verifies and merges synced records: how many verified, and how many of them are news
+    /// (`SyncPolicy.isNews`, judged on the registry clock). Invalid ones are counted by the
+    /// registry.
+    private func mergeSynced(_ encoded: [[UInt8]]) async throws -> SetMerge {
+        let now = recordClock()
         var good: [SignedRecord] = []
         for bytes in encoded {
             do { good.append(try SignedRecord.verify(encoded: bytes, nowMs: now)) } catch {
                 metrics.mergeRejected(error)
             }
         }
-        _ = try await registry.merge(good, durability: .deferrable)
-        return good.count
+        if good.isEmpty && !encoded.isEmpty { return SetMerge(verified: 0, news: 0) }
+        let outcomes = try await registry.merge(good, durability: .deferrable)
+        let news = zip(good, outcomes).filter { SyncPolicy.isNews(accepted: $1 == .accepted, recordWallMs: $0.hlc.wallMs, nowMs: now) }.count
+        return SetMerge(verified: good.count, news: news)
     }
 
     // MARK: metrics

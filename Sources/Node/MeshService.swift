@@ -65,7 +65,11 @@ struct MeshService: Service {
             let now = monotonicMs()
             let connected = Set(node.host.connectedPeers)
             since = since.filter { connected.contains($0.key) }
-            for peer in connected where since[peer] == nil { since[peer] = now }
+            for peer in connected where since[peer] == nil {
+                since[peer] = now
+                // Inbound too: a peer that was out of reach and now reaches us ends the backoffs.
+                planner.succeeded(peer)
+            }
             Task { await node.gossip.syncTick() }
             if connected.count < node.config.minPeers {
                 await dialMore(node.config.minPeers - connected.count, connected: connected, planner: &planner, now: now)

@@ -121,7 +121,7 @@ public struct NodeConfig: Sendable {
         Setting(name: "min-peers", repeats: false, help: "connections below which the node dials more peers (default 8)"),
         Setting(name: "max-peers", repeats: false, help: "connections above which the node closes some (default 12)"),
         Setting(name: "gossip-heartbeat-ms", repeats: false, help: "gossipsub heartbeat interval in ms (default 1000)"),
-        Setting(name: "gossip-forward-delay-ms", repeats: false, help: "ms a validated message is held before it is forwarded (default 5; about one link latency on WAN meshes)"),
+        Setting(name: "gossip-forward-delay-ms", repeats: false, help: "least ms a validated message is held before it is forwarded (default 5); the hold follows each link: 0.8 x its round-trip time, up to 250 ms"),
         Setting(name: "sync-interval", repeats: false, help: "seconds between anti-entropy syncs with a random peer (default 30)"),
         Setting(name: "admin-api", repeats: false, help: "true|false: serve /admin/deny and /admin/allow (connection gater) to loopback clients (default false)"),
         Setting(name: "open-media", repeats: false, help: "true|false: accept WHIP/WHEP without a media token (default false: a token from POST /allocate is required)"),

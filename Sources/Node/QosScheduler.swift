@@ -62,7 +62,9 @@ enum QoSWiring {
                     }
                 }
                 _ = try await qos.merge(good)
-                return good.count
+                // Bundles do not start waves of news: the registry's wave is what a healed
+                // partition sets off (Specs/gossip.md "Partitions").
+                return MeshGossip.SetMerge(verified: good.count, news: 0)
             },
             busySample: {
                 qos.withLedger { l in Array(l.bundles(epoch: l.epochs.last ?? 0).shuffled().prefix(SyncPolicy.busySample)).map(\.encoded) }

@@ -359,7 +359,7 @@ public final class RegistryService: Sendable {
     /// is deferrable: on a full disk the record is still current in memory and gossiped.
     @discardableResult
     public func publishOwn(_ build: (HLC) -> MediaNodeRecord, key: Ed25519KeyPair) async throws -> SignedRecord {
-        let hlc = replica.withLock { $0.nextTimestamp(nowMs: clock()) }
+        let hlc = replica.withLock { $0.nextTimestamp(nowMs: clock(), owner: key.peerID) }
         let signed = try build(hlc).signed(with: key)
         _ = try await merge([signed], durability: .deferrable)
         return signed

@@ -250,7 +250,7 @@ public enum RecordRejection: Error, Hashable, Sendable, CustomStringConvertible 
         case .malformed(let why): return "malformed record: \(why)"
         case .keyMismatch: return "node_id is not the PeerID of pub_key"
         case .badSignature: return "signature does not verify against pub_key"
-        case .futureTimestamp: return "hlc_wall_ms is more than 60 s in the future"
+        case .futureTimestamp: return "hlc_wall_ms is more than \(ClockSkew.toleranceMs / 60_000) min in the future"
         case .tooLarge: return "signed record larger than \(SignedRecord.maxEncodedSize) bytes"
         }
     }
@@ -275,8 +275,9 @@ public enum SignedEnvelope {
 public final class SignedRecord: Sendable, Hashable {
     public static let signingPrefix = Array("drtc-registry-record:".utf8)
     public static let maxEncodedSize = 16 * 1024
-    /// Records stamped further than this into the future are refused.
-    public static let maxFutureSkewMs: UInt64 = 60_000
+    /// Records stamped further than this into the future are refused: the skew bound
+    /// (Specs/registry.md "Clocks").
+    public static let maxFutureSkewMs = UInt64(ClockSkew.toleranceMs)
 
     public let record: MediaNodeRecord
     public let body: [UInt8]

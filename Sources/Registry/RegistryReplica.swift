@@ -11,13 +11,13 @@ public struct RegistryReplica: Sendable {
         table = RegistryTable(garbageCollectionMs: garbageCollectionMs)
     }
 
+    /// Other nodes' timestamps are not folded into this node's clock (Specs/registry.md
+    /// "Clocks"): only an owner orders its own versions, and a clock far ahead would otherwise
+    /// drag every node's stamps — and the lifetime of every record — along with it.
     @discardableResult
     public mutating func merge(_ record: SignedRecord, nowMs: UInt64) -> MergeOutcome {
         let outcome = table.merge(record, nowMs: nowMs)
-        if outcome == .accepted {
-            engine.noteChanged(CollectionOfOne(record.nodeID))
-            clock.observe(record.hlc, physicalMs: nowMs)
-        }
+        if outcome == .accepted { engine.noteChanged(CollectionOfOne(record.nodeID)) }
         return outcome
     }
 
@@ -34,9 +34,11 @@ public struct RegistryReplica: Sendable {
         return dropped
     }
 
-    /// A timestamp for a new version of this node's own record.
-    public mutating func nextTimestamp(nowMs: UInt64) -> HLC {
-        clock.tick(physicalMs: nowMs)
+    /// A timestamp for a new version of `owner`'s record: after the version the table holds
+    /// (stored before a restart, or learned back from peers), even if the clock stepped back.
+    public mutating func nextTimestamp(nowMs: UInt64, owner: PeerID? = nil) -> HLC {
+        if let owner, let own = table[owner], own.hlc > clock.last { clock = HybridLogicalClock(last: own.hlc) }
+        return clock.tick(physicalMs: nowMs)
     }
 
     /// `quality`: the node's QoS score (nil: unmeasured), for `minScore` and the ranking.

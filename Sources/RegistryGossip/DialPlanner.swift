@@ -14,7 +14,14 @@ public struct DialPlanner: Sendable {
         failures[peer] = (count, now + UInt64(1 << min(8, count)) * 1000)
     }
 
-    public mutating func succeeded(_ peer: PeerID) { failures[peer] = nil }
+    /// A connection with `peer` is up, dialled or accepted. If dials to it had been failing,
+    /// the network between here and there has changed — a partition healed, or this node's own
+    /// link came back — so every backoff is lifted: the peers that were out of reach are the
+    /// ones most likely reachable again, and after a long cut they would otherwise wait up to
+    /// 256 s each (Specs/gossip.md "Partitions").
+    public mutating func succeeded(_ peer: PeerID) {
+        if failures[peer] != nil { failures.removeAll() }
+    }
 
     public func mayDial(_ peer: PeerID, now: UInt64) -> Bool { (failures[peer]?.retryAt ?? 0) <= now }
 

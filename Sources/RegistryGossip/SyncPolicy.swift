@@ -1,3 +1,5 @@
+import Identity
+
 /// Which registry sync sessions a node runs (Specs/gossip.md "Anti-entropy"). Pure: the
 /// production shell (`Node/MeshGossip`, `Node/MeshService`) and the simulator drive it.
 ///
@@ -13,6 +15,12 @@
 /// that is ~135 MB/s of demand on ~37 MB/s of bootstrap uplink, and the joiners, who know
 /// no one else, stall behind the queue (`drtc sim --scenario join-storm --peers 1000`,
 /// Specs/simulation.md).
+///
+/// - News spreads at once. A session that merges records gossip never brought (older than
+///   `newsAgeMs`, and winners) is what a healed partition looks like from one node: its
+///   neighbours most likely lack them too. The node then reconciles with every other connected
+///   peer, one session after another, instead of waiting for their anti-entropy ticks; each of
+///   them that learns news does the same (Specs/gossip.md "Partitions").
 public struct SyncPolicy: Sendable {
     public static let defaultMaxInbound = 4
     /// Live records a busy responder hands out instead of reconciling.
@@ -22,6 +30,18 @@ public struct SyncPolicy: Sendable {
     public private(set) var inbound = 0
     public private(set) var initiating = false
     private var wanted = false
+    /// Peers to reconcile with because a session brought news, in order.
+    private var spreadQueue: [PeerID] = []
+    private var lastSpreadMs: UInt64?
+    /// Whether a session has completed: the first one is how a node catches up (joining,
+    /// restarting), and what it learns then is not news to its neighbours.
+    private var caughtUp = false
+
+    /// A synced record this much older than the receiver's clock was not in gossip flight:
+    /// gossip reaches every peer in about a second (`drtc sim`, Specs/simulation.md).
+    public static let newsAgeMs: UInt64 = 5_000
+    /// At most one wave of news per this interval.
+    public static let spreadIntervalMs: UInt64 = 10_000
 
     public init(maxInbound: Int = defaultMaxInbound) { self.maxInbound = max(1, maxInbound) }
 
@@ -40,7 +60,7 @@ public struct SyncPolicy: Sendable {
     /// lost, or could not start), another peer is tried on the next tick.
     public mutating func initiatorEnded(completed: Bool) {
         initiating = false
-        if !completed { wanted = true }
+        if completed { caughtUp = true } else { wanted = true }
     }
 
     /// Called on every maintenance tick: true means "start a session with a random connected
@@ -59,5 +79,45 @@ public struct SyncPolicy: Sendable {
         return true
     }
 
-    public mutating func inboundEnded() { inbound = max(0, inbound - 1) }
+    /// A responder session ended (`completed`: it reconciled to the end).
+    public mutating func inboundEnded(completed: Bool = false) {
+        inbound = max(0, inbound - 1)
+        if completed { caughtUp = true }
+    }
+
+    // MARK: news
+
+    /// Whether a record a session merged is news: it won the merge and is older than
+    /// `newsAgeMs` by the registry clock.
+    public static func isNews(accepted: Bool, recordWallMs: UInt64, nowMs: UInt64) -> Bool {
+        accepted && recordWallMs < nowMs && nowMs - recordWallMs > newsAgeMs
+    }
+
+    /// A session with `peer` (either role) merged `news` records that are news: every other
+    /// connected peer, in random order, is reconciled with next — unless a wave started less
+    /// than `spreadIntervalMs` ago, or this node has not caught up yet. `nowMs` is monotonic.
+    /// Returns whether a wave started. Call it before `initiatorEnded`/`inboundEnded` for the
+    /// session: what a node's first completed session brings is its own catching up.
+    @discardableResult
+    public mutating func sessionBrought<R: RandomNumberGenerator>(news: Int, from peer: PeerID, connected: [PeerID], nowMs: UInt64, using rng: inout R) -> Bool {
+        guard news > 0, caughtUp else { return false }
+        if let last = lastSpreadMs, nowMs &- last < Self.spreadIntervalMs { return false }
+        lastSpreadMs = nowMs
+        spreadQueue = connected.filter { $0 != peer }.sorted()
+        spreadQueue.shuffle(using: &rng)
+        return true
+    }
+
+    /// The next peer of a wave, when no initiator session runs (the slot is then taken: call
+    /// `initiatorEnded`). `isConnected` skips peers that went away.
+    public mutating func spreadDue(isConnected: (PeerID) -> Bool) -> PeerID? {
+        guard !initiating else { return nil }
+        while !spreadQueue.isEmpty {
+            let peer = spreadQueue.removeFirst()
+            guard isConnected(peer) else { continue }
+            initiating = true
+            return peer
+        }
+        return nil
+    }
 }

@@ -136,7 +136,9 @@ public final class Simulator {
                            router: router, replica: replica, joinedAt: now, partition: partitions[Int(index) % partitions.count],
                            seed: config.seed ^ 0xD1CE_5EED_0000_0000 &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
         peer.fingerprint = fingerprint
-        peer.lastExploreMs = nowMs
+        // A random phase, as nodes started at different times have: in step, every peer
+        // explored at the same tick of each sync interval.
+        peer.lastExploreMs = nowMs &- peer.rng.next() % (config.syncIntervalSeconds * 1000)
         peer.knownEarlier = 0
         peers.append(peer)
         indexOf[peer.id] = index
@@ -429,11 +431,13 @@ public final class Simulator {
         return nil
     }
 
-    /// Merges a verified record into a peer's replica and keeps the measurements.
-    func merge(_ record: SignedRecord, into p: SimPeer) {
+    /// Merges a verified record into a peer's replica and keeps the measurements. Returns
+    /// whether the record won.
+    @discardableResult
+    func merge(_ record: SignedRecord, into p: SimPeer) -> Bool {
         let now = p.partition.now, nowMs = p.partition.nowMs
         let previous = p.replica.table[record.nodeID]
-        guard p.replica.merge(record, nowMs: nowMs) == .accepted else { return }
+        guard p.replica.merge(record, nowMs: nowMs) == .accepted else { return false }
         if let previous { p.fingerprint.remove(previous.syncID) } else { noteNewNode(record.nodeID, at: p) }
         p.fingerprint.add(record.syncID)
         if record.hlc.wallMs + Self.settleMs > nowMs {
@@ -448,6 +452,7 @@ public final class Simulator {
                 update.liveAfter[i] = UInt32(min(now - update.publishedAt, UInt64(UInt32.max - 2)))
             }
         }
+        return true
     }
 
     func noteNewNode(_ node: PeerID, at p: SimPeer) {
@@ -558,6 +563,16 @@ public final class Simulator {
         conn.lastArrival = arrival
         p.connections[to] = conn
         schedule(arrival, .frame(to: to, from: p.index, conn: conn.id, sync: kind != 0, bytes: kind == 2 ? [2] + bytes : kind == 1 ? [1] + bytes : bytes, tracked: tracked), by: p)
+    }
+
+    /// Tells `p`'s router the round-trip time it would measure to `q`: production keeps the
+    /// least of the last 4 Yamux pings, sent in the first 3 s of a connection and then every
+    /// 15 s (`Libp2pNIO.RoundTripEstimate`); here, the least of 4 round trips drawn from the
+    /// link model (latency, jitter and retransmissions both ways), from `p`'s generator.
+    func measureRoundTrip(_ p: SimPeer, _ q: SimPeer) {
+        var best = UInt64.max
+        for _ in 0..<4 { best = min(best, linkDelay(p, q) + linkDelay(p, q)) }
+        p.router.setRoundTripTime(q.id, ms: best / 1000)
     }
 
     func varintSize(_ n: Int) -> Int {
@@ -683,8 +698,17 @@ public final class Simulator {
             endSync(q, key, completed: false)
             return
         }
+        // News (records gossip never brought) starts a wave of syncs (`SyncPolicy`).
+        var news = 0
         for bytes in step.records {
-            if let record = try? memo.verifyRecord(bytes, nowMs: q.partition.nowMs) { merge(record, into: q) }
+            if let record = try? memo.verifyRecord(bytes, nowMs: q.partition.nowMs) {
+                let won = merge(record, into: q)
+                if SyncPolicy.isNews(accepted: won, recordWallMs: record.hlc.wallMs, nowMs: q.partition.nowMs) { news += 1 }
+            }
+        }
+        if news > 0 {
+            q.syncPolicy.sessionBrought(news: news, from: peers[Int(p)].id, connected: q.sortedConnections.map { peers[Int($0)].id },
+                                        nowMs: q.partition.nowMs, using: &q.rng)
         }
         for frame in step.frames { send(q, .sync(to: p, toResponder: !toResponder, frame)) }
         q.syncs[key] = step.done ? nil : session
@@ -692,7 +716,15 @@ public final class Simulator {
     }
 
     func endSync(_ p: SimPeer, _ key: SyncKey, completed: Bool) {
-        if key.initiator { p.syncPolicy.initiatorEnded(completed: completed) } else { p.syncPolicy.inboundEnded() }
+        if key.initiator { p.syncPolicy.initiatorEnded(completed: completed) } else { p.syncPolicy.inboundEnded(completed: completed) }
+        spreadNews(p)
+    }
+
+    /// The next session of a wave of news, if one is due and the initiator slot is free.
+    func spreadNews(_ p: SimPeer) {
+        guard p.role == .honest, p.alive,
+              let next = p.syncPolicy.spreadDue(isConnected: { indexOf[$0].map { p.connections[$0] != nil } ?? false }) else { return }
+        startSync(p, with: indexOf[next]!)
     }
 
     // MARK: - connections
@@ -700,6 +732,7 @@ public final class Simulator {
     func reachable(_ a: SimPeer, _ b: SimPeer) -> Bool { !(partitioned && a.side != b.side) }
 
     func maintainConnections(_ p: SimPeer) {
+        spreadNews(p)
         if p.role == .honest && p.syncPolicy.retryDue() { syncWithRandomPeer(p) }
         guard p.dialing.isEmpty else { return }
         if p.role == .eclipser {
@@ -887,7 +920,9 @@ public final class Simulator {
             return false
         }
         p.connections[q] = SimConnection(id: conn, outbound: outbound, openedAt: now, lastArrival: arrival)
+        if !outbound { p.planner.succeeded(target.id) }
         execute(p, p.router.addPeer(target.id, protocol: .v12, outbound: outbound, now: p.partition.nowMs), accepted: [:])
+        measureRoundTrip(p, target)
         return true
     }
 
@@ -900,6 +935,8 @@ public final class Simulator {
         q.connections[p.index] = SimConnection(id: id, outbound: false, openedAt: now)
         execute(p, p.router.addPeer(q.id, protocol: .v12, outbound: true, now: nowMs), accepted: [:])
         execute(q, q.router.addPeer(p.id, protocol: .v12, outbound: false, now: nowMs), accepted: [:])
+        measureRoundTrip(p, q)
+        measureRoundTrip(q, p)
         if p.role == .honest && p.syncPolicy.request() { startSync(p, with: q.index) }
     }
 

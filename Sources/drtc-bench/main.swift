@@ -137,7 +137,8 @@ final class Synchronization_Box<T>: @unchecked Sendable {
 
 let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
            "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "orchestrator-allocate", "http-allocate", "rpc-verify", "pipe-hop",
-           "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "rewards-ledger", "qos-validate", "qos-media", "sim-qos-2k"]
+           "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "sim-steady-1k", "sim-partition-heal-1k", "sim-partition-heal-10k", "rewards-ledger", "qos-validate",
+           "qos-media", "sim-qos-2k"]
 let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
 for name in requested {
     switch name {
@@ -156,9 +157,13 @@ for name in requested {
     case "http-allocate": try await OrchestratorBench.httpAllocate()
     case "rpc-verify": OrchestratorBench.rpcVerify()
     case "pipe-hop": try await PipeBench.run()
-    case "sim-steady-10k": await SimBench.steady10k(forwardDelayMs: 5)
+    case "sim-steady-10k": await SimBench.steady10k(forwardDelayMs: nil)
     case "sim-steady-10k-fd60": await SimBench.steady10k(forwardDelayMs: 60)
     case "sim-join-storm-1k": await SimBench.joinStorm1k()
+    case "sim-steady-1k": await SimBench.steady1k()
+    case "sim-partition-heal-1k": await SimBench.partitionHeal1k()
+    case "sim-partition-heal-10k": await SimBench.partitionHeal10k()
+    case "sim-steady-50k": await SimBench.steady50k()  // on request: about 10 min and up to 16 GiB
     case "rewards-ledger": RewardsBench.run()
     case "qos-validate": try await QoSBench.validate()
     case "qos-media": try await QoSBench.media()

@@ -33,7 +33,9 @@ struct SimCommand: AsyncParsableCommand {
     @Option(name: .customLong("refresh-interval"), help: "Base record refresh interval, s (the liveness rule scales it).") var refreshInterval: UInt32 = 30
     @Option(help: "Base record TTL, s.") var ttl: UInt32 = 90
     @Option(name: .customLong("sync-interval"), help: "Anti-entropy interval, s.") var syncInterval: UInt64 = 30
-    @Option(name: .customLong("forward-delay-ms"), help: "Gossip forward delay, ms (default: the registry's parameters).") var forwardDelayMs: UInt64?
+    @Option(name: .customLong("forward-delay-ms"), help: "Least gossip forward hold, ms (default: the registry's parameters).") var forwardDelayMs: UInt64?
+    @Option(name: .customLong("forward-hold-factor"), help: "Forward hold as a share of each link's round-trip time; 0: a fixed --forward-delay-ms (default: the registry's parameters).")
+    var forwardHoldFactor: Double?
     @Option(name: .customLong("d"), help: "Gossipsub D, the mesh degree (default: the registry's parameters).") var meshDegree: Int?
     @Option(name: .customLong("d-low"), help: "Gossipsub D_low.") var meshLow: Int?
     @Option(name: .customLong("d-high"), help: "Gossipsub D_high.") var meshHigh: Int?
@@ -64,6 +66,10 @@ struct SimCommand: AsyncParsableCommand {
         guard (0..<1).contains(loss) else { throw ValidationError("--loss: expected 0 <= LOSS < 1, got \(loss)") }
         var gossip = RegistryGossip.defaultParameters()
         if let forwardDelayMs { gossip.forwardDelayMs = forwardDelayMs }
+        if let forwardHoldFactor {
+            guard forwardHoldFactor >= 0, forwardHoldFactor <= 10 else { throw ValidationError("--forward-hold-factor: expected 0 to 10, got \(forwardHoldFactor)") }
+            gossip.forwardDelayRTTFactor = forwardHoldFactor
+        }
         if let meshDegree { gossip.d = meshDegree }
         if let meshLow { gossip.dLow = meshLow }
         if let meshHigh { gossip.dHigh = meshHigh }

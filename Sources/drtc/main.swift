@@ -75,7 +75,7 @@ struct NodeCommand: AsyncParsableCommand {
     var maxPeers: String?
     @Option(name: .customLong("gossip-heartbeat-ms"), help: "Gossipsub heartbeat interval in ms (default 1000).")
     var gossipHeartbeatMs: String?
-    @Option(name: .customLong("gossip-forward-delay-ms"), help: "Ms a validated message is held before it is forwarded (default 5; about one link latency on WAN meshes).")
+    @Option(name: .customLong("gossip-forward-delay-ms"), help: "Least ms a validated message is held before it is forwarded (default 5); the hold follows each link: 0.8 x its round-trip time, up to 250 ms.")
     var gossipForwardDelayMs: String?
     @Option(name: .customLong("sync-interval"), help: "Seconds between anti-entropy syncs with one random peer (default 30).")
     var syncInterval: String?

@@ -47,6 +47,16 @@ class NodeFactory:
         self.nodes.append(node)
         return node
 
+    @classmethod
+    def scoped(cls, base: Path) -> Iterator["NodeFactory"]:
+        """For a fixture: `yield from NodeFactory.scoped(dir)` hands out a factory whose
+        nodes are cleaned up when the fixture ends."""
+        factory = cls(base)
+        try:
+            yield factory
+        finally:
+            factory.cleanup()
+
     def cleanup(self) -> None:
         """Kills every node, then fails if any of them crashed during the test: a trap in a
         node is a bug even when the test's own assertions happened to pass."""

@@ -57,6 +57,31 @@ def test_identical_arguments_give_a_byte_identical_report(steady_report: Path, t
     assert (other / "report.json").read_bytes() != first
 
 
+# Issue 16's 1,000-peer runs with the production defaults (no tuning flags): the same
+# arguments as its measurements and the `sim-steady-1k` / `sim-partition-heal-1k` benchmarks.
+THOUSAND = ["sim", "--peers", "1000", "--duration", "30", "--seed", "7", "--latency", "50ms", "--jitter", "10ms",
+            "--loss", "0.01", "--quiet"]
+
+
+def test_a_thousand_peers_have_few_duplicates_and_heal_a_partition_in_seconds(tmp_path: Path) -> None:
+    """Mean duplicates per message <= 3 in steady state (the forward hold follows the links'
+    round-trip times, Specs/gossip.md "Duplicates"), and after `partition-heal` every peer
+    holds the same table within 5 virtual seconds (Specs/gossip.md "Partitions"). Both are
+    virtual-time figures: a debug or a release `drtc` gives the same reports, only slower."""
+    runs = {}
+    for scenario in ("steady", "partition-heal"):
+        report = tmp_path / scenario
+        r = h.run_cli([*THOUSAND, "--scenario", scenario, "--report", str(report)], timeout=1800)
+        assert r.returncode == 0, r.stderr
+        runs[scenario] = json.loads((report / "report.json").read_text())
+    steady, heal = runs["steady"], runs["partition-heal"]
+    assert steady["deliveryRatio"] == 1
+    assert steady["duplicatesPerMessage"]["mean"] <= 3, steady["duplicatesPerMessage"]
+    assert heal["outcome"]["minAgreementDuringPartition"] < 0.9, heal["outcome"]
+    assert 0 <= heal["outcome"]["healSeconds"] <= 5, heal["outcome"]
+    assert heal["tableAgreement"]["final"] == 1
+
+
 def test_bad_scenario_is_a_usage_error(tmp_path: Path) -> None:
     r = h.run_cli(["sim", "--scenario", "nope", "--report", str(tmp_path)])
     assert r.returncode == 2

@@ -62,7 +62,7 @@ import Testing
         #expect(r.updates > 20)
         #expect(r.deliveryRatio == 1)
         #expect(r.convergence.p9999 > 0 && r.convergence.p9999 < 1)
-        #expect(r.duplicates.mean < 6)
+        #expect(r.duplicates.mean < 2.5)  // the forward hold follows the links (4.3 with a fixed 5 ms)
         #expect(r.bytesPerPeerPerSecond.mean > 1_000 && r.bytesPerPeerPerSecond.mean < 40_000)
         #expect(r.finalAgreement == 1)
     }
@@ -95,8 +95,9 @@ import Testing
         c.healAt = 0.4
         let r = Self.run(c)
         #expect((r.outcome("minAgreementDuringPartition") ?? 1) < 0.9)
+        // News spreads by sync waves (SyncPolicy): seconds, not anti-entropy ticks.
         let heal = r.outcome("healSeconds") ?? -1
-        #expect(heal >= 0 && heal <= 60)
+        #expect(heal >= 0 && heal <= 5)
         #expect(r.finalAgreement == 1)
     }
 
