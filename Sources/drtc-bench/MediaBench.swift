@@ -200,6 +200,7 @@ enum MediaBench {
         receiverThread?.start()
         let before = engine.snapshot
         let ticksBefore = engineThreads.map { Placement.cpuTicks($0.tid) }
+        let ticksFrom = DispatchTime.now().uptimeNanoseconds
         let seconds = options.seconds
         let sent = Synchronization_Box<Int>(0)
         let started = DispatchTime.now().uptimeNanoseconds
@@ -229,6 +230,7 @@ enum MediaBench {
         let after = engine.snapshot
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 - 0.2
         let ticksAfter = engineThreads.map { Placement.cpuTicks($0.tid) }
+        let tickWindow = Double(DispatchTime.now().uptimeNanoseconds - ticksFrom) / 1e9
         let engineCPU = zip(ticksBefore, ticksAfter).map { $1 - $0 }.reduce(0, +)
         let checks = receiver?.stop()
         let forwarded = after.counters.rtpOut - before.counters.rtpOut
@@ -241,7 +243,7 @@ enum MediaBench {
             "forwarded": forwarded, "forwardedPerSecond": Int(rate),
             "inputLossPercent": Bench.round3(100 * (1 - Double(received) / Double(max(1, sent.value)))),
             "rawProtectPerSecond": Int(rawProtect), "shareOfRawProtect": Bench.round3(rate / rawProtect),
-            "engineCpuPercent": Bench.round3(100 * Double(engineCPU) / Double(Placement.ticksPerSecond) / elapsed),
+            "engineCpuPercent": Bench.round3(100 * Double(engineCPU) / Double(Placement.ticksPerSecond) / tickWindow),
             "placement": options.pin
                 ? "engine (\(engineThreads.map(\.name).joined(separator: ", "))) on core \(options.engineCore); publisher, viewers and main on core \(options.loadCore)"
                 : "unpinned",
@@ -252,6 +254,8 @@ enum MediaBench {
         if let checks {
             fields["receivedByViewers"] = checks.received
             fields["receivedByViewersPerSecond"] = Int(Double(checks.received) / elapsed)
+            // Sent by the engine in the window but not read by a viewer (dropped by the kernel).
+            fields["notDeliveredToViewers"] = max(0, forwarded - checks.received)
             fields["viewerChecks"] = checks.json
         }
         Bench.emit(fields)

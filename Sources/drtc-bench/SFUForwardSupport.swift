@@ -63,6 +63,10 @@ final class ViewerReceiver: @unchecked Sendable {
         var rtcp = 0
         var wrongSize = 0
         var wrongSSRC = 0
+        /// Packets of another payload type than the viewer's first (RTX), not checked further.
+        var otherPayloadType = 0
+        /// Missing sequence numbers: the publisher's packets the engine's socket dropped show
+        /// here too (the forwarded numbering follows the publisher's), see inputLossPercent.
         var sequenceGaps = 0
         var reordered = 0
         var decrypted = 0
@@ -70,7 +74,7 @@ final class ViewerReceiver: @unchecked Sendable {
         var payloadMismatch = 0
 
         var json: [String: Any] {
-            ["rtcp": rtcp, "wrongSize": wrongSize, "wrongSSRC": wrongSSRC, "sequenceGaps": sequenceGaps, "reordered": reordered,
+            ["rtcp": rtcp, "otherPayloadType": otherPayloadType, "wrongSize": wrongSize, "wrongSSRC": wrongSSRC, "sequenceGaps": sequenceGaps, "reordered": reordered,
              "decryptedSamples": decrypted, "decryptFailed": decryptFailed, "payloadMismatch": payloadMismatch]
         }
     }
@@ -81,6 +85,7 @@ final class ViewerReceiver: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private var checks = Checks()
     private var ssrc: [UInt32?]
+    private var payloadType: [UInt8?]
     private var lastSequence: [UInt16?]
     private var counts: [Int]
 
@@ -88,6 +93,7 @@ final class ViewerReceiver: @unchecked Sendable {
         self.sockets = sockets
         self.clients = clients
         ssrc = Array(repeating: nil, count: sockets.count)
+        payloadType = Array(repeating: nil, count: sockets.count)
         lastSequence = Array(repeating: nil, count: sockets.count)
         counts = Array(repeating: 0, count: sockets.count)
     }
@@ -136,9 +142,12 @@ final class ViewerReceiver: @unchecked Sendable {
 
     private func check(_ p: UnsafeRawBufferPointer, viewer v: Int) {
         guard p.count >= 12, p[0] >> 6 == 2 else { checks.wrongSize += 1; return }
-        if (192...223).contains(p[1] & 0x7F) { checks.rtcp += 1; return }  // RFC 5761 §4: RTCP (SR, SDES)
+        let pt = p[1] & 0x7F
+        if (64...95).contains(pt) { checks.rtcp += 1; return }  // RFC 5761 §4: RTCP types 192-223 (SR, SDES…)
         checks.received += 1
         counts[v] += 1
+        if let known = payloadType[v], known != pt { checks.otherPayloadType += 1; return }
+        payloadType[v] = pt
         if p.count != 1200 { checks.wrongSize += 1 }
         let s = UInt32(p[8]) << 24 | UInt32(p[9]) << 16 | UInt32(p[10]) << 8 | UInt32(p[11])
         if let known = ssrc[v], known != s { checks.wrongSSRC += 1; return }
