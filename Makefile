@@ -16,12 +16,13 @@ VENV := .venv
 PY_REQUIREMENTS := Tests/Interop/requirements.txt
 RUN_ARGS ?=
 
-.PHONY: help deps venv build build-release build-test run test swift-test interop bench fuzz proto clean
+.PHONY: help deps venv build build-release build-test run test swift-test interop bench bench-anchor fuzz proto clean
 
 help:
 	@echo "make run     build (release) and run a node: API on 127.0.0.1:8080, data in ./drtc-data"
 	@echo "make test    swift test + Python interop tier (installs apt packages and a venv)"
 	@echo "make bench   release benchmarks (one JSON line each)"
+	@echo "make bench-anchor  sfu-forward side by side with the Pion anchor (quiet machine)"
 	@echo "make fuzz    libFuzzer on every untrusted-input decoder, FUZZ_SECONDS each (default 180)"
 
 # Installs only what is missing, so repeated runs cost nothing.
@@ -72,6 +73,19 @@ test: swift-test interop
 bench: deps
 	swift build -c release --product drtc-bench --product drtc
 	./.build/release/drtc-bench
+
+# Side by side with a third-party SFU (Pion v3 from Debian's Go packages, built offline into
+# $(PION_ANCHOR_BUILD) on first use): the anchor's bench.sh runs pion-sfu on core 0 with
+# GOMAXPROCS=1 and its load generator on core 1, then `drtc-bench sfu-forward`, which pins its
+# engine (event loop + socket reader) to core 0 and its publisher to core 1 itself (bench.py's
+# "stock" mode: it does not move drtc-bench's threads). About 4 minutes; run it on a quiet
+# machine (load average < 1.5). ANCHOR_ARGS is passed on, e.g. ANCHOR_ARGS="--reps 1".
+PION_ANCHOR ?= /work/shared/anchors/pion_sfu
+PION_ANCHOR_BUILD ?= $${TMPDIR:-/tmp}/pion-anchor/build
+bench-anchor: deps
+	swift build -c release --product drtc-bench
+	BUILD_DIR=$(PION_ANCHOR_BUILD) DRTC_BENCH=$(CURDIR)/.build/release/drtc-bench \
+	  $(PION_ANCHOR)/bench.sh --drtc-before none --drtc-after stock $(ANCHOR_ARGS)
 
 # libFuzzer targets for the decoders that read untrusted bytes (not part of CI):
 # multiaddr, multistream-select, Noise frames + handshake, Yamux frames + session, Gossipsub RPCs

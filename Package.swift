@@ -147,7 +147,7 @@ let package = Package(
             name: "drtc-bench",
             dependencies: [
                 "Node", "Registry", "Identity", "Store", "HTTPAPI", "Libp2p", "Libp2pNIO", "Gossipsub", "Simulation",
-                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards", "QoS",
+                "RTC", "SFU", "MediaNIO", "Orchestrator", "Rewards", "QoS", "CUDP",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

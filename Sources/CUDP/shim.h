@@ -32,3 +32,19 @@ static inline int drtc_recvmmsg(int fd, drtc_mmsghdr *msgs, unsigned int vlen) {
 static inline int drtc_eventfd(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
+
+// Thread placement for `drtc-bench sfu-forward` (sched.h's cpu_set_t macros and
+// sched_setaffinity are _GNU_SOURCE-only too).
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/// Pins thread `tid` (0: the caller) to CPU `cpu`; 0, or -1 with errno.
+static inline int drtc_pin_thread(int tid, int cpu) {
+    unsigned long mask[1024 / (8 * sizeof(unsigned long))] = {0};
+    if (cpu < 0 || cpu >= 1024) return -1;
+    mask[cpu / (8 * sizeof(unsigned long))] |= 1UL << (cpu % (8 * sizeof(unsigned long)));
+    return (int)syscall(SYS_sched_setaffinity, tid, sizeof(mask), mask);
+}
+
+/// The caller's thread id.
+static inline int drtc_gettid(void) { return (int)syscall(SYS_gettid); }

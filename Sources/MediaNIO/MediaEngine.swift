@@ -469,9 +469,9 @@ public final class MediaEngine: Sendable {
             server.receive(taking: &bytes, from: datagram.from, via: socket, now: now, into: &io.pending)
         }
         guard !io.pending.isEmpty else { return }
-        let out = io.pending
-        io.pending.removeAll(keepingCapacity: true)
-        write(out)
+        write(io.pending)
+        // The sender copied them: their buffers go back to the server for the next copies.
+        server.recycle(&io.pending)
         logEvents(server)
     }
 

@@ -145,6 +145,8 @@ public final class MediaServer {
     var byAddress: [SocketAddress: String] = [:]
     /// The session owning each room transport: one lookup per forwarded packet.
     var byTransport: [TransportID: Session] = [:]
+    /// Buffers of sent datagrams, reused for forwarded copies (`recycle`).
+    var spareBuffers: [[UInt8]] = []
     var rooms: [String: RoomState] = [:]
     var nextTransport: UInt64 = 1
     var roomOutputs: [RoomOutput] = []
@@ -670,7 +672,7 @@ public final class MediaServer {
         } else {
             counters.rtpIn += 1
             s.pipe?.rtpIn += 1
-            rooms[s.room]?.room.receiveRTP(from: s.transport, packet, now: Int64(now), into: &roomOutputs)
+            rooms[s.room]?.room.receiveRTP(from: s.transport, packet, now: Int64(now), into: &roomOutputs, reusing: &spareBuffers)
         }
         flushRoomOutputs(room: s.room, into: &out)
     }
@@ -678,8 +680,14 @@ public final class MediaServer {
     func flushRoomOutputs(room: String, into out: inout [Datagram]) {
         var layersBound = false
         defer { if layersBound { syncPipes(room: room) } }
-        for output in roomOutputs {
-            switch output {
+        // Each packet is taken out of the list before it is protected, so that it is the only
+        // reference to its buffer and the SRTP tag is appended in place: iterating the list
+        // would hold a second reference and every append would copy the packet.
+        var outputs: [RoomOutput] = []
+        swap(&outputs, &roomOutputs)
+        outputs.reverse()
+        while let output = outputs.popLast() {
+            switch consume output {
             case .sendRTP(let t, let bytes):
                 protectAndSend(bytes, on: t, rtcp: false, into: &out)
             case .sendRTCP(let t, let bytes):
@@ -692,10 +700,10 @@ public final class MediaServer {
                 break
             }
         }
-        roomOutputs.removeAll(keepingCapacity: true)
+        swap(&outputs, &roomOutputs)  // keeps the list's capacity
     }
 
-    func protectAndSend(_ packet: [UInt8], on t: TransportID, rtcp: Bool, into out: inout [Datagram]) {
+    func protectAndSend(_ packet: consuming [UInt8], on t: TransportID, rtcp: Bool, into out: inout [Datagram]) {
         guard let s = byTransport[t], let srtp = s.srtpOut, let a = s.address else {
             counters.notReady += 1
             return
@@ -713,6 +721,20 @@ public final class MediaServer {
         }
         send(bytes, to: a, via: s.via, into: &out)
     }
+
+    /// Takes back the buffers of datagrams the shell has sent, for the next forwarded copies
+    /// (`Room.receiveRTP(…reusing:)`), and empties `datagrams` (keeping its capacity). At most
+    /// `maxSpareBuffers` are kept, and only media-sized ones (RTCP buffers are small).
+    public func recycle(_ datagrams: inout [Datagram]) {
+        for i in datagrams.indices where spareBuffers.count < Self.maxSpareBuffers && datagrams[i].bytes.capacity >= 1_024 {
+            var buffer: [UInt8] = []
+            swap(&buffer, &datagrams[i].bytes)
+            spareBuffers.append(buffer)
+        }
+        datagrams.removeAll(keepingCapacity: true)
+    }
+
+    static let maxSpareBuffers = 1_024
 
     func send(_ bytes: [UInt8], to address: SocketAddress, via socket: Int = 0, into out: inout [Datagram]) {
         counters.datagramsOut += 1

@@ -77,7 +77,7 @@ struct ConsumerState: Sendable {
 
     /// Decides about one packet of `layer` and appends the consumer's copy to `outputs`.
     mutating func forward(_ bytes: [UInt8], view: RTPHeaderView, layer: Int, isKeyframe: Bool, now: Int64,
-                          into outputs: inout [RoomOutput]) -> ForwardDecision {
+                          into outputs: inout [RoomOutput], reusing spare: inout [[UInt8]]) -> ForwardDecision {
         if isRelay {
             outputs.append(.sendRTP(transport, PacketRewriter.copy(bytes)))
             packetsSent &+= 1
@@ -113,7 +113,7 @@ struct ConsumerState: Sendable {
         let seq = view.sequenceNumber &+ sequenceOffset
         let ts = view.timestamp &+ timestampOffset
         let out = PacketRewriter.rewrite(bytes, view: view, payloadType: description.payloadType,
-                                         sequenceNumber: seq, timestamp: ts, ssrc: description.ssrc, remap: remap)
+                                         sequenceNumber: seq, timestamp: ts, ssrc: description.ssrc, remap: remap, reusing: &spare)
         if !hasSent || Int16(bitPattern: seq &- highestOutgoingSequence) > 0 {
             highestOutgoingSequence = seq
             highestOutgoingTimestamp = ts

@@ -433,6 +433,14 @@ extension Room {
     /// retransmission and reports, and copied to every consumer that receives its layer.
     public mutating func receiveRTP(from transport: TransportID, _ bytes: [UInt8], now: Int64,
                                     into outputs: inout [RoomOutput]) {
+        var none: [[UInt8]] = []
+        receiveRTP(from: transport, bytes, now: now, into: &outputs, reusing: &none)
+    }
+
+    /// Same, writing the consumers' copies into buffers taken from `spare` (see
+    /// `MediaServer.recycle`) while it has any.
+    public mutating func receiveRTP(from transport: TransportID, _ bytes: [UInt8], now: Int64,
+                                    into outputs: inout [RoomOutput], reusing spare: inout [[UInt8]]) {
         counters.rtpReceived += 1
         guard let route0 = transports[transport].map({ $0.routes }) else {
             counters.unknownTransport += 1
@@ -492,7 +500,7 @@ extension Room {
         }
         for id in consumerIDs {
             // One in-place dictionary access per consumer; the consumer appends its copy itself.
-            switch consumers[id]?.forward(bytes, view: view, layer: layer, isKeyframe: isKeyframe, now: now, into: &outputs) {
+            switch consumers[id]?.forward(bytes, view: view, layer: layer, isKeyframe: isKeyframe, now: now, into: &outputs, reusing: &spare) {
             case .drop?, nil:
                 continue
             case .forward?:

@@ -139,7 +139,9 @@ let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throug
            "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "orchestrator-allocate", "http-allocate", "rpc-verify", "pipe-hop",
            "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "sim-steady-1k", "sim-partition-heal-1k", "sim-partition-heal-10k", "rewards-ledger", "qos-validate",
            "qos-media", "sim-qos-2k"]
-let requested = CommandLine.arguments.dropFirst().isEmpty ? all : Array(CommandLine.arguments.dropFirst())
+// `--name=value` arguments are options (sfu-forward's); the rest name benchmarks.
+let names = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
+let requested = names.isEmpty ? all : Array(names)
 for name in requested {
     switch name {
     case "registry-merge": try await Bench.registryMerge()
@@ -152,7 +154,8 @@ for name in requested {
     case "registry-sync": try await MeshBench.registrySync()
     case "srtp": try SRTPBench.run()
     case "sfu-memory": try SFUMemoryBench.run()
-    case "sfu-forward": try await MediaBench.run()
+    case "sfu-core": try SFUCoreBench.run(Array(CommandLine.arguments.dropFirst()))
+    case "sfu-forward": try await MediaBench.run(MediaBench.Options(Array(CommandLine.arguments.dropFirst())))
     case "orchestrator-allocate": OrchestratorBench.allocate()
     case "http-allocate": try await OrchestratorBench.httpAllocate()
     case "rpc-verify": OrchestratorBench.rpcVerify()

@@ -3,6 +3,36 @@ import RTC
 @testable import SFU
 
 @Suite struct ForwardingTests {
+    /// The copies written into reused buffers (`receiveRTP(…reusing:)`, what the engine does
+    /// with the buffers of sent datagrams) are the same bytes as freshly allocated ones, whatever
+    /// the reused buffers held, whatever their size, and also when one is still referenced
+    /// elsewhere (which must then keep its own bytes).
+    @Test func copiesIntoReusedBuffersAreByteExact() throws {
+        let held = [UInt8](repeating: 0xEE, count: 1400)
+        func forwarded(reusing spare: [[UInt8]]?) throws -> [[UInt8]] {
+            var h = Harness()
+            let p = try h.producer(1, vp8Producer())
+            _ = try h.consumer(2, p, ConsumerDescription(ssrc: 0xA0A0_0001, payloadType: 96, extensionIDs: [2: 5], initialSequenceNumber: 10, initialTimestamp: 20), t0)
+            _ = try h.consumer(3, p, ConsumerDescription(ssrc: 0xB0B0_0002, payloadType: 100, extensionIDs: nil, initialSequenceNumber: 65535, initialTimestamp: 0), t0)
+            var pool = spare ?? []
+            var all: [[UInt8]] = []
+            for i in 0..<6 {
+                let payload = i == 0 ? VP8.keyframe(1100) : VP8.delta(40 + 300 * i)
+                let b = rtp(ssrc: 0x1111, seq: UInt16(500 + i), ts: UInt32(i) * 3000, payload: payload, ext: [RTPExtensionElement(id: 2, value: [7, 7])])
+                h.out.removeAll()
+                h.room.receiveRTP(from: TransportID(1), b, now: t0 + Int64(i) * 33, into: &h.out, reusing: &pool)
+                all += h.out.rtp(to: 2) + h.out.rtp(to: 3)
+            }
+            return all
+        }
+        let fresh = try forwarded(reusing: nil)
+        #expect(fresh.count == 12)
+        let stale = [[UInt8](repeating: 0xAB, count: 2000), [UInt8](repeating: 0xCD, count: 10), held,
+                     [UInt8](repeating: 0x01, count: 1216), [], [UInt8](repeating: 0xFF, count: 600)]
+        #expect(try forwarded(reusing: stale) == fresh)
+        #expect(held == [UInt8](repeating: 0xEE, count: 1400))
+    }
+
     /// The same bytes with SSRC/PT/seq/ts patched at their RFC 3550 §5.1 offsets: an oracle
     /// independent of the core's rewriter.
     func patched(_ b: [UInt8], pt: UInt8, seq: UInt16, ts: UInt32, ssrc: UInt32) -> [UInt8] {

@@ -26,7 +26,8 @@ public enum SRTPLibrary {
 /// One direction of SRTP/SRTCP for one transport (all SSRCs): `outbound` protects what we send
 /// with our keys, `inbound` unprotects what the peer sends with theirs (RFC 3711; AEAD per RFC 7714).
 ///
-/// Policies use libsrtp's wildcard SSRC (`ssrc_any_outbound` / `ssrc_any_inbound`), a replay
+/// RTP packets go through `EVPSRTP` (OpenSSL EVP: AES-NI, SHA-NI), byte-exact with libsrtp2 and
+/// with its acceptance rules; SRTCP goes through libsrtp2. Policies use libsrtp's wildcard SSRC (`ssrc_any_outbound` / `ssrc_any_inbound`), a replay
 /// window of 1024 packets, and `allow_repeat_tx` so an outbound session can re-protect an RTP
 /// retransmission with the same sequence number (the payload must be identical).
 ///
@@ -40,7 +41,17 @@ public final class SRTPSession {
 
     public let profile: SRTPProfile
     public let direction: Direction
-    private let context: OpaquePointer  // srtp_t
+    private let context: OpaquePointer  // srtp_t (SRTCP)
+    /// Nil when RTP goes through libsrtp2 as well (`.libsrtp2`: the reference in tests and benchmarks).
+    private let rtp: EVPSRTP?
+
+    /// Which code protects RTP packets. SRTCP always goes through libsrtp2.
+    public enum RTPImplementation: String, Sendable {
+        /// OpenSSL EVP (`EVPSRTP`): the default.
+        case openSSLEVP = "openssl-evp"
+        /// libsrtp2, as for SRTCP.
+        case libsrtp2
+    }
 
     /// The most bytes ``protect(rtp:)`` adds (the authentication tag).
     public var rtpTrailerLength: Int { profile.rtpTagLength }
@@ -51,7 +62,8 @@ public final class SRTPSession {
     ///   - key: master key (16 bytes); `salt`: master salt (14 bytes CM, 12 bytes GCM).
     ///   - replayWindow: packets remembered for replay detection (libsrtp: 64...32768).
     public init(
-        profile: SRTPProfile, key: [UInt8], salt: [UInt8], direction: Direction, replayWindow: Int = 1024
+        profile: SRTPProfile, key: [UInt8], salt: [UInt8], direction: Direction, replayWindow: Int = 1024,
+        rtpImplementation: RTPImplementation = .openSSLEVP
     ) throws(SRTPError) {
         if let error = LibSRTP.initialization { throw error }
         guard key.count == profile.keyLength, salt.count == profile.saltLength else {
@@ -89,6 +101,13 @@ public final class SRTPSession {
         guard status == srtp_err_status_ok, let session else {
             let s = SRTPStatus(rawValue: status.rawValue)
             throw SRTPError(.libsrtp(s), "srtp_create(\(profile), \(direction)) failed: \(s)")
+        }
+        do {
+            rtp = rtpImplementation == .libsrtp2
+                ? nil : try EVPSRTP(profile: profile, key: key, salt: salt, outbound: direction == .outbound, replayWindow: replayWindow)
+        } catch {
+            srtp_dealloc(session)
+            throw error
         }
         self.profile = profile
         self.direction = direction
@@ -192,10 +211,13 @@ public final class SRTPSession {
         var isRTCP: Bool { self == .protectRTCP || self == .unprotectRTCP }
     }
 
+    private static let zeros = [UInt8](repeating: 0, count: 64)
+
     private func runGrowing(_ operation: Operation, _ packet: inout [UInt8], trailer: Int) throws(SRTPError) {
         let length = packet.count
         if trailer > 0 {
-            packet.append(contentsOf: repeatElement(0, count: trailer))
+            // A contiguous source is a memcpy; `repeatElement` went element by element.
+            packet.append(contentsOf: Self.zeros[0..<trailer])
         }
         let result: Result<Int, SRTPError> = packet.withUnsafeMutableBytes { buffer in
             do throws(SRTPError) {
@@ -236,17 +258,19 @@ public final class SRTPSession {
                 "\(operation): buffer has \(buffer.count - length) spare bytes, the \(profile) trailer needs \(trailer)")
         }
         var inOutLength = Int32(length)
-        let status: srtp_err_status_t
-        switch operation {
-        case .protectRTP: status = srtp_protect(context, base, &inOutLength)
-        case .unprotectRTP: status = srtp_unprotect(context, base, &inOutLength)
-        case .protectRTCP: status = srtp_protect_rtcp(context, base, &inOutLength)
-        case .unprotectRTCP: status = srtp_unprotect_rtcp(context, base, &inOutLength)
+        var rtpLength = length
+        let s: SRTPStatus
+        switch (operation, rtp) {
+        case (.protectRTP, let rtp?): s = rtp.protect(base.assumingMemoryBound(to: UInt8.self), length: &rtpLength)
+        case (.unprotectRTP, let rtp?): s = rtp.unprotect(base.assumingMemoryBound(to: UInt8.self), length: &rtpLength)
+        case (.protectRTP, nil): s = SRTPStatus(rawValue: srtp_protect(context, base, &inOutLength).rawValue)
+        case (.unprotectRTP, nil): s = SRTPStatus(rawValue: srtp_unprotect(context, base, &inOutLength).rawValue)
+        case (.protectRTCP, _): s = SRTPStatus(rawValue: srtp_protect_rtcp(context, base, &inOutLength).rawValue)
+        case (.unprotectRTCP, _): s = SRTPStatus(rawValue: srtp_unprotect_rtcp(context, base, &inOutLength).rawValue)
         }
-        guard status == srtp_err_status_ok else {
-            let s = SRTPStatus(rawValue: status.rawValue)
+        guard s == EVPSRTP.ok else {
             throw SRTPError(.libsrtp(s), "\(operation) (\(profile), \(length) bytes) failed: \(s)")
         }
-        return Int(inOutLength)
+        return operation.isRTCP || rtp == nil ? Int(inOutLength) : rtpLength
     }
 }
