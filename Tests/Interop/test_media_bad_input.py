@@ -53,8 +53,9 @@ def test_signalling_errors_name_the_problem(module_node: h.NodeProcess) -> None:
     assert requests.get(node.url + "/whip/bad", timeout=30).status_code == 405
     big = offer() + "a=x-padding:" + "y" * 70_000 + "\r\n"
     assert post(node, "/whip/bad", big).status_code == 413
-    metrics = node.metrics()
-    assert h.parse_metric(metrics, "drtc_media_sessions_total", {"event": "offer_rejected"}) >= 3
+    # The engine's counters reach /metrics with its next tick: poll, do not race it.
+    h.wait_until(lambda: h.parse_metric(node.metrics(), "drtc_media_sessions_total", {"event": "offer_rejected"}) >= 3,
+                 30, "the rejected offers counted in drtc_media_sessions_total")
 
 
 def test_hostile_udp_does_not_disturb_a_live_session(node: h.NodeProcess) -> None:

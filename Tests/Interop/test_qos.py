@@ -222,7 +222,10 @@ def test_every_node_is_tested_and_every_replica_agrees(loopback: list[h.NodeProc
     for prover in loopback:
         reports = loopback[0].get("/qos/reports", node=prover.peer_id, epoch=epoch).json()["reports"]
         assert {r["challenger"] for r in reports} == {c for c, p in pairs if p == prover.peer_id}
-        assert all(r["counted"] and r["outcome"] == "completed" and r["samples"] == INTERVALS for r in reports), reports
+        # A healthy loopback test samples (nearly) every interval; on a loaded machine the first
+        # may pass before ICE and DTLS are up (a missing interval counts as bad, Specs/qos.md).
+        summary = [(r["challenger"][-6:], r["outcome"], r["samples"], r["counted"]) for r in reports]
+        assert all(r["counted"] and r["outcome"] == "completed" and INTERVALS - 2 <= r["samples"] <= INTERVALS for r in reports), summary
         for r in reports[:2]:
             check_report(r, qos_pb2)
             checked += 1
@@ -231,7 +234,7 @@ def test_every_node_is_tested_and_every_replica_agrees(loopback: list[h.NodeProc
     # The challenger itself serves the whitepaper's scoreSnapshot with the raw samples.
     own = loopback[2].get("/qos/reports", node=loopback[3].peer_id, epoch=epoch).json()["reports"]
     mine = [r for r in own if r["challenger"] == loopback[2].peer_id]
-    assert len(mine) == 1 and len(mine[0]["scoreSnapshot"]["bitrateSnapshot"]) == INTERVALS
+    assert len(mine) == 1 and INTERVALS - 2 <= len(mine[0]["scoreSnapshot"]["bitrateSnapshot"]) <= INTERVALS
     rates = mine[0]["scoreSnapshot"]["bitrateSnapshot"]
     assert 300 < sum(rates) / len(rates) < 500, mine[0]["scoreSnapshot"]  # --qos-bitrate-kbps 400
 
