@@ -22,17 +22,23 @@ final class QoSProver: Sendable {
     init(_ rt: QoSRuntime) { self.rt = rt }
 
     /// One request on an inbound stream: verify, decide, answer.
+    ///
+    /// The answer is ended with a FIN, never a reset: a yamux RST discards what the remote has
+    /// received but not yet read, so resetting right after the answer lost it whenever the
+    /// challenger's read came after the RST (a busy machine): "stream ended before a message".
+    /// Only a failed exchange is reset.
     func handle(_ stream: Libp2pStream) async {
-        defer { stream.reset() }
         let body: [UInt8]
         do { body = try await QoSChallenger.readFrame(stream, timeout: .seconds(10)) } catch {
             rt.logger.debug("QoS test request not read", metadata: ["peer": "\(stream.remotePeer)", "error": "\(error)"])
+            stream.reset()
             return
         }
         let request: TestSignalling.Request
         do { request = try TestSignalling.verifyRequest(body) } catch {
             rt.logger.info("QoS test request rejected", metadata: ["peer": "\(stream.remotePeer)", "error": "\(error)"])
             rt.metrics.counter("drtc_qos_tests_total", [("role", "prover"), ("result", "invalid_request")]).increment()
+            stream.reset()
             return
         }
         let response: TestSignalling.Response
@@ -55,6 +61,7 @@ final class QoSProver: Sendable {
             await stream.closeWrite()
         } catch {
             rt.logger.debug("QoS test response not sent", metadata: ["error": "\(error)"])
+            stream.reset()
         }
     }
 
