@@ -12,7 +12,9 @@ public struct NodeCandidate: Hashable, Sendable {
     /// API base URL (registry `url`).
     public var url: String
     public var region: String
-    public var geo: GeoPoint?
+    public var geo: GeoPoint? { didSet { position = geo.map(SpherePosition.init) } }
+    /// `geo` on the unit sphere (for distances without trigonometry per candidate).
+    public private(set) var position: SpherePosition?
     public var version: String
     /// Declared session limit; 0 = undeclared (no limit).
     public var maxSessions: Int
@@ -32,6 +34,7 @@ public struct NodeCandidate: Hashable, Sendable {
         self.url = url
         self.region = region
         self.geo = geo
+        self.position = geo.map(SpherePosition.init)
         self.version = version
         self.maxSessions = maxSessions
         self.sessions = sessions
@@ -41,14 +44,22 @@ public struct NodeCandidate: Hashable, Sendable {
         self.healthy = healthy
     }
 
-    /// From a registry record; `qosScore` is the seam for the QoS protocol's score.
+    /// From a registry record (its position already placed on the sphere); `qosScore` is the
+    /// seam for the QoS protocol's score.
     public init(record signed: SignedRecord, qosScore: Double? = nil, healthy: Bool = true) {
         let r = signed.record
-        var uplink = 0.0
-        if r.capacity.bandwidthUpKbps > 0 { uplink = Double(r.load.bandwidthUpUsedKbps) / Double(r.capacity.bandwidthUpKbps) }
-        self.init(id: r.nodeID, url: r.url, region: r.region, geo: r.geo, version: r.version,
-                  maxSessions: Int(r.capacity.maxSessions), sessions: Int(r.load.activeSessions),
-                  cpuPermille: Int(r.load.cpuPermille), uplinkUtilization: uplink, qosScore: qosScore, healthy: healthy)
+        id = r.nodeID
+        url = r.url
+        region = r.region
+        geo = r.geo
+        position = signed.position
+        version = r.version
+        maxSessions = Int(r.capacity.maxSessions)
+        sessions = Int(r.load.activeSessions)
+        cpuPermille = Int(r.load.cpuPermille)
+        uplinkUtilization = r.capacity.bandwidthUpKbps > 0 ? Double(r.load.bandwidthUpUsedKbps) / Double(r.capacity.bandwidthUpKbps) : 0
+        self.qosScore = qosScore
+        self.healthy = healthy
     }
 }
 
@@ -74,15 +85,17 @@ public struct AllocationRequest: Hashable, Sendable {
 /// catch up, and add a ramp-up penalty so that a burst of joins spreads (Jicofo's "stress").
 /// Counted in one-second buckets over the window: constant memory per node, whatever the rate.
 public struct RecentAllocations: Sendable {
-    struct Buckets: Sendable {
-        var second: [UInt64]
-        var count: [Int]
-    }
-
     public let windowMs: UInt64
     private let slots: Int
-    private var nodes: [PeerID: Buckets] = [:]
+    /// Each node's row in `cells`.
+    private var rows: [PeerID: Int] = [:]
+    /// `slots` cells per row, one per second of the window: the second (high 40 bits) and the
+    /// allocations counted in it (low 24 bits). One flat array: a lookup touches one row, not a
+    /// node's own arrays scattered over the heap (the planner's cache misses were there).
+    private var cells: [UInt64] = []
     private var prunedAt: UInt64 = 0
+    private static let countBits: UInt64 = 24
+    private static let countMask: UInt64 = (1 << countBits) - 1
 
     public init(windowMs: UInt64 = 10_000) {
         self.windowMs = windowMs
@@ -91,30 +104,49 @@ public struct RecentAllocations: Sendable {
 
     /// Allocations to `id` within the window (to the second).
     public func count(_ id: PeerID, nowMs: UInt64) -> Int {
-        guard let b = nodes[id] else { return 0 }
+        guard let row = rows[id] else { return 0 }
         let now = nowMs / 1000
         var n = 0
-        for i in 0..<slots where b.second[i] + UInt64(slots) > now { n += b.count[i] }
+        cells.withUnsafeBufferPointer { cells in
+            for cell in cells[row * slots ..< (row + 1) * slots] where (cell >> Self.countBits) + UInt64(slots) > now {
+                n += Int(cell & Self.countMask)
+            }
+        }
         return n
     }
 
     public mutating func record(_ id: PeerID, nowMs: UInt64) {
         let second = nowMs / 1000
-        let slot = Int(second % UInt64(slots))
-        if nodes[id] == nil {
-            nodes[id] = Buckets(second: Array(repeating: 0, count: slots), count: Array(repeating: 0, count: slots))
+        let row: Int
+        if let r = rows[id] {
+            row = r
+        } else {
+            row = rows.count
+            rows[id] = row
+            cells.append(contentsOf: repeatElement(0, count: slots))
         }
-        // In place: no copy of the node's buckets.
-        if nodes[id]!.second[slot] != second {
-            nodes[id]!.second[slot] = second
-            nodes[id]!.count[slot] = 0
-        }
-        nodes[id]!.count[slot] += 1
+        let i = row * slots + Int(second % UInt64(slots))
+        let stamp = second << Self.countBits
+        if cells[i] & ~Self.countMask != stamp { cells[i] = stamp }
+        if cells[i] & Self.countMask < Self.countMask { cells[i] += 1 }
         // Nodes with nothing recent leave once per window: memory follows the allocation rate.
-        if nodes.count > 1024, nowMs >= prunedAt + windowMs {
+        if rows.count > 1024, nowMs >= prunedAt + windowMs {
             prunedAt = nowMs
-            nodes = nodes.filter { $0.value.second.contains { $0 + UInt64(slots) > second } }
+            prune(second: second)
         }
+    }
+
+    private mutating func prune(second: UInt64) {
+        var kept: [PeerID: Int] = [:]
+        var keptCells: [UInt64] = []
+        for (id, row) in rows {
+            let r = cells[row * slots ..< (row + 1) * slots]
+            guard r.contains(where: { ($0 >> Self.countBits) + UInt64(slots) > second }) else { continue }
+            kept[id] = kept.count
+            keptCells.append(contentsOf: r)
+        }
+        rows = kept
+        cells = keptCells
     }
 }
 
@@ -150,7 +182,7 @@ public struct PlannerPolicy: Hashable, Sendable {
     }
 
     /// Same major version, and same minor while the major is 0 (semantic versioning).
-    public func compatible(_ other: String) -> Bool { other.hasPrefix(compatiblePrefix) }
+    public func compatible(_ other: String) -> Bool { other.utf8.starts(with: compatiblePrefix.utf8) }
 }
 
 /// The planner's answer.
@@ -211,13 +243,14 @@ public enum Planner {
                 ? "all \(candidates.count) candidate nodes are full, unhealthy or run an incompatible version"
                 : "no live media node is known")
         }
+        let from = request.position.map(SpherePosition.init)
         var scored: [(index: Int, cost: Double)] = pool.map { i in
             let c = candidates[i]
             let load = loadCost(c, pending: pending[i], policy: policy)
             let qos = qosCost(c, anyScored: anyScored, policy: policy)
             // Regional spreads by load: four times the load weight, distance only breaks ties.
-            let cost = strategy == .regional ? 4 * load + distanceMs(c, request.position) / 10 + qos
-                                             : distanceMs(c, request.position) + load + qos
+            let distance = distanceMs(c, from: from)
+            let cost = strategy == .regional ? 4 * load + distance / 10 + qos : distance + load + qos
             return (i, cost)
         }
         scored.sort { a, b in a.cost != b.cost ? a.cost < b.cost : candidates[a.index].id < candidates[b.index].id }
@@ -291,7 +324,10 @@ public enum Planner {
     }
 
     /// Round-trip milliseconds over fibre for the great-circle distance: 100 km ≈ 1 ms.
-    static func distanceMs(_ c: NodeCandidate, _ p: GeoPoint?) -> Double { km(c.geo, p) / 100 }
+    static func distanceMs(_ c: NodeCandidate, from p: SpherePosition?) -> Double {
+        guard let p, let q = c.position else { return 0 }
+        return q.km(to: p) / 100
+    }
 
     static func km(_ a: GeoPoint?, _ b: GeoPoint?) -> Double {
         guard let a, let b else { return 0 }

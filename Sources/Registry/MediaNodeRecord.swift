@@ -285,12 +285,15 @@ public final class SignedRecord: Sendable, Hashable {
     /// The item this record is in set reconciliation (Specs/registry-sync.md): the first 16
     /// bytes of SHA-256 over the encoded `SignedMediaNodeRecord`.
     public let syncID: SyncID
+    /// `record.geo` on the unit sphere, placed once: distance queries need no trigonometry.
+    public let position: SpherePosition?
 
     init(record: MediaNodeRecord, body: [UInt8], signature: [UInt8]) {
         self.record = record
         self.body = body
         self.signature = signature
         self.syncID = SyncID(digestOf: Self.encode(body: body, signature: signature))
+        self.position = record.geo.map(SpherePosition.init)
     }
 
     public var nodeID: PeerID { record.nodeID }

@@ -62,15 +62,19 @@ func kmToChord(_ km: Double) -> Double { 2 * sin(min(.pi / 2, km / (2 * earthRad
 /// poles or the antimeridian. Changed records are answered from the pending set, and the tree
 /// is rebuilt once that set grows past a fraction of the table.
 struct SpatialIndex: Sendable {
+    /// A record in the tree. `liveUntilMs` copies what the liveness check needs (0 for a record
+    /// that is not active, or that changed since the build and is answered from `pending`), so
+    /// the search decides on points alone: a record object is touched only for the few that
+    /// pass (cache misses on scattered records were half a query's time).
     struct Point: Sendable {
         var position: UnitVector
+        var liveUntilMs: UInt64
         var record: SignedRecord
-        var slot: Int
     }
 
     private var tree: [Point] = []
-    private var slotOf: [PeerID: Int] = [:]
-    private var staleSlot: [Bool] = []
+    /// Where each record sits in `tree` after the build.
+    private var indexOf: [PeerID: Int] = [:]
     private(set) var pending: Set<PeerID> = []
 
     init(records: RegistryTable.Records) {
@@ -78,18 +82,17 @@ struct SpatialIndex: Sendable {
         points.reserveCapacity(records.underestimatedCount)
         for record in records {
             guard let geo = record.record.geo else { continue }
-            points.append(Point(position: UnitVector(geo), record: record, slot: points.count))
+            points.append(Point(position: UnitVector(geo), liveUntilMs: record.record.status == .active ? record.expiresAtMs : 0, record: record))
         }
-        for p in points { slotOf[p.record.nodeID] = p.slot }
-        staleSlot = Array(repeating: false, count: points.count)
+        Self.build(&points, 0, points.count, 0)
+        for (i, p) in points.enumerated() { indexOf[p.record.nodeID] = i }
         tree = points
-        Self.build(&tree, 0, tree.count, 0)
     }
 
     var needsRebuild: Bool { pending.count > 64 + tree.count / 32 }
 
     mutating func markChanged(_ id: PeerID) {
-        if let slot = slotOf[id] { staleSlot[slot] = true }
+        if let i = indexOf[id] { tree[i].liveUntilMs = 0 }
         pending.insert(id)
     }
 
@@ -121,30 +124,29 @@ struct SpatialIndex: Sendable {
         }
     }
 
-    /// The `k` nearest records passing `accept`, as (chord, record), nearest first.
+    /// The `k` nearest records live at `nowMs` and passing `accept` (nil: all), as (chord,
+    /// record), nearest first.
     ///
     /// Iterative, with an explicit stack: a recursive local function capturing `best` made Swift
-    /// box it and check exclusive access dynamically on every visit (a third of the query's
-    /// instructions under callgrind). Each stack entry carries the squared distance from `q` to
-    /// its half-space, so a branch is skipped when it cannot beat the k-th best found so far.
-    func nearest(_ q: UnitVector, k: Int, pendingRecords: [SignedRecord], accept: (SignedRecord) -> Bool) -> [(Double, SignedRecord)] {
+    /// box it and check exclusive access dynamically on every visit. Each stack entry carries the
+    /// squared distance from `q` to its half-space, so a branch is skipped when it cannot beat
+    /// the k-th best found so far. `best` holds tree indices: records are read (and retained)
+    /// only for the k found, and for `accept` when there is one.
+    func nearest(_ q: UnitVector, k: Int, nowMs: UInt64, pendingRecords: [SignedRecord], accept: ((SignedRecord) -> Bool)?) -> [(Double, SignedRecord)] {
         guard k > 0 else { return [] }
-        var best: [(Double, SignedRecord)] = []  // sorted ascending, at most k
+        var best: [(d2: Double, index: Int)] = []  // sorted ascending, at most k
         best.reserveCapacity(k + 1)
         var stack: [(lo: Int, hi: Int, depth: Int, bound: Double)] = [(0, tree.count, 0, 0)]
         stack.reserveCapacity(64)
-        // Through a buffer pointer: reading a point's position costs no retain of its record.
         tree.withUnsafeBufferPointer { tree in
             while let (lo, hi, depth, bound) = stack.popLast() {
                 guard lo < hi else { continue }
-                if best.count == k, bound >= best[k - 1].0 { continue }
+                if best.count == k, bound >= best[k - 1].d2 { continue }
                 let mid = (lo + hi) / 2
                 let position = tree[mid].position
-                // The distance first: most visited points are farther than the k-th best, and
-                // for them neither `accept` nor a retain of the record is paid.
                 let d2 = position.distance2(to: q)
-                if best.count < k || d2 < best[best.count - 1].0, !staleSlot[tree[mid].slot], accept(tree[mid].record) {
-                    Self.offer(d2, tree[mid].record, into: &best, k: k)
+                if best.count < k || d2 < best[best.count - 1].d2, nowMs < tree[mid].liveUntilMs, accept?(tree[mid].record) ?? true {
+                    Self.offer(d2, mid, into: &best, k: k)
                 }
                 let axis = depth % 3
                 let diff = q[axis] - position[axis]
@@ -154,24 +156,31 @@ struct SpatialIndex: Sendable {
                 stack.append((near.0, near.1, depth + 1, bound))
             }
         }
-        for r in pendingRecords where accept(r) {
-            if let geo = r.record.geo { Self.offer(UnitVector(geo).distance2(to: q), r, into: &best, k: k) }
+        var out = best.map { ($0.d2, tree[$0.index].record) }
+        for r in pendingRecords where r.isLive(nowMs: nowMs) && (accept?(r) ?? true) {
+            guard let geo = r.record.geo else { continue }
+            let d2 = UnitVector(geo).distance2(to: q)
+            if out.count == k, let last = out.last, d2 >= last.0 { continue }
+            var i = out.count
+            while i > 0, out[i - 1].0 > d2 { i -= 1 }
+            out.insert((d2, r), at: i)
+            if out.count > k { out.removeLast() }
         }
-        return best.map { ($0.0.squareRoot(), $0.1) }
+        return out.map { ($0.0.squareRoot(), $0.1) }
     }
 
-    /// Inserts (d2, r) into `best` (ascending, at most `k`) if it is among the k nearest; an
+    /// Inserts (d2, i) into `best` (ascending, at most `k`) if it is among the k nearest; an
     /// equal distance goes after those already there.
-    private static func offer(_ d2: Double, _ r: SignedRecord, into best: inout [(Double, SignedRecord)], k: Int) {
-        if best.count == k, let last = best.last, d2 >= last.0 { return }
+    private static func offer(_ d2: Double, _ index: Int, into best: inout [(d2: Double, index: Int)], k: Int) {
+        if best.count == k, let last = best.last, d2 >= last.d2 { return }
         var i = best.count
-        while i > 0, best[i - 1].0 > d2 { i -= 1 }
-        best.insert((d2, r), at: i)
+        while i > 0, best[i - 1].d2 > d2 { i -= 1 }
+        best.insert((d2, index), at: i)
         if best.count > k { best.removeLast() }
     }
 
-    /// Every record within `chord` of `q` passing `accept`.
-    func within(_ q: UnitVector, chord: Double, pendingRecords: [SignedRecord], accept: (SignedRecord) -> Bool) -> [(Double, SignedRecord)] {
+    /// Every record within `chord` of `q`, live at `nowMs` and passing `accept`.
+    func within(_ q: UnitVector, chord: Double, nowMs: UInt64, pendingRecords: [SignedRecord], accept: ((SignedRecord) -> Bool)?) -> [(Double, SignedRecord)] {
         let limit2 = chord * chord
         var out: [(Double, SignedRecord)] = []
         func search(_ lo: Int, _ hi: Int, _ depth: Int) {
@@ -179,14 +188,14 @@ struct SpatialIndex: Sendable {
             let mid = (lo + hi) / 2
             let p = tree[mid]
             let d2 = p.position.distance2(to: q)
-            if d2 <= limit2, !staleSlot[p.slot], accept(p.record) { out.append((d2.squareRoot(), p.record)) }
+            if d2 <= limit2, nowMs < p.liveUntilMs, accept?(p.record) ?? true { out.append((d2.squareRoot(), p.record)) }
             let axis = depth % 3
             let diff = q[axis] - p.position[axis]
             if diff < 0 || diff * diff <= limit2 { search(lo, mid, depth + 1) }
             if diff >= 0 || diff * diff <= limit2 { search(mid + 1, hi, depth + 1) }
         }
         search(0, tree.count, 0)
-        for r in pendingRecords where accept(r) {
+        for r in pendingRecords where r.isLive(nowMs: nowMs) && (accept?(r) ?? true) {
             if let geo = r.record.geo {
                 let d2 = UnitVector(geo).distance2(to: q)
                 if d2 <= limit2 { out.append((d2.squareRoot(), r)) }
@@ -214,6 +223,16 @@ public struct RegistryQueryEngine: Sendable {
 
     private static func matches(_ r: SignedRecord, _ q: NodeQuery, nowMs: UInt64, quality: ((PeerID) -> Double?)?) -> Bool {
         guard r.isLive(nowMs: nowMs) else { return false }
+        return passesFilters(r, q, quality: quality)
+    }
+
+    /// The query's filters besides liveness (region, minimum score); nil when it has none.
+    private static func filter(_ q: NodeQuery, quality: ((PeerID) -> Double?)?) -> ((SignedRecord) -> Bool)? {
+        guard q.region != nil || (q.minScore ?? 0) > 0 else { return nil }
+        return { passesFilters($0, q, quality: quality) }
+    }
+
+    private static func passesFilters(_ r: SignedRecord, _ q: NodeQuery, quality: ((PeerID) -> Double?)?) -> Bool {
         if let region = q.region, r.record.region != region { return false }
         if let minScore = q.minScore, minScore > 0 {
             guard let score = quality?(r.nodeID), score >= minScore else { return false }
@@ -267,14 +286,14 @@ public struct RegistryQueryEngine: Sendable {
         }
         let index = spatial!
         let pendingRecords = index.pending.compactMap { table[$0] }
-        let accept = { (r: SignedRecord) in Self.matches(r, q, nowMs: nowMs, quality: quality) }
+        let accept = Self.filter(q, quality: quality)
         let center = UnitVector(near)
-        let nearest = index.nearest(center, k: limit, pendingRecords: pendingRecords, accept: accept)
+        let nearest = index.nearest(center, k: limit, nowMs: nowMs, pendingRecords: pendingRecords, accept: accept)
         var candidates = nearest
         if nearest.count == limit, let last = nearest.last {
             // Everything in the k-th node's band competes on headroom.
             let bandEnd = (chordToKm(last.0) / distanceBandKm).rounded(.down) * distanceBandKm + distanceBandKm
-            candidates = index.within(center, chord: kmToChord(bandEnd), pendingRecords: pendingRecords, accept: accept)
+            candidates = index.within(center, chord: kmToChord(bandEnd), nowMs: nowMs, pendingRecords: pendingRecords, accept: accept)
         }
         let ranked = candidates.map { (chord, r) -> (band: Double, quality: Int, headroom: Double, km: Double, r: SignedRecord) in
             let km = chordToKm(chord)
@@ -298,8 +317,8 @@ public struct RegistryQueryEngine: Sendable {
         }
         let index = spatial!
         let q = NodeQuery(region: region, near: near, limit: k)
-        return index.nearest(UnitVector(near), k: k, pendingRecords: index.pending.compactMap { table[$0] },
-                             accept: { Self.matches($0, q, nowMs: nowMs, quality: nil) }).map(\.1)
+        return index.nearest(UnitVector(near), k: k, nowMs: nowMs, pendingRecords: index.pending.compactMap { table[$0] },
+                             accept: Self.filter(q, quality: nil)).map(\.1)
     }
 
     /// `/listMediaNodes`: live records in nodeId (text) order, after `cursor` (exclusive).

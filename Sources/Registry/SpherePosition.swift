@@ -17,6 +17,10 @@ public struct SpherePosition: Hashable, Sendable {
         return dx * dx + dy * dy + dz * dz
     }
 
+    /// The great-circle distance in km: `greatCircleKm` of the two points, without the
+    /// trigonometry of placing them on the sphere.
+    public func km(to o: SpherePosition) -> Double { chordToKm(chordSquared(to: o).squareRoot()) }
+
     /// The chord of a great-circle distance of `km` (at most the diameter, 2).
     public static func chord(km: Double) -> Double { kmToChord(km) }
 }
