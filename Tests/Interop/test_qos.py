@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import statistics
 import random
 import socket
 import subprocess
@@ -206,11 +205,10 @@ def test_every_node_is_tested_and_every_replica_agrees(loopback: list[h.NodeProc
         q = scores[i]
         assert q["measured"] and q["locationPlausible"], q
         assert q["reports"] >= 3, q
-        assert 0 < q["score"] <= 1, q
-    # Loopback media is clean: the typical node's loss score is high. (One node's tests can
-    # start late on a loaded machine — intervals before its stream flows count as bad — so
-    # the median is asserted, not every node; fresh-clone runs saw one node at 0.5.)
-    assert statistics.median(scores[i]["fractionalLossScore"] for i in ids) > 0.8, scores
+        # Loopback media is clean. A node's F is the median of its four challengers' reports, so
+        # one failed test (allowed below) leaves it at 1; fresh-clone runs once saw F = 0.5 from
+        # two answers lost to a stream reset (fixed: the prover ends its answer with a FIN).
+        assert 0 < q["score"] <= 1 and q["fractionalLossScore"] > 0.8, q
 
     # The assignment anyone can recompute: with five nodes every active node challenges every
     # other, and every assigned pair reported and counted.
@@ -346,9 +344,8 @@ def test_a_lossy_prover_scores_clearly_below_the_healthy_ones(lossy_cluster: tup
     # 10 % loss is twice the whitepaper's 5 % threshold: nearly every interval is bad.
     assert bad["fractionalLossScore"] < 0.3, LAST
     assert bad["score"] < 0.3, LAST
-    assert statistics.median(q["fractionalLossScore"] for q in healthy) > 0.8, LAST
-    assert statistics.median(q["score"] for q in healthy) > bad["score"] + 0.4, LAST
-    assert min(q["score"] for q in healthy) > bad["score"], LAST
+    assert min(q["fractionalLossScore"] for q in healthy) > 0.8, LAST
+    assert min(q["score"] for q in healthy) > bad["score"] + 0.4, LAST
     # Its reports say what was lost: the measured loss is around 10 % (a challenger holds the
     # samples of its own reports).
     reports = nodes[0].get("/qos/reports", node=lossy.peer_id).json()["reports"]
