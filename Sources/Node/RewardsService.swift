@@ -37,8 +37,6 @@ final class RewardsService: Service, Sendable {
         var samples: UInt64 = 0
         /// Computed ledgers by epoch, with the evidence they were computed from.
         var cache: [UInt64: (key: String, ledger: RewardLedger)] = [:]
-        /// The newest epoch whose ledger was announced final (log line, gauges).
-        var lastFinal: UInt64?
     }
 
     let epochs: RewardEpochs
@@ -50,6 +48,8 @@ final class RewardsService: Service, Sendable {
     /// Epochs a ledger can be computed for: the QoS set's GC horizon.
     let retainedEpochs: UInt64
     private let state: Mutex<State>
+    /// The newest epoch whose ledger was announced final (log line, gauges).
+    private let announced = Mutex<UInt64?>(nil)
     private let registry: RegistryService
     private let metrics: DrtcMetrics
     private let logger: Logger
@@ -95,21 +95,38 @@ final class RewardsService: Service, Sendable {
             }
         }
         let current = epochs.epoch(atMs: now)
-        let newestFinal: UInt64? = current > 0 && now >= epochs.endMs(current - 1) + finalAfterMs ? current - 1 : (current > 1 ? current - 2 : nil)
-        let announce = state.withLock { s -> Bool in
+        state.withLock { s in
             for closed in s.observer.observe(sightings, atMs: now) { s.demand[closed.epoch] = closed.demand }
             s.demand = s.demand.filter { $0.key + Self.demandEpochs > current }
             s.samples &+= 1
-            guard let newestFinal, s.lastFinal != newestFinal else { return false }
-            s.lastFinal = newestFinal
-            return true
         }
-        guard announce, let e = newestFinal else { return }
-        let ledger = ledger(epoch: e, nowMs: now)
-        guard !ledger.rows.isEmpty else { return }
-        logger.info("rewards: epoch final", metadata: [
-            "epoch": "\(ledger.epoch)", "nodes": "\(ledger.rows.count)", "digest": "\(ledger.digest)"])
-        exportGauges(ledger)
+        announceNewestFinal(nowMs: now)
+    }
+
+    /// The newest epoch whose ledger is final at `now`.
+    func newestFinal(nowMs now: UInt64) -> UInt64? {
+        let current = epochs.epoch(atMs: now)
+        if current > 0, now >= epochs.endMs(current - 1) + finalAfterMs { return current - 1 }
+        return current > 1 ? current - 2 : nil
+    }
+
+    /// Once per epoch, when its ledger becomes final: the log line and this node's gauges.
+    /// Called by every sample and before every `/rewards` answer, so the gauges never lag
+    /// behind a ledger the API calls final.
+    private func announceNewestFinal(nowMs now: UInt64) {
+        guard let e = newestFinal(nowMs: now) else { return }
+        // Under its own lock, held while the ledger is computed: a concurrent caller waits
+        // until the gauges are set (the state lock is never held while taking this one).
+        announced.withLock { last in
+            guard last.map({ $0 < e }) ?? true else { return }
+            last = e
+            let ledger = ledger(epoch: e, nowMs: now)
+            if !ledger.rows.isEmpty {
+                logger.info("rewards: epoch final", metadata: [
+                    "epoch": "\(ledger.epoch)", "nodes": "\(ledger.rows.count)", "digest": "\(ledger.digest)"])
+            }
+            exportGauges(ledger)
+        }
     }
 
     /// The ledger of epoch `e` from the evidence held now: recomputed when the QoS set changed
@@ -163,6 +180,7 @@ final class RewardsService: Service, Sendable {
         if wanted > current { throw .future(current: current) }
         let oldest = current >= retainedEpochs - 1 ? current - (retainedEpochs - 1) : 0
         if wanted < oldest { throw .unknown(oldest: oldest, current: current) }
+        announceNewestFinal(nowMs: now)
         let final = now >= epochs.endMs(wanted) + finalAfterMs
         return RewardsReport(ledger: ledger(epoch: wanted, nowMs: now), epochs: epochs, final: final, sources: Self.sources)
     }
