@@ -46,19 +46,26 @@ public enum SimRewards {
         ("Berlin", 52.52, 13.40, 4), ("Nairobi", -1.29, 36.82, 5), ("Toronto", 43.65, -79.38, 6),
     ]
 
-    /// Each session is served by one of this many nodes nearest its city (an orchestrator
-    /// allocates near the participants and spreads load).
+    /// Each session is served by one of the nodes nearest its city (an orchestrator allocates
+    /// near the participants and spreads load): at least this many, and one per
+    /// `sessionsPerServingNode` sessions the city expects, so a big city spreads over more.
     public static let servingChoices = 8
+    public static let sessionsPerServingNode = 10.0
 
     /// The epoch's inputs: `sessions` synthetic sessions, each in a city drawn by weight, with
     /// 1–4 publishers (40/35/15/10 %), up to 50 viewers for one publisher or 10 for more, and
-    /// 5–60 minutes; served by one of the `servingChoices` peers nearest the city, which
+    /// 5–60 minutes; served by one of the peers nearest the city (`servingChoices` or one per
+    /// `sessionsPerServingNode` sessions the city expects, whichever is more), which
     /// supplies b = b_av·n_p·((n_p − 1) + n_c)·m and places n_p + n_c participants at its
     /// position (ρ_I, as a countersigned receipt does). History s = b × (1 + prior epochs).
     public static func inputs(epoch: UInt64, peers: [Peer], sessions: Int, seed: UInt64, parameters: RewardParameters) -> RewardInputs {
         var rng = SplitMix64(seed: seed ^ 0x5245_5741_5244_5321)
-        let nearest = cities.map { city in Self.nearest(servingChoices, to: GeoPoint(latitude: city.latitude, longitude: city.longitude), among: peers) }
         let totalWeight = cities.reduce(0) { $0 + $1.weight }
+        let nearest = cities.map { city in
+            let expected = Double(max(0, sessions)) * city.weight / totalWeight
+            let k = min(peers.count, max(servingChoices, Int(expected / sessionsPerServingNode)))
+            return Self.nearest(k, to: GeoPoint(latitude: city.latitude, longitude: city.longitude), among: peers)
+        }
         var supplied = [Double](repeating: 0, count: peers.count)
         var count = [Int](repeating: 0, count: peers.count)
         var participants = [Double](repeating: 0, count: peers.count)
@@ -97,7 +104,13 @@ public enum SimRewards {
         for (i, p) in peers.enumerated() {
             let d = SpherePosition(p.position).chordSquared(to: q)
             if best.count == k, let last = best.last, (d, i) >= (last.d, last.i) { continue }
-            let at = best.firstIndex { (d, i) < ($0.d, $0.i) } ?? best.count
+            // Binary search for the insertion point (k reaches a few hundred at 10,000 peers).
+            var lo = 0, hi = best.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if (best[mid].d, best[mid].i) < (d, i) { lo = mid + 1 } else { hi = mid }
+            }
+            let at = lo
             best.insert((d, i), at: at)
             if best.count > k { best.removeLast() }
         }
