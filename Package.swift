@@ -55,7 +55,7 @@ let package = Package(
         // by the production shell (Node) and the simulator.
         .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub", "QoS"]),
         // The simulator: virtual clock, simulated links, scenarios, reports (Specs/simulation.md).
-        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip", "QoS"]),
+        .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip", "QoS", "Rewards"]),
 
         // STUN, ICE-lite, DTLS (OpenSSL memory BIOs), SRTP (libsrtp2), SDP, RTP/RTCP: value types
         // and state machines; OpenSSL and libsrtp2 only ever see memory buffers.
@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "Orchestrator", dependencies: ["Identity", "Registry"]),
         // Rewards (whitepaper 2.3, Specs/rewards.md): scores, unit and session reward, the
         // per-epoch ledger; plain-value inputs filled by the node from checkable evidence.
-        .target(name: "Rewards", dependencies: ["Identity", "Registry"]),
+        .target(name: "Rewards", dependencies: ["Identity", "Registry", "QoS"]),
         // QoS tests (Specs/qos.md): epochs, verifiable assignment (ECVRF tickets), the
         // challenger's measurement and the whitepaper's scores, the test stream, signed
         // reports, the replicated report set and its aggregation. Pure.
@@ -188,8 +188,8 @@ let package = Package(
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Registry", "Identity"]),
         .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity", "QoS"]),
-        .testTarget(name: "QoSTests", dependencies: ["QoS", "Identity", "Registry", "RTC", "SFU", "RegistryGossip", "Gossipsub"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity", "QoS", "Rewards"]),
+        .testTarget(name: "QoSTests", dependencies: ["QoS", "Identity", "Registry", "RTC", "SFU", "RegistryGossip", "Gossipsub", "Rewards"]),
         .testTarget(
             name: "NodeTests",
             dependencies: [

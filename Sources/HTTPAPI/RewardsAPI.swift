@@ -47,7 +47,7 @@ public struct RewardSources: Codable, Hashable, Sendable {
 public enum RewardsLookupError: Error, Sendable {
     /// The epoch has not started yet (a 404 as well: no such ledger exists anywhere).
     case future(current: UInt64)
-    /// This node holds no ledger for the epoch (before it started, or beyond its retention).
+    /// This node computes no ledger for the epoch (older than the QoS set's GC horizon).
     case unknown(oldest: UInt64?, current: UInt64)
 }
 
@@ -91,7 +91,7 @@ public enum RewardsAPI {
             throw APIError(.notFound, code: "unknown_epoch", "epoch \(epoch ?? 0) has not started; the current epoch is \(current)", parameter: "epoch")
         } catch .unknown(let oldest, let current) {
             let held = oldest.map { "epochs \($0)…\(current)" } ?? "only the current epoch \(current)"
-            throw APIError(.notFound, code: "unknown_epoch", "this node holds no ledger for epoch \(epoch ?? 0); it holds \(held) (ledgers are kept for a limited number of epochs, and only since the node started)", parameter: "epoch")
+            throw APIError(.notFound, code: "unknown_epoch", "this node holds no ledger for epoch \(epoch ?? 0); it holds \(held) (ledgers are recomputed from the QoS set, which keeps a limited number of epochs)", parameter: "epoch")
         }
     }
 }

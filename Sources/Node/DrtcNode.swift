@@ -90,9 +90,9 @@ public final class DrtcNode: Sendable {
         let qos = try QoSService(directory: config.dataDir + "/qos", schedule: config.qosSchedule, metrics: metrics, logger: logger, clock: meshClock.now)
         self.qos = qos
         QoSWiring.attach(qos, to: gossip, metrics: metrics, logger: logger)
-        rewards = RewardsService(epochSeconds: config.qosSchedule.epochSeconds, parameters: config.rewardParameters,
+        rewards = RewardsService(schedule: config.qosSchedule, horizonEpochs: qos.parameters.horizonEpochs, parameters: config.rewardParameters,
                                  registry: registry, metrics: metrics, logger: logger, me: identity.peerID,
-                                 quality: { qos.aggregate().measuredScores() })
+                                 qos: { (qos.digest(), qos.aggregate()) })
     }
 
     /// The refresh interval and TTL this node promises now (Specs/gossip.md "Liveness").

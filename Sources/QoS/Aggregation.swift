@@ -50,6 +50,10 @@ public struct EpochResult: Sendable {
     /// True when no node had a measurement in the lookback: every challenger is eligible.
     public var genesis: Bool
     public var measurements: [NodeKey: EpochMeasurement]
+    /// Every prover with at least one counted report: the weighted median over its counted
+    /// reports of `samples / intervals`, the share of the test during which its challengers
+    /// received its media (the rewards' availability, Specs/rewards.md).
+    public var answered: [NodeKey: Double] = [:]
 }
 
 public struct ReportRef: Hashable, Sendable {
@@ -215,6 +219,12 @@ public struct QoSAggregate: Sendable {
                 }
             }
         }
+        var answered: [NodeKey: Double] = [:]
+        for (prover, reports) in counted {
+            answered[prover] = Self.weightedMedian(reports.map {
+                ($0.counts.intervals > 0 ? Double($0.counts.samples) / Double($0.counts.intervals) : 0, $0.weight, $0.challenger)
+            })
+        }
         var measurements: [NodeKey: EpochMeasurement] = [:]
         for (prover, reports) in counted.sorted(by: { $0.key < $1.key }) where reports.count >= p.minReports {
             func median(_ f: (ScoreCounts) -> Double) -> Double {
@@ -229,7 +239,8 @@ public struct QoSAggregate: Sendable {
                 challengerHistory[r.challenger, default: []].append((e, abs(r.counts.score - m.score) > p.outlierDistance))
             }
         }
-        epochs[e] = EpochResult(plan: plan, tickets: epochTickets, active: active, weights: weights, genesis: genesis, measurements: measurements)
+        epochs[e] = EpochResult(plan: plan, tickets: epochTickets, active: active, weights: weights, genesis: genesis,
+                                measurements: measurements, answered: answered)
     }
 
     private mutating func noteMeasured(_ key: NodeKey, epoch: UInt64, _ m: EpochMeasurement, implausible: Int, of total: Int) {
@@ -313,5 +324,68 @@ extension QoSAggregate {
     public func isDefinitelyUnassigned(challenger: NodeKey, prover: NodeKey, epoch e: UInt64) -> Bool {
         guard let r = epochs[e], let beta = r.tickets[prover] else { return false }
         return !Sortition.selected(Sortition.pairDraw(proverBeta: beta, challenger: challenger), probability: min(1, 2 * r.plan.tau))
+    }
+}
+
+/// A node's availability evidence up to an epoch (Specs/rewards.md "Availability: QoS tests
+/// answered"): what the network expected of it and what it answered, in epochs.
+public struct TestAvailability: Hashable, Sendable {
+    /// u: over the epochs with counted reports on the node, the share of each test answered
+    /// (`EpochResult.answered`).
+    public var answered: Double
+    /// l: over the epochs from the node's first ticket in the set, its activity probability
+    /// p(n, e) — the chance the network tested it then (Specs/qos.md "Activity").
+    public var expected: Double
+    public var firstTicketEpoch: UInt64
+
+    /// A = min(1, u/l); 0 without expected tests.
+    public var value: Double { expected > 0 && answered > 0 ? min(1, answered / expected) : 0 }
+}
+
+extension QoSAggregate {
+    /// Every node with a ticket in the set for an epoch ≤ `e`: its availability evidence over
+    /// the epochs from its first ticket to `e` inclusive. Absence accrues: an epoch in which
+    /// the node revealed nothing (down, or not drawn active) still adds its p(n, e) to l. A
+    /// pure function of the aggregate, summed in epoch order, so equal sets give bit-equal
+    /// values.
+    public func testAvailability(upTo e: UInt64) -> [NodeKey: TestAvailability] {
+        guard let lo = ticketEpochs.values.compactMap(\.first).min(), lo <= e else { return [:] }
+        // Each epoch's plan (network size, base activity) and result, once.
+        var plans: [EpochPlan] = []
+        var results: [EpochResult?] = []
+        for x in lo...e {
+            let r = epochs[x]
+            results.append(r)
+            plans.append(r?.plan ?? plan(for: x, ticketsForEpoch: 0))
+        }
+        var out: [NodeKey: TestAvailability] = [:]
+        for (key, tickets) in ticketEpochs {
+            guard let first = tickets.first, first <= e else { continue }
+            let measured = measuredEpochs[key] ?? []
+            var next = 0
+            var lastMeasured: UInt64?
+            var a = TestAvailability(answered: 0, expected: 0, firstTicketEpoch: first)
+            for x in first...e {
+                // Stale as `isStale` says: not measured in an epoch ≤ x − 2 within the gap.
+                while next < measured.count, measured[next] + 2 <= x {
+                    lastMeasured = measured[next]
+                    next += 1
+                }
+                let i = Int(x - lo)
+                let plan = plans[i]
+                let stale = lastMeasured.map { x - $0 > plan.biasGapEpochs } ?? true
+                a.expected += min(1, plan.activeProbability * (stale ? 2 : 1))
+                if let share = results[i]?.answered[key] { a.answered += share }
+            }
+            out[key] = a
+        }
+        return out
+    }
+
+    /// The nodes that showed life in epoch `e` in the set: a ticket for `e`, or a bundle of
+    /// `e` (sorted).
+    public func nodesSeen(epoch e: UInt64) -> [NodeKey] {
+        guard let r = epochs[e] else { return [] }
+        return Set(r.tickets.keys).union(r.weights.keys).sorted()
     }
 }

@@ -2,10 +2,11 @@ import Identity
 import Registry
 
 /// PLACEHOLDER evidence (Specs/rewards.md "Inputs"): what one node saw of the others'
-/// liveness in its own registry, sampled over time. Until the QoS set is merged this feeds the
-/// availability score (u, l), the positions and the demand (the active sessions records
-/// declare). It is this node's view, not the network's: other peers see slightly different
-/// samples, and it starts empty at every start of the node. The QoS set replaces it.
+/// liveness in its own registry, sampled over time. `RewardsService` uses it for the demand
+/// only (the active sessions records declare), until countersigned session receipts replace
+/// it; availability, positions and the node set come from the QoS set. It is this node's view,
+/// not the network's: other peers see slightly different samples, and it starts empty at
+/// every start of the node.
 ///
 /// Pure: the caller passes each sample and its time. Between two samples `Δ` apart, a node
 /// seen before the interval is observed for `Δ` (its lifetime `l` grows) and up for `Δ` when

@@ -36,6 +36,7 @@ extension Simulator {
         r.minPeers = config.minPeers
         r.maxPeers = config.maxPeers
         r.events = eventsProcessed
+        r.rewards = rewardsSection()
 
         // Convergence and delivery over (update, peer) pairs whose peer lived to the end.
         let judgedUntil = endAt > graceMs * 1000 ? endAt - graceMs * 1000 : 0

@@ -53,6 +53,41 @@ public struct SimReport: Sendable {
         public var colluderMeanScore = 0.0, colluderInflatedShare = 0.0, degradedDetectedShare = 0.0
         public var bundleChecks = 0, bundleVerifications = 0
     }
+    /// The rewards of the run's last epoch (Specs/simulation.md "Rewards").
+    public var rewards: RewardsSection?
+
+    public struct RewardsSection: Sendable {
+        public struct QualityBin: Sendable {
+            public var lo = 0.0, hi = 0.0
+            public var nodes = 0
+            public var meanReward = 0.0, meanUnitReward = 0.0
+        }
+        public struct Bin: Sendable {
+            public var lo = 0.0, hi = 0.0
+            public var nodes = 0
+        }
+        public var epoch: UInt64 = 0
+        public var epochSeconds = 0
+        /// Where V and A came from: `qos` (the run's QoS aggregate: measured V of the epoch,
+        /// availability from tests answered) or `seeded` (SimRewards.population and the run's
+        /// uptime).
+        public var evidence = ""
+        public var nodes = 0, sessions = 0, nodesWithSessions = 0, measuredNodes = 0
+        public var participants = 0.0, dataSuppliedMB = 0.0, totalReward = 0.0
+        public var reward = Quantiles(), unitReward = Quantiles()
+        public var availabilityMean = 0.0
+        /// Rows whose r exceeds r_max(V) (whitepaper 2.3.3): 0 unless the core is wrong.
+        public var aboveMaximumUnitReward = 0
+        /// Mean R and r of measured nodes by V, in fifths.
+        public var byQuality: [QualityBin] = []
+        /// Nodes with R = 0, and the distribution of R over the others (20 bins).
+        public var zeroRewardNodes = 0
+        public var histogram: [Bin] = []
+        /// (V, R) of every measured node (the scatter chart; not in report.json).
+        public var scatter: [(v: Double, reward: Double)] = []
+        public var digest = ""
+    }
+
     public init() {}
     /// Chart data: convergence curve (seconds since publication → share of peers live),
     /// delivery-latency CDF points, sorted per-peer bandwidth.
@@ -167,6 +202,48 @@ public struct SimReport: Sendable {
                         w.field("bundleChecks", q.bundleChecks)
                         w.field("bundleVerifications", q.bundleVerifications)
                     }
+                }
+            }
+            if let rw = rewards {
+                w.key("rewards"); w.object {
+                    w.field("epoch", rw.epoch)
+                    w.field("epochSeconds", rw.epochSeconds)
+                    w.field("evidence", rw.evidence)
+                    w.field("nodes", rw.nodes)
+                    w.field("measuredNodes", rw.measuredNodes)
+                    w.field("sessions", rw.sessions)
+                    w.field("nodesWithSessions", rw.nodesWithSessions)
+                    w.field("participants", rw.participants)
+                    w.field("dataSuppliedMB", rw.dataSuppliedMB)
+                    w.field("totalReward", rw.totalReward)
+                    for (name, q) in [("reward", rw.reward), ("unitReward", rw.unitReward)] {
+                        w.key(name); w.object {
+                            w.field("mean", q.mean)
+                            w.field("p50", q.p50)
+                            w.field("p99", q.p99)
+                            w.field("max", q.max)
+                        }
+                    }
+                    w.field("availabilityMean", rw.availabilityMean)
+                    w.field("aboveMaximumUnitReward", rw.aboveMaximumUnitReward)
+                    w.key("byQuality"); w.array(rw.byQuality) { b in
+                        w.object {
+                            w.field("lo", b.lo)
+                            w.field("hi", b.hi)
+                            w.field("nodes", b.nodes)
+                            w.field("meanReward", b.meanReward)
+                            w.field("meanUnitReward", b.meanUnitReward)
+                        }
+                    }
+                    w.field("zeroRewardNodes", rw.zeroRewardNodes)
+                    w.key("histogram"); w.array(rw.histogram) { b in
+                        w.object {
+                            w.field("lo", b.lo)
+                            w.field("hi", b.hi)
+                            w.field("nodes", b.nodes)
+                        }
+                    }
+                    w.field("digest", rw.digest)
                 }
             }
             w.key("engine"); w.object {

@@ -1,5 +1,5 @@
 /// `report.html`: one self-contained page (inline CSS and SVG, no scripts, no network) with the
-/// figures of `report.json`, the run's wall time and memory, and four charts.
+/// figures of `report.json`, the run's wall time and memory, and its charts.
 public enum ReportHTML {
     public static func render(_ r: SimReport, run: RunInfo?) -> String {
         var rows: [(String, String)] = [
@@ -37,6 +37,20 @@ public enum ReportHTML {
             qosCharts.append(chart(id: "chart-qos-coverage", title: "QoS: share of active provers measured (≥ 3 counted reports), by epoch",
                                    points: q.epochs.map { (Double($0.epoch), $0.measuredShareOfActive) }, xLabel: "epoch", yLabel: "share", yMax: 1))
         }
+        if let rw = r.rewards {
+            rows += [
+                ("rewards: epoch, evidence", "\(rw.epoch) (\(rw.epochSeconds) s), V and A from \(rw.evidence == "qos" ? "the run's QoS aggregate" : "a seeded population and the run's uptime")"),
+                ("rewards: nodes / measured / with sessions", "\(rw.nodes) / \(rw.measuredNodes) / \(rw.nodesWithSessions)"),
+                ("rewards: synthetic sessions / participants / data supplied", "\(rw.sessions) / \(fmt(rw.participants, 0)) / \(fmt(rw.dataSuppliedMB, 0)) MB"),
+                ("rewards: R per node (mean / p50 / p99 / max), total", "\(fmt(rw.reward.mean)) / \(fmt(rw.reward.p50)) / \(fmt(rw.reward.p99)) / \(fmt(rw.reward.max)), \(fmt(rw.totalReward, 0))"),
+                ("rewards: unit reward r (mean / p50 / max), mean A", "\(fmt(rw.unitReward.mean, 4)) / \(fmt(rw.unitReward.p50, 4)) / \(fmt(rw.unitReward.max, 4)), \(fmt(rw.availabilityMean, 4))"),
+                ("rewards: mean R by V (fifths)", rw.byQuality.map { "\(fmt($0.lo, 1))–\(fmt($0.hi, 1)): \(fmt($0.meanReward))" }.joined(separator: ", ")),
+            ]
+            qosCharts.append(histogram(id: "chart-rewards-histogram", title: "Rewards: distribution of R over the \(rw.nodes - rw.zeroRewardNodes) nodes paid (\(rw.zeroRewardNodes) more earned 0)",
+                                       bins: rw.histogram.map { ($0.lo, $0.hi, $0.nodes) }, xLabel: "reward R (r × MB supplied)", yLabel: "nodes"))
+            qosCharts.append(scatter(id: "chart-rewards-scatter", title: "Rewards: R against V (measured nodes)",
+                                     points: rw.scatter.map { ($0.v, $0.reward) }, xMax: 1, xLabel: "QoS score V", yLabel: "reward R"))
+        }
         let table = rows.map { "<tr><th>\(escape($0.0))</th><td>\(escape($0.1))</td></tr>" }.joined(separator: "\n")
         let bandwidth = r.bandwidthSorted.enumerated().map { (Double($0.offset) / Double(max(1, r.bandwidthSorted.count - 1)), $0.element / 1000) }
         let charts = [
@@ -67,6 +81,8 @@ public enum ReportHTML {
             svg .axis { stroke: #5b6875; stroke-width: 1; }
             svg .series { fill: none; stroke: #1f6feb; stroke-width: 2.5; }
             svg .area { fill: #1f6feb; fill-opacity: 0.12; stroke: none; }
+            svg .bar { fill: #1f6feb; fill-opacity: 0.75; }
+            svg .dot { fill: #1f6feb; fill-opacity: 0.35; }
             svg text { font-size: 11px; fill: #4a5866; }
             </style></head><body>
             <h1>drtc sim: \(escape(r.scenario)), \(r.peers) peers, seed \(r.seed)</h1>
@@ -110,10 +126,43 @@ public enum ReportHTML {
 
     /// A line chart with axes, grid and tick labels.
     static func chart(id: String, title: String, points: [(Double, Double)], xLabel: String, yLabel: String, yMax: Double?) -> String {
-        let w = 560.0, h = 320.0, left = 56.0, right = 16.0, top = 14.0, bottom = 44.0
-        let pw = w - left - right, ph = h - top - bottom
         let xMax = max(points.map(\.0).max() ?? 1, 1e-9)
         let yTop = yMax ?? max((points.map(\.1).max() ?? 1) * 1.1, 1e-9)
+        return frame(id: id, title: title, xMax: xMax, yTop: yTop, xLabel: xLabel, yLabel: yLabel) { x, y, base in
+            guard !points.isEmpty else { return "" }
+            let line = points.enumerated().map { "\($0.offset == 0 ? "M" : "L")\(f1(x($0.element.0))),\(f1(y($0.element.1)))" }.joined(separator: " ")
+            return "<path class=\"area\" d=\"\(line) L\(f1(x(points.last!.0))),\(f1(base)) L\(f1(x(points[0].0))),\(f1(base)) Z\"/>"
+                + "<path class=\"series\" d=\"\(line)\"/>"
+        }
+    }
+
+    /// A histogram: one bar per bin, from its lower to its upper edge.
+    static func histogram(id: String, title: String, bins: [(lo: Double, hi: Double, count: Int)], xLabel: String, yLabel: String) -> String {
+        let xMax = max(bins.map(\.hi).max() ?? 1, 1e-9)
+        // A multiple of 5, so that the six ticks are whole numbers of nodes.
+        let yTop = max(5, (Double(bins.map(\.count).max() ?? 1) * 1.1 / 5).rounded(.up) * 5)
+        return frame(id: id, title: title, xMax: xMax, yTop: yTop, xLabel: xLabel, yLabel: yLabel) { x, y, base in
+            bins.map { b in
+                let top = y(Double(b.count))
+                return "<rect class=\"bar\" x=\"\(f1(x(b.lo) + 0.5))\" y=\"\(f1(top))\" width=\"\(f1(max(0.5, x(b.hi) - x(b.lo) - 1)))\" height=\"\(f1(base - top))\"/>"
+            }.joined()
+        }
+    }
+
+    /// A scatter plot: one dot per point.
+    static func scatter(id: String, title: String, points: [(Double, Double)], xMax: Double, xLabel: String, yLabel: String) -> String {
+        let yTop = max((points.map(\.1).max() ?? 1) * 1.1, 1e-9)
+        return frame(id: id, title: title, xMax: xMax, yTop: yTop, xLabel: xLabel, yLabel: yLabel) { x, y, _ in
+            points.map { "<circle class=\"dot\" cx=\"\(f1(x($0.0)))\" cy=\"\(f1(y($0.1)))\" r=\"2\"/>" }.joined()
+        }
+    }
+
+    /// The frame every chart shares (grid, tick labels, axes, axis labels) around its marks;
+    /// `marks` gets the x and y mappings and the y of the x axis.
+    static func frame(id: String, title: String, xMax: Double, yTop: Double, xLabel: String, yLabel: String,
+                      marks: (_ x: (Double) -> Double, _ y: (Double) -> Double, _ base: Double) -> String) -> String {
+        let w = 560.0, h = 320.0, left = 56.0, right = 16.0, top = 14.0, bottom = 44.0
+        let pw = w - left - right, ph = h - top - bottom
         func x(_ v: Double) -> Double { left + v / xMax * pw }
         func y(_ v: Double) -> Double { top + ph - min(max(v / yTop, 0), 1) * ph }
         var svg = "<figure><figcaption>\(escape(title))</figcaption>"
@@ -129,11 +178,7 @@ public enum ReportHTML {
         }
         svg += "<line class=\"axis\" x1=\"\(f1(left))\" y1=\"\(f1(top + ph))\" x2=\"\(f1(left + pw))\" y2=\"\(f1(top + ph))\"/>"
         svg += "<line class=\"axis\" x1=\"\(f1(left))\" y1=\"\(f1(top))\" x2=\"\(f1(left))\" y2=\"\(f1(top + ph))\"/>"
-        if !points.isEmpty {
-            let line = points.enumerated().map { "\($0.offset == 0 ? "M" : "L")\(f1(x($0.element.0))),\(f1(y($0.element.1)))" }.joined(separator: " ")
-            svg += "<path class=\"area\" d=\"\(line) L\(f1(x(points.last!.0))),\(f1(top + ph)) L\(f1(x(points[0].0))),\(f1(top + ph)) Z\"/>"
-            svg += "<path class=\"series\" d=\"\(line)\"/>"
-        }
+        svg += marks(x, y, top + ph)
         svg += "<text x=\"\(f1(left + pw / 2))\" y=\"\(f1(h - 8))\" text-anchor=\"middle\">\(escape(xLabel))</text>"
         svg += "<text transform=\"translate(14,\(f1(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>"
         svg += "</svg></figure>"
@@ -144,6 +189,7 @@ public enum ReportHTML {
 
     static func tick(_ v: Double) -> String {
         if v == 0 { return "0" }
+        if v >= 10_000 { return fmt(v / 1000, v >= 100_000 ? 0 : 1) + "k" }
         if v >= 100 { return fmt(v, 0) }
         if v >= 1 { return fmt(v, 1) }
         return fmt(v, 2)

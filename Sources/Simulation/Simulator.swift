@@ -162,16 +162,19 @@ public final class Simulator {
         if publishNow { schedule(now, .refresh(i), by: p) }
     }
 
+    /// The position a simulated peer declares in its record.
+    public static func position(of index: Int32) -> GeoPoint {
+        GeoPoint(latitude: Double(Int(index) * 37 % 150) - 60, longitude: Double(Int(index) * 91 % 360) - 180)
+    }
+
     /// The record a node publishes (like `DrtcNode.ownRecord`).
     func makeRecord(_ peer: SimPeer, hlc: HLC, status: NodeStatus, schedule: (interval: UInt32, ttl: UInt32)) -> SignedRecord {
         let i = Int(peer.index)
         let ip = "10.\(i >> 16 & 255).\(i >> 8 & 255).\(i & 255)"
         let base = "http://\(ip):8080"
-        let lat = Double(Int(peer.index) * 37 % 150) - 60
-        let lon = Double(Int(peer.index) * 91 % 360) - 180
         let record = MediaNodeRecord(
             publicKey: peer.key.publicKey, region: Region.allCases[peer.region].rawValue,
-            geo: GeoPoint(latitude: lat, longitude: lon), url: base, discoveryURL: base, ip: ip,
+            geo: Self.position(of: peer.index), url: base, discoveryURL: base, ip: ip,
             metricsURL: base + "/metrics", version: "sim", multiaddrs: ["/ip4/\(ip)/tcp/4001/p2p/\(peer.id)"],
             capacity: Capacity(bandwidthUpKbps: 1_000_000, maxSessions: 500),
             load: Load(activeSessions: UInt32(truncatingIfNeeded: peer.rng.next() % 500)), status: status, hlc: hlc,

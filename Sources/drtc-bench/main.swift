@@ -137,7 +137,7 @@ final class Synchronization_Box<T>: @unchecked Sendable {
 
 let all = ["registry-merge", "registry-query", "http-query", "noise-yamux-throughput", "handshakes", "idle-connection-memory",
            "gossip-mesh", "registry-sync", "srtp", "sfu-memory", "sfu-forward", "orchestrator-allocate", "http-allocate", "rpc-verify", "pipe-hop",
-           "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "sim-steady-1k", "sim-partition-heal-1k", "sim-partition-heal-10k", "rewards-ledger", "qos-validate",
+           "sim-steady-10k", "sim-steady-10k-fd60", "sim-join-storm-1k", "sim-steady-1k", "sim-partition-heal-1k", "sim-partition-heal-10k", "rewards-ledger", "sim-rewards-10k", "qos-validate",
            "qos-media", "sim-qos-2k"]
 // `--name=value` arguments are options (sfu-forward's); the rest name benchmarks.
 let names = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("--") }
@@ -168,6 +168,7 @@ for name in requested {
     case "sim-partition-heal-10k": await SimBench.partitionHeal10k()
     case "sim-steady-50k": await SimBench.steady50k()  // on request: about 10 min and up to 16 GiB
     case "rewards-ledger": RewardsBench.run()
+    case "sim-rewards-10k": RewardsBench.simulated()
     case "qos-validate": try await QoSBench.validate()
     case "qos-media": try await QoSBench.media()
     case "sim-qos-2k": await QoSBench.gossip(peers: 2_000)

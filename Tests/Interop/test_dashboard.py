@@ -237,10 +237,12 @@ def test_rewards_ledger_of_a_closed_epoch(node_factory) -> None:
     """Three nodes, 10-second epochs: a closed epoch's ledger has every node, each row's r
     follows the whitepaper formula from its published scores, and the CSV is the same ledger."""
     args = ["--qos-epoch", "10", "--reward-weights", "0.3,0.2,0.3,0.2", "--reward-k", "8"]
+    # Three nodes in Berlin, about a kilometre apart: positions that loopback QoS tests find
+    # plausible (fibre allows ~10 km per 0.1 ms of round trip, Specs/qos.md "Location").
     first = node_factory.start(geo="52.52,13.405", extra=args)
     first.wait_own_record()
     boot = first.health()["multiaddrs"][0]
-    others = [node_factory.start(geo=f"{lat},{lon}", extra=args + ["--bootstrap", boot]) for lat, lon in CITIES[1:3]]
+    others = [node_factory.start(geo=geo, extra=args + ["--bootstrap", boot]) for geo in ("52.525,13.41", "52.515,13.40")]
     wait_records(first, 3)
 
     def closed_with_all() -> dict | None:
@@ -265,13 +267,16 @@ def test_rewards_ledger_of_a_closed_epoch(node_factory) -> None:
     assert p["k"] == 8
     assert {n["nodeId"] for n in ledger["nodes"]} == {first.peer_id} | {o.peer_id for o in others}
     for row in ledger["nodes"]:
-        assert row["quality"] is None and row["qualityMeasured"] is False
+        # V and A come from the QoS tests of 10-second epochs (Specs/rewards.md "Inputs"):
+        # whether a test completed depends on the machine, so only their consistency is asserted.
+        assert (row["quality"] is None) == (row["qualityMeasured"] is False), row
         assert abs(row["unitReward"] - round(unit_reward(row, p), 6)) <= 1e-6, row
         assert row["reward"] == 0 and row["dataSuppliedMB"] == 0
-        assert 0 < row["availability"] <= 1
+        assert 0 <= row["availability"] <= 1 and 0 <= row["uptimeSeconds"] <= row["lifetimeSeconds"], row
+        assert row["lifetimeSeconds"] >= 10, row  # at least its first ticket's epoch
         assert row["history"] == 0.5
-    # Berlin, Paris and New York with 500 km radii: each alone in its neighbourhood.
-    assert all(row["coverage"] == 1 and row["nodesNearby"] == 1 for row in ledger["nodes"])
+    # All three within the 500-km radius of each other: C = 1/3.
+    assert all(row["coverage"] == 0.333333 and row["nodesNearby"] == 3 for row in ledger["nodes"]), ledger["nodes"]
 
     csv = first.get("/rewards.csv", epoch=ledger["epoch"])
     assert csv.headers["X-Drtc-Ledger-Digest"] == hashlib.sha256(csv.content).hexdigest() == ledger["digest"]

@@ -155,9 +155,31 @@ def test_report_html_charts_render_in_headless_chromium(steady_report: Path, tmp
         driver.get((steady_report / "report.html").as_uri())
         assert "drtc sim" in driver.title
         charts = driver.find_elements(By.CSS_SELECTOR, "svg.chart")
-        assert {c.get_attribute("id") for c in charts} == {
-            "chart-convergence", "chart-latency-cdf", "chart-bandwidth", "chart-agreement"}
+        lines = {"chart-convergence", "chart-latency-cdf", "chart-bandwidth", "chart-agreement"}
+        rewards = {"chart-rewards-histogram", "chart-rewards-scatter"}
+        assert {c.get_attribute("id") for c in charts} == lines | rewards
+        report = json.loads((steady_report / "report.json").read_text())["rewards"]
         for chart in charts:
+            cid = chart.get_attribute("id")
+            if cid not in rewards:
+                continue
+            # The distribution of R (one bar per bin, as many nodes as were paid) and R
+            # against V (one dot per measured node), drawn inside the plot.
+            if cid == "chart-rewards-histogram":
+                marks = chart.find_elements(By.CSS_SELECTOR, "rect.bar")
+                assert len(marks) == len(report["histogram"]) == 20, cid
+                heights = [float(m.get_attribute("height")) for m in marks]
+                assert max(heights) > 100 and all(hh >= 0 for hh in heights), (cid, heights)
+            else:
+                marks = chart.find_elements(By.CSS_SELECTOR, "circle.dot")
+                assert len(marks) == report["measuredNodes"] > 10, cid
+                xs = [float(m.get_attribute("cx")) for m in marks]
+                assert max(xs) - min(xs) > 100, cid  # V spreads over the axis
+            assert len(chart.find_elements(By.CSS_SELECTOR, "text")) >= 12, cid
+            png = chart.screenshot_as_png
+            (tmp_path / f"{cid}.png").write_bytes(png)
+            assert 0.01 < ink_share(png, (0xF7, 0xF9, 0xFB)) < 0.6, cid
+        for chart in (c for c in charts if c.get_attribute("id") in lines):
             cid = chart.get_attribute("id")
             series = chart.find_elements(By.CSS_SELECTOR, "path.series")
             assert len(series) == 1, cid

@@ -17,10 +17,16 @@ struct Simulation {
 
     var aggregate: QoSAggregate { QoSAggregate.compute(ledger, schedule: Net.schedule) }
 
-    mutating func run(_ score: @escaping (_ challenger: Int, _ prover: Int) -> ScoreCounts? = { _, _ in Net.counts(b: 0.9, l: 0.9, f: 1) }) {
+    /// `silent` nodes publish nothing this epoch (they are down); reports on `implausible`
+    /// provers say their RTT was faster than fibre allows.
+    mutating func run(silent: Set<Int> = [], implausible: Set<Int> = [],
+                      _ score: @escaping (_ challenger: Int, _ prover: Int) -> ScoreCounts? = { _, _ in Net.counts(b: 0.9, l: 0.9, f: 1) }) {
         epoch += 1
         let agg = aggregate
-        for b in Net.epochBundles(nodes, epoch: epoch, aggregate: agg, score: score) { ledger.insert(b) }
+        let quiet = Set(silent.map { NodeKey(nodes[$0]) })
+        for b in Net.epochBundles(nodes, epoch: epoch, aggregate: agg, score: score, implausible: { _, p in implausible.contains(p) }) where !quiet.contains(b.challenger) {
+            ledger.insert(b)
+        }
     }
 }
 

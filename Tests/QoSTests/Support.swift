@@ -24,14 +24,16 @@ enum Net {
 
     static func report(_ prover: Ed25519KeyPair, _ c: ScoreCounts) -> QoSReport { report(NodeKey(prover), c) }
 
-    static func report(_ prover: NodeKey, _ c: ScoreCounts) -> QoSReport {
-        QoSReport(prover: prover, outcome: .completed, counts: c, samplesHash: [UInt8](repeating: 7, count: 16))
+    static func report(_ prover: NodeKey, _ c: ScoreCounts, implausible: Bool = false) -> QoSReport {
+        QoSReport(prover: prover, outcome: c.samples == 0 ? .noAnswer : .completed, counts: c, locationImplausible: implausible,
+                  samplesHash: c.samples == 0 ? [] : [UInt8](repeating: 7, count: 16))
     }
 
     /// Bundles of `epoch` for every node in `nodes`: a ticket for the next epoch, and a report
     /// on every prover the node is assigned in `aggregate` (scores from `score`).
     static func epochBundles(_ nodes: [Ed25519KeyPair], epoch: UInt64, aggregate: QoSAggregate?,
-                             score: (_ challenger: Int, _ prover: Int) -> ScoreCounts? = { _, _ in counts(b: 0.9, l: 0.9, f: 1) }) -> [SignedQoSBundle] {
+                             score: (_ challenger: Int, _ prover: Int) -> ScoreCounts? = { _, _ in counts(b: 0.9, l: 0.9, f: 1) },
+                             implausible: (_ challenger: Int, _ prover: Int) -> Bool = { _, _ in false }) -> [SignedQoSBundle] {
         let index = Dictionary(uniqueKeysWithValues: nodes.enumerated().map { (NodeKey($1), $0) })
         return nodes.enumerated().map { i, key in
             var reports: [QoSReport] = []
@@ -39,7 +41,7 @@ enum Net {
                 for p in aggregate.duties(of: NodeKey(key), epoch: epoch).provers {
                     // A node outside `nodes` (a newcomer) gets a healthy report.
                     guard let j = index[p] else { reports.append(report(p, counts(b: 0.9, l: 0.9, f: 1))); continue }
-                    if let c = score(i, j) { reports.append(report(nodes[j], c)) }
+                    if let c = score(i, j) { reports.append(report(NodeKey(nodes[j]), c, implausible: implausible(i, j))) }
                 }
             }
             return QoSBundle(epoch: epoch, challenger: NodeKey(key), schedule: schedule,

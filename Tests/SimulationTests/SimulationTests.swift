@@ -2,6 +2,8 @@ import Gossipsub
 import RegistryGossip
 import Identity
 import QoS
+import Registry
+import Rewards
 import Testing
 
 @testable import Simulation
@@ -202,6 +204,11 @@ import Testing
         #expect(q.degradedDetectedShare == 1)
         #expect(q.honestMeanAbsError < 0.05)
         #expect(q.bytesPerPeerPerSecond.mean > 0)
+        // The rewards take V and A from the run's QoS aggregate: everyone answered its tests
+        // (degraded paths lose packets, not intervals).
+        let rw = try #require(one.rewards)
+        #expect(rw.evidence == "qos" && rw.nodes == 30 && rw.measuredNodes >= 27)
+        #expect(rw.availabilityMean > 0.9 && rw.aboveMaximumUnitReward == 0)
     }
 
     /// Colluders (inflating each other, sinking or withholding on the others): at 10 % the
@@ -215,5 +222,61 @@ import Testing
         #expect(q.colluders == Int((30 * share).rounded()))
         #expect(q.honestWrongShare <= maxWrong, "\(q.honestWrongShare)")
         #expect(q.colluderInflatedShare <= 0.15, "\(q.colluderInflatedShare)")
+    }
+}
+
+/// The rewards of a simulated epoch (Specs/simulation.md "Rewards").
+@Suite struct SimRewardsTests {
+    /// A small run's rewards (Specs/simulation.md "Rewards"): sane values in report.json and
+    /// both charts in report.html, one bar per bin and one dot per measured node.
+    @Test func aRunsRewardsAreSaneAndCharted() throws {
+        let r = SimulationTests.run(SimulationTests.config(.steady, peers: 100, duration: 10))
+        let rw = try #require(r.rewards)
+        #expect(rw.evidence == "seeded" && rw.nodes == 100 && rw.sessions == 300)
+        #expect(rw.nodesWithSessions > 30 && rw.reward.max > 0 && rw.totalReward > 0)
+        #expect(rw.aboveMaximumUnitReward == 0)
+        #expect(rw.scatter.count == rw.measuredNodes && rw.scatter.allSatisfy { $0.reward >= 0 && (0...1).contains($0.v) })
+        #expect(rw.histogram.count == 20 && rw.histogram.reduce(0) { $0 + $1.nodes } == rw.nodes - rw.zeroRewardNodes)
+        // Reward rises with V on average: the best-measured fifth earns more than the nodes below 0.4.
+        let low = rw.byQuality.prefix(2).filter { $0.nodes > 0 }
+        let top = try #require(rw.byQuality.last)
+        #expect(!low.isEmpty && top.nodes > 0)
+        #expect(low.allSatisfy { top.meanReward > $0.meanReward && top.meanUnitReward > $0.meanUnitReward })
+        let json = r.json()
+        #expect(json.contains("\"rewards\":{\"epoch\":") && json.contains("\"digest\":\"\(rw.digest)\""))
+        let html = ReportHTML.render(r, run: nil)
+        #expect(html.contains("id=\"chart-rewards-histogram\"") && html.contains("id=\"chart-rewards-scatter\""))
+        #expect(html.components(separatedBy: "<rect class=\"bar\"").count - 1 == 20)
+        #expect(html.components(separatedBy: "<circle class=\"dot\"").count - 1 == rw.measuredNodes)
+    }
+
+    /// The synthetic rewards over 2,000 peers, row by row: R ≥ 0, r ≤ r_max(V), the mean unit
+    /// reward rises with V bin by bin, demand lands near the population centres, and the
+    /// ledger is a function of the seed.
+    @Test func syntheticRewardsFollowTheWhitepapersBounds() {
+        let n = 2_000
+        let keys = Simulator(config: SimulationTests.config(.steady, peers: 2, seed: 5))
+        let ids = (0..<n).map { keys.makeKey($0).peerID }
+        func ledger(seed: UInt64) -> RewardLedger {
+            let population = SimRewards.population(ids: ids, positions: (0..<n).map { Simulator.position(of: Int32($0)) }, epochSeconds: 1320, seed: seed)
+            return RewardLedger(SimRewards.inputs(epoch: 9, peers: population, sessions: 3 * n, seed: seed, parameters: .standard), parameters: .standard)
+        }
+        let l = ledger(seed: 5)
+        #expect(l.digest == ledger(seed: 5).digest && l.digest != ledger(seed: 6).digest)
+        let p = RewardParameters.standard
+        for row in l.rows {
+            #expect(row.reward >= 0 && row.unitReward >= 0)
+            #expect(row.unitReward <= RewardFunction.maximumUnitReward(quality: row.quality ?? p.unmeasuredQuality, parameters: p) + 1e-6)
+            #expect(row.sessions == 0 || row.location > 0)
+        }
+        var section = SimReport.RewardsSection()
+        section.summarise(l)
+        let bins = section.byQuality.filter { $0.nodes >= 20 }
+        #expect(bins.count >= 3)
+        for (a, b) in zip(bins, bins.dropFirst()) { #expect(a.meanUnitReward < b.meanUnitReward) }
+        // R = r·b also carries the data supplied, which does not depend on V: above V ≈ 0.7
+        // r is near its ceiling and b decides, so R rises with V between distant bins.
+        let top = section.byQuality[4]
+        for low in bins where low.hi <= 0.6 { #expect(top.meanReward > low.meanReward, "\(low.lo)–\(low.hi)") }
     }
 }

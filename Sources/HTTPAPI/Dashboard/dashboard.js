@@ -111,7 +111,8 @@
     text($("reward-sources"), `Inputs — availability: ${src.availability}; quality: ${src.quality}; data supplied: ${src.dataSupplied}; demand: ${src.demand}.`);
     fillTable($("rewards").tBodies[0], o.rewards.map((e) => {
       const r = e.row;
-      const label = String(e.epoch) + (e.final ? "" : " (now)");
+      // The running epoch, and the one before it while its reports are still published.
+      const label = String(e.epoch) + (e.epoch === o.epoch.epoch ? " (now)" : e.final ? "" : " (provisional)");
       if (!r) return [label, "–", "–", "–", "–", "–", "–", "–", "–"];
       return [label, fmt(r.availability, 3), fmt(r.history, 3), fmt(r.location, 3), fmt(r.coverage, 3),
         r.qualityMeasured ? fmt(r.quality, 3) : "unmeasured", fmt(r.unitReward, 4), fmt(r.dataSuppliedMB, 1), fmt(r.reward, 3)];
