@@ -152,6 +152,9 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     func allocateAsOwner(_ request: AllocateRequestJSON) async throws -> AllocationJSON {
         try await locks.withLock(request.room) {
             var placement = await self.currentPlacement(request.room)
+            // Versions only grow: a room planned afresh after every node left it still follows
+            // the versions its replicas hold, or they would refuse it as stale.
+            let versionFloor = placement?.version ?? 0
             if var p = placement {
                 await self.prune(&p)
                 placement = p.nodes.isEmpty ? nil : p
@@ -162,7 +165,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             var lastError: (any Error)?
             for _ in 0..<3 {
                 let (candidates, recent, seed) = self.candidates(for: want, placement: placement)
-                let decision: Decision
+                var decision: Decision
                 do {
                     decision = try Planner.plan(want, candidates: candidates, placement: placement, recent: recent, policy: self.policy,
                                                 owner: self.meText, nowMs: self.now, seed: seed)
@@ -172,6 +175,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
                     api.headers[.retryAfter] = "2"
                     throw api
                 }
+                if decision.placement.version <= versionFloor { decision.placement.version = versionFloor + 1 }
                 do {
                     try await self.prepare(decision, room: request.room)
                 } catch {
@@ -375,7 +379,12 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         for n in p.nodes {
             let id = n.nodeID
             let (down, hosts, joined) = state.withLock { s in
-                ((s.health[id]?.downUntil ?? 0) > now, s.health[id].map { $0.lastOK > 0 && $0.rooms.contains(p.room) }, s.joinedAt[RoomNode(room: p.room, node: id)] ?? 0)
+                // A node of a placement continued from a replica joined before this peer knew of
+                // it: its grace period starts now, not at the epoch (which once dropped a live
+                // node from the room it served, because the probe of it predated the room).
+                let key = RoomNode(room: p.room, node: id)
+                if s.joinedAt[key] == nil { s.joinedAt[key] = now }
+                return ((s.health[id]?.downUntil ?? 0) > now, s.health[id].map { $0.lastOK > 0 && $0.rooms.contains(p.room) }, s.joinedAt[key]!)
             }
             let live = record(id) != nil
             let abandoned = hosts == false && now > joined + 90_000
