@@ -40,7 +40,10 @@ import FoundationNetworking
             let epoch = try #require(closed["epoch"] as? Int)
             let nodes = try #require(closed["nodes"] as? [[String: Any]])
             let own = try #require(nodes.first { $0["nodeId"] as? String == node.peerID.description })
-            #expect((own["availability"] as? Double ?? 0) > 0)
+            // Availability is QoS tests answered (Specs/rewards.md "Inputs"): a lone node has no
+            // challenger, so no evidence, and its lifetime still counts.
+            #expect(own["availability"] as? Double == 0)
+            #expect((own["lifetimeSeconds"] as? Double ?? 0) > 0)
             #expect(own["quality"] is NSNull)
             #expect(own["qualityMeasured"] as? Bool == false)
             #expect(own["history"] as? Double == 0.5)
