@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
         // The registry's gossip policy (validation pipeline, parameters, dial planner), shared
         // by the production shell (Node) and the simulator.
-        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub", "QoS"]),
+        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub", "QoS", "Rewards"]),
         // The simulator: virtual clock, simulated links, scenarios, reports (Specs/simulation.md).
         .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip", "QoS"]),
 
@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "Orchestrator", dependencies: ["Identity", "Registry"]),
         // Rewards (whitepaper 2.3, Specs/rewards.md): scores, unit and session reward, the
         // per-epoch ledger; plain-value inputs filled by the node from checkable evidence.
-        .target(name: "Rewards", dependencies: ["Identity", "Registry"]),
+        .target(name: "Rewards", dependencies: ["Identity", "Registry", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // QoS tests (Specs/qos.md): epochs, verifiable assignment (ECVRF tickets), the
         // challenger's measurement and the whitepaper's scores, the test stream, signed
         // reports, the replicated report set and its aggregation. Pure.

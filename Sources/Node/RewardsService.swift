@@ -10,27 +10,37 @@ import Synchronization
 /// into a ledger, serves `/rewards` and sets the `drtc_rewards_*` gauges for this node.
 ///
 /// INPUTS (Specs/rewards.md "Inputs"): V is the node's smoothed QoS score from the replicated
-/// QoS set (the same on every peer holding the same set) when the epoch closes; availability,
-/// positions and demand come from `LivenessObserver` over this node's own registry (a local
-/// view, in memory); data supplied is 0 for everyone (no countersigned receipts yet).
-/// `sources` below says so in every `/rewards` answer.
+/// QoS set (the same on every peer holding the same set) when the epoch closes; b, s (H) and
+/// demand (L) come from the replicated set of countersigned session receipts (equal on every
+/// peer holding the same receipts); availability and positions from `LivenessObserver` over
+/// this node's own registry (a local view, in memory). `sources` below says so in every
+/// `/rewards` answer. A closed epoch's ledger is recomputed when receipts of it arrive later
+/// (a session's last part is countersigned just after its epoch ends).
 final class RewardsService: Service, Sendable {
     static let sources = RewardSources(
         availability: "placeholder: liveness of registry records as sampled by this node since it started (to be replaced by QoS tests answered, Specs/rewards.md)",
         quality: "QoS set: the node's smoothed score V when the epoch closed (Specs/qos.md \"Aggregation\"); null while unmeasured",
-        dataSupplied: "placeholder: none — 0 until countersigned session receipts are merged",
-        demand: "placeholder: sessions the records declare (load.activeSessions), averaged over the epoch",
+        dataSupplied: "receipt set: b summed over the epoch's session receipts countersigned by their allocating orchestrator; s (history) over all receipts held (Specs/rewards.md \"Data supplied\")",
+        demand: "receipt set: n_p + n_c of the epoch's countersigned receipts at the serving node's position",
         positions: "registry records (--geo), as declared")
 
     /// Closed ledgers kept in memory (about 2 MB each at 10,000 nodes).
     static let retainedEpochs = 12
 
+    /// A closed epoch: its inputs (without receipts) and its ledger as of a receipt-set generation.
+    private struct Closed {
+        var inputs: RewardInputs
+        var ledger: RewardLedger
+        var generation: UInt64
+    }
+
     private struct State {
         var observer: LivenessObserver
         /// Closed epochs, oldest first.
-        var closed: [RewardLedger] = []
-        /// The current epoch's ledger, computed on demand and kept until the next sample.
-        var provisional: RewardLedger?
+        var closed: [Closed] = []
+        /// The current epoch's ledger, computed on demand and kept until the next sample (or
+        /// until the receipt set changes).
+        var provisional: (ledger: RewardLedger, generation: UInt64)?
     }
 
     let epochs: RewardEpochs
@@ -43,9 +53,11 @@ final class RewardsService: Service, Sendable {
     private let me: PeerID
     /// Measured nodes' V now (the QoS aggregate's smoothed scores).
     private let quality: @Sendable () -> [PeerID: Double]
+    /// Countersigned session receipts (b, s, demand); nil: none (benchmarks, tests).
+    private let receipts: ReceiptService?
 
     init(epochSeconds: UInt32, parameters: RewardParameters, registry: RegistryService, metrics: DrtcMetrics, logger: Logger, me: PeerID,
-         quality: @escaping @Sendable () -> [PeerID: Double] = { [:] }) {
+         quality: @escaping @Sendable () -> [PeerID: Double] = { [:] }, receipts: ReceiptService? = nil) {
         let epochs = RewardEpochs(epochSeconds: UInt64(epochSeconds))
         self.epochs = epochs
         self.parameters = parameters
@@ -59,6 +71,18 @@ final class RewardsService: Service, Sendable {
         self.logger = logger
         self.me = me
         self.quality = quality
+        self.receipts = receipts
+    }
+
+    private var receiptGeneration: UInt64 { receipts?.withSet { $0.generation } ?? 0 }
+
+    /// The ledger of `inputs` with b, s and demand from the receipts of its epoch.
+    private func ledger(_ inputs: RewardInputs) -> RewardLedger {
+        guard let receipts else { return RewardLedger(inputs, parameters: parameters) }
+        let totals = receipts.withSet {
+            $0.totals(epoch: inputs.epoch, epochSeconds: UInt32(epochs.epochSeconds), streamBitrateKbps: parameters.streamBitrateKbps)
+        }
+        return RewardLedger(totals.apply(to: inputs), parameters: parameters)
     }
 
     /// `inputs` with V filled in from the QoS aggregate.
@@ -93,9 +117,14 @@ final class RewardsService: Service, Sendable {
         }
         guard !closedInputs.isEmpty else { return }
         // Ledgers are computed outside the lock: 10,000 nodes take a few tens of ms.
-        let ledgers = closedInputs.map { RewardLedger(withQuality($0), parameters: parameters) }
+        let generation = receiptGeneration
+        let closed = closedInputs.map { inputs in
+            let withV = withQuality(inputs)
+            return Closed(inputs: withV, ledger: ledger(withV), generation: generation)
+        }
+        let ledgers = closed.map(\.ledger)
         state.withLock { s in
-            s.closed += ledgers
+            s.closed += closed
             if s.closed.count > Self.retainedEpochs { s.closed.removeFirst(s.closed.count - Self.retainedEpochs) }
         }
         if let last = ledgers.last {
@@ -127,16 +156,24 @@ final class RewardsService: Service, Sendable {
         // Just past a boundary, before the next sample: sample now, so the epoch that just
         // ended is closed and the new one exists.
         if wanted == current, state.withLock({ $0.observer.currentEpoch }) != current { sample() }
+        let generation = receiptGeneration
         let found: (RewardLedger, Bool)? = state.withLock { s in
-            if let l = s.closed.last(where: { $0.epoch == wanted }) { return (l, true) }
-            guard wanted == s.observer.currentEpoch else { return nil }
-            if s.provisional == nil, let inputs = s.observer.provisional() {
-                s.provisional = RewardLedger(withQuality(inputs), parameters: parameters)
+            if let i = s.closed.lastIndex(where: { $0.ledger.epoch == wanted }) {
+                // Receipts of the epoch that arrived since: the ledger is recomputed.
+                if s.closed[i].generation != generation {
+                    s.closed[i].ledger = ledger(s.closed[i].inputs)
+                    s.closed[i].generation = generation
+                }
+                return (s.closed[i].ledger, true)
             }
-            return s.provisional.map { ($0, false) }
+            guard wanted == s.observer.currentEpoch else { return nil }
+            if s.provisional?.generation != generation, let inputs = s.observer.provisional() {
+                s.provisional = (ledger(withQuality(inputs)), generation)
+            }
+            return s.provisional.map { ($0.ledger, false) }
         }
         guard let (ledger, final) = found else {
-            throw .unknown(oldest: state.withLock { $0.closed.first?.epoch }, current: current)
+            throw .unknown(oldest: state.withLock { $0.closed.first?.ledger.epoch }, current: current)
         }
         return RewardsReport(ledger: ledger, epochs: epochs, final: final, sources: Self.sources)
     }
@@ -148,7 +185,7 @@ final class RewardsService: Service, Sendable {
         if let current = try? report(epoch: nil) {
             out.append(.init(epoch: current.ledger.epoch, final: false, row: current.ledger.row(for: id).map(RewardNodeJSON.init)))
         }
-        let closed = state.withLock { $0.closed.suffix(count) }
+        let closed = state.withLock { $0.closed.suffix(count).map(\.ledger) }
         for l in closed.reversed() where out.count < count {
             out.append(.init(epoch: l.epoch, final: true, row: l.row(for: id).map(RewardNodeJSON.init)))
         }
