@@ -186,7 +186,7 @@ let package = Package(
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Registry", "Identity"]),
-        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity"]),
+        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity", "RegistryGossip", "Gossipsub"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity", "QoS"]),
         .testTarget(name: "QoSTests", dependencies: ["QoS", "Identity", "Registry", "RTC", "SFU", "RegistryGossip", "Gossipsub"]),

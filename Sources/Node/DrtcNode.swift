@@ -148,7 +148,8 @@ public final class DrtcNode: Sendable {
         return HealthReport(
             status: degraded ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
             peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest), version: Self.version,
-            registry: registryHealth, clockOffsetMs: estimate.offsetMs, clock: clockHealth, media: media, qosDigest: qos.digest())
+            registry: registryHealth, clockOffsetMs: estimate.offsetMs, clock: clockHealth, media: media, qosDigest: qos.digest(),
+            receiptsDigest: receipts.digest())
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.

@@ -41,6 +41,9 @@ struct ReceiptBook {
     var admissions: [String: Admission] = [:]
     var accumulator: ReceiptAccumulator
     var outbox: [Outgoing] = []
+    /// The role an orchestrator's placement gave the node in a room (learned from a clamped
+    /// proposal), so the room's next parts state it and need no second round.
+    var roles: [String: SessionReceipt.Role] = [:]
 
     /// Forgets what no receipt can still need: older than `keepMs`.
     mutating func prune(olderThan oldest: UInt64) {
@@ -181,12 +184,13 @@ extension Orchestration {
             let served = Set(statuses.map(\.room))
             // An admission precedes its session by a moment; one without a room for a minute is over.
             book.admissions = book.admissions.filter { served.contains($0.key) || $0.value.lastMs + 60_000 > now }
+            book.roles = book.roles.filter { book.admissions[$0.key] != nil }
             let samples = closing ? [] : statuses.compactMap { s -> RoomSample? in
                 guard let a = book.admissions[s.room] else { return nil }
                 let c = Self.receiptCounts(s)
                 // A node that dialled a pipe has a parent in the cascade; the orchestrator's
                 // placement corrects the guess (origin or member) when it countersigns.
-                let role: SessionReceipt.Role = s.pipes.contains(where: \.dialled) ? .edge : .origin
+                let role: SessionReceipt.Role = book.roles[s.room] ?? (s.pipes.contains(where: \.dialled) ? .edge : .origin)
                 return RoomSample(room: s.room, orchestrator: a.issuer, role: role, publishers: c.publishers, viewers: c.viewers, tokenHashes: a.tokens)
             }
             let closed = book.accumulator.observe(samples, atMs: now)
@@ -246,6 +250,7 @@ extension Orchestration {
             if answer.status == "clamped", let body = answer.proposal.flatMap(Base64.decode), let proposed = try? SessionReceipt(body: body),
                CountersignPolicy.isNarrowing(proposed, of: receipt) {
                 logger.info("session receipt clamped by its orchestrator", metadata: ["room": "\(receipt.room)", "why": "\(answer.reason ?? "")"])
+                receipts.withLock { $0.roles[proposed.room] = proposed.role }
                 receipt = proposed
                 continue
             }

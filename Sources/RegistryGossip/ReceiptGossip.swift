@@ -35,7 +35,7 @@ public enum ReceiptGossip {
         let epochMs = UInt64(epochSeconds) * 1000
         let current = now / epochMs
         if r.epoch + gossipEpochs < current || r.receipt.startMs > now + epochMs { return .wrongEpoch }
-        if publisher != r.receipt.orchestratorID.bytes { return .malformed("published by another peer than its orchestrator") }
+        if publisher != r.receipt.orchestratorID.bytes { return .wrongPublisher }
         return nil
     }
 

@@ -92,8 +92,10 @@ public enum CountersignPolicy {
         }
         let maxPublishers = min(within.map(\.publishers).max() ?? 0, Double(e.publishTokens) + (within.map(\.pipesIn).max() ?? 0))
         let maxViewers = min(within.map(\.viewers).max() ?? 0, Double(e.viewTokens) + (within.map(\.pipesOut).max() ?? 0))
-        let np = min(receipt.publishersCenti, UInt32(max(0, maxPublishers) * 100))
-        let nc = min(receipt.viewersCenti, UInt32(max(0, maxViewers) * 100))
+        // Sightings come from another node's status answer: bounded before the conversion.
+        func centi(_ x: Double) -> UInt32 { UInt32(min(Double(UInt32.max), max(0, x) * 100)) }
+        let np = min(receipt.publishersCenti, centi(maxPublishers))
+        let nc = min(receipt.viewersCenti, centi(maxViewers))
         if np != receipt.publishersCenti { backed.publishersCenti = np; why.append("publishers \(Double(np) / 100)") }
         if nc != receipt.viewersCenti { backed.viewersCenti = nc; why.append("viewers \(Double(nc) / 100)") }
         if let role = e.role, role != receipt.role { backed.role = role; why.append("role \(role.rawValue)") }

@@ -158,6 +158,8 @@ public enum ReceiptRejection: Error, Equatable, Sendable, CustomStringConvertibl
     /// Gossip only: a receipt of another network's epoch length, or outside the gossip window.
     case badSchedule(String)
     case wrongEpoch
+    /// Gossip only: published by another peer than the receipt's orchestrator.
+    case wrongPublisher
 
     public var reason: String {
         switch self {
@@ -168,6 +170,7 @@ public enum ReceiptRejection: Error, Equatable, Sendable, CustomStringConvertibl
         case .notCountersigned: "not_countersigned"
         case .badSchedule: "bad_schedule"
         case .wrongEpoch: "wrong_epoch"
+        case .wrongPublisher: "wrong_publisher"
         }
     }
 
@@ -180,6 +183,7 @@ public enum ReceiptRejection: Error, Equatable, Sendable, CustomStringConvertibl
         case .notCountersigned: "the receipt has no countersignature"
         case .badSchedule(let why): "bad schedule: \(why)"
         case .wrongEpoch: "receipt outside its epoch's gossip window"
+        case .wrongPublisher: "receipt published by another peer than its orchestrator"
         }
     }
 }
