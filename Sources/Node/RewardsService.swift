@@ -163,6 +163,7 @@ final class RewardsService: Service, Sendable {
                 if s.closed[i].generation != generation {
                     s.closed[i].ledger = ledger(s.closed[i].inputs)
                     s.closed[i].generation = generation
+                    if i == s.closed.count - 1 { exportGauges(s.closed[i].ledger) }
                 }
                 return (s.closed[i].ledger, true)
             }

@@ -70,7 +70,7 @@ public enum CountersignPolicy {
         if receipt.endMs > now + futureSlackMs {
             return .refuse(code: "future_receipt", message: "the part ends at \(receipt.endMs), after this peer's clock (\(now))")
         }
-        if e.publishTokens + e.viewTokens == 0 {
+        if e.publishTokens <= 0 && e.viewTokens <= 0 {
             return .refuse(code: "no_tokens", message: "this peer issued no media tokens for \(receipt.nodeID) in room \(receipt.room)")
         }
         let lower = receipt.startMs > sightingSlackMs ? receipt.startMs - sightingSlackMs : 0
@@ -99,7 +99,7 @@ public enum CountersignPolicy {
         if np != receipt.publishersCenti { backed.publishersCenti = np; why.append("publishers \(Double(np) / 100)") }
         if nc != receipt.viewersCenti { backed.viewersCenti = nc; why.append("viewers \(Double(nc) / 100)") }
         if let role = e.role, role != receipt.role { backed.role = role; why.append("role \(role.rawValue)") }
-        if np + nc == 0 {
+        if np == 0 && nc == 0 {
             return .refuse(code: "not_observed", message: "this peer's records back no publisher or viewer of room \(receipt.room) on the node")
         }
         return why.isEmpty ? .countersign : .clamp(backed, why: why.joined(separator: ", "))

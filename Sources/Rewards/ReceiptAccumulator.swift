@@ -122,7 +122,7 @@ public struct ReceiptAccumulator: Sendable {
         }
         let np = centi(part.publisherMs, max: SessionReceipt.maxPublishersCenti)
         let nc = centi(part.viewerMs, max: SessionReceipt.maxViewersCenti)
-        guard np + nc > 0 else { return nil }
+        guard np > 0 || nc > 0 else { return nil }
         return SessionReceipt(
             node: node, orchestrator: part.orchestrator, room: room, epochSeconds: UInt32(epochs.epochSeconds),
             epoch: epochs.epoch(atMs: part.startMs), startMs: part.startMs, endMs: endMs, role: part.role,

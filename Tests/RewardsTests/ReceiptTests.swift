@@ -73,6 +73,29 @@ struct ReceiptTests {
         #expect(try SignedSessionReceipt.verify(encoded: nodeOnly.encoded, countersigned: false).isCountersigned == false)
     }
 
+    /// Untrusted bytes (gossip, sync, RPC bodies, clamped proposals): truncations and random
+    /// changes of a valid receipt never trap, and whatever decodes can be decided on and counted.
+    @Test func mutatedBytesNeverTrap() {
+        var rng = SplitMix64(seed: 17)
+        let good = SignedSessionReceipt.sign(receipt(), key: nodeKey).countersigned(by: orchestratorKey)
+        for round in 0..<3_000 {
+            var bytes = round % 2 == 0 ? good.encoded : good.body
+            switch rng.next() % 3 {
+            case 0: bytes = Array(bytes.prefix(Int(rng.next() % UInt64(bytes.count + 1))))
+            case 1: for _ in 0..<(1 + rng.next() % 4) { bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next()) }
+            default: bytes += (0..<(rng.next() % 16)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            }
+            _ = try? SignedSessionReceipt.verify(encoded: bytes, countersigned: false)
+            if let r = try? SessionReceipt(body: bytes) {
+                _ = r.dataSuppliedMB(streamBitrateKbps: 700)
+                _ = CountersignPolicy.decide(r, me: orchestratorKey.publicKeyBytes, epochSeconds: 30, evidence: ReceiptEvidence(
+                    publishTokens: .max, viewTokens: .max, role: .member, sightings: [RoomSighting(atMs: r.startMs, publishers: 1e12, viewers: .infinity)]),
+                    nowMs: r.endMs)
+                _ = CountersignPolicy.isNarrowing(r, of: good.receipt)
+            }
+        }
+    }
+
     @Test func fieldRangesAndSelfDealing() throws {
         func refused(_ r: SessionReceipt, key: Ed25519KeyPair = nodeKey) -> Bool {
             let body = r.body
