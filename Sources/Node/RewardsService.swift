@@ -186,8 +186,10 @@ final class RewardsService: Service, Sendable {
         if let current = try? report(epoch: nil) {
             out.append(.init(epoch: current.ledger.epoch, final: false, row: current.ledger.row(for: id).map(RewardNodeJSON.init)))
         }
-        let closed = state.withLock { $0.closed.suffix(count).map(\.ledger) }
-        for l in closed.reversed() where out.count < count {
+        // Through `report`, so late receipts show in the closed epochs too.
+        let closed = state.withLock { $0.closed.suffix(count).map(\.ledger.epoch) }
+        for e in closed.reversed() where out.count < count {
+            guard let l = try? report(epoch: e).ledger else { continue }
             out.append(.init(epoch: l.epoch, final: true, row: l.row(for: id).map(RewardNodeJSON.init)))
         }
         return out
