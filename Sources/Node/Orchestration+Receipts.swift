@@ -176,7 +176,8 @@ extension Orchestration {
     }
 
     /// Once a second: feeds the accumulator the rooms served now and sends the receipts of
-    /// the parts it closed (and those waiting for a retry).
+    /// the parts it closed (and those waiting for a retry). `closing`: the node is shutting
+    /// down; every open part ends now.
     func tickReceipts(closing: Bool = false) async {
         let statuses = await media.roomStatus(nil)
         let now = self.now
@@ -203,7 +204,11 @@ extension Orchestration {
             book.outbox.removeAll { $0.notBeforeMs <= now }
             return due
         }
-        for item in due { await send(item) }
+        guard !due.isEmpty else { return }
+        // Sent beside the orchestration loop, so an unreachable orchestrator (3-s timeouts)
+        // never delays probes and repairs; at shutdown, waited for.
+        let sending = Task { for item in due { await self.send(item) } }
+        if closing { await sending.value }
     }
 
     private func send(_ item: ReceiptBook.Outgoing) async {

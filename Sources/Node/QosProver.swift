@@ -53,6 +53,11 @@ final class QoSProver: Sendable {
         do {
             try await stream.write(LengthPrefixedDecoder.frame(TestSignalling.sign(response, key: rt.identity)))
             await stream.closeWrite()
+            // The challenger resets the stream once it has read the answer. A reset sent from
+            // here right behind the answer can overtake it: a reset stream drops what its far
+            // end has not read yet, which a busy challenger saw as `no_answer` ("stream ended
+            // before a message"). So the stream ends from the challenger's side, or after 10 s.
+            _ = try? await QoSChallenger.readFrame(stream, timeout: .seconds(10))
         } catch {
             rt.logger.debug("QoS test response not sent", metadata: ["error": "\(error)"])
         }
