@@ -104,6 +104,8 @@ proto: deps
 		--swift_out=Sources/Registry/Generated -I Specs Specs/registry.proto
 	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
 		--swift_out=Sources/QoS/Generated -I Specs Specs/qos.proto
+	protoc --plugin=protoc-gen-swift=$(PROTOC_GEN_SWIFT) --swift_opt=Visibility=Public \
+		--swift_out=Sources/Rewards/Generated -I Specs Specs/rewards.proto
 
 clean:
 	rm -rf .build $(TEST_BUILD) $(VENV)

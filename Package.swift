@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "Gossipsub", dependencies: ["Identity", "Libp2p"]),
         // The registry's gossip policy (validation pipeline, parameters, dial planner), shared
         // by the production shell (Node) and the simulator.
-        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub", "QoS"]),
+        .target(name: "RegistryGossip", dependencies: ["Identity", "Registry", "Gossipsub", "QoS", "Rewards"]),
         // The simulator: virtual clock, simulated links, scenarios, reports (Specs/simulation.md).
         .target(name: "Simulation", dependencies: ["Identity", "Registry", "Gossipsub", "RegistryGossip", "QoS", "Rewards"]),
 
@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "Orchestrator", dependencies: ["Identity", "Registry"]),
         // Rewards (whitepaper 2.3, Specs/rewards.md): scores, unit and session reward, the
         // per-epoch ledger; plain-value inputs filled by the node from checkable evidence.
-        .target(name: "Rewards", dependencies: ["Identity", "Registry", "QoS"]),
+        .target(name: "Rewards", dependencies: ["Identity", "Registry", "QoS", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         // QoS tests (Specs/qos.md): epochs, verifiable assignment (ECVRF tickets), the
         // challenger's measurement and the whitepaper's scores, the test stream, signed
         // reports, the replicated report set and its aggregation. Pure.
@@ -186,7 +186,7 @@ let package = Package(
         ),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Identity"]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "Registry", "Identity"]),
-        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity"]),
+        .testTarget(name: "RewardsTests", dependencies: ["Rewards", "Registry", "Identity", "RegistryGossip", "Gossipsub"]),
         .testTarget(name: "GossipsubTests", dependencies: ["Gossipsub", "Identity", "Libp2p"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "RegistryGossip", "Registry", "Gossipsub", "Identity", "QoS", "Rewards"]),
         .testTarget(name: "QoSTests", dependencies: ["QoS", "Identity", "Registry", "RTC", "SFU", "RegistryGossip", "Gossipsub", "Rewards"]),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets in Fuzz/ against the real Libp2p, Gossipsub, Registry, RTC, SFU and
-# QoS modules and runs each one.
+# Builds the libFuzzer targets in Fuzz/ against the real Libp2p, Gossipsub, Registry, RTC, SFU,
+# QoS and Rewards modules and runs each one.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (make fuzz FUZZ_SECONDS=300)
 # The package modules are compiled with -sanitize=fuzzer,address into .build-fuzz/, then each
 # Fuzz/<Name>.swift is linked with libFuzzer's main. Crashes land in fuzz-out/<Name>/; add each
@@ -11,16 +11,16 @@ SECONDS_PER_TARGET="${1:-120}"
 shift || true
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(MultiaddrFuzz MultistreamFuzz NoiseFrameFuzz YamuxFrameFuzz GossipRPCFuzz RegistrySyncFuzz
-                                STUNFuzz RTPFuzz SDPFuzz QoSFuzz)
+                                STUNFuzz RTPFuzz SDPFuzz QoSFuzz ReceiptFuzz)
 
 SCRATCH=.build-fuzz
-for module in Libp2p Gossipsub Registry RTC SFU QoS; do
+for module in Libp2p Gossipsub Registry RTC SFU QoS Rewards; do
     swift build -c release --scratch-path "$SCRATCH" --target "$module" \
         -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing
 done
 BIN="$SCRATCH/release"
 OBJECTS=$(find "$BIN/Libp2p.build" "$BIN/Gossipsub.build" "$BIN/Registry.build" "$BIN/Identity.build" "$BIN/SwiftProtobuf.build" \
-    "$BIN/RTC.build" "$BIN/SFU.build" "$BIN/QoS.build" -name '*.o')
+    "$BIN/RTC.build" "$BIN/SFU.build" "$BIN/QoS.build" "$BIN/Rewards.build" -name '*.o')
 mkdir -p fuzz-out
 # Swift's own crash backtracer faults under ASan ("unknown-crash in memserver_read") and hides
 # the trap; without it libFuzzer prints the real stack.

@@ -27,6 +27,7 @@ public enum RegistryAPI {
         ("/allocate", [.post]),
         ("/rewards", [.get]),
         ("/rewards.csv", [.get]),
+        ("/rewards/receipts", [.get]),
     ] + DashboardAPI.paths.map { ($0, [.get]) } + QoSAPI.routes
     static let allowedMethods: [String: [HTTPRequest.Method]] = Dictionary(uniqueKeysWithValues: routes.map { ($0.path, $0.methods) })
 

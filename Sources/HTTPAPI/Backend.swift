@@ -45,10 +45,12 @@ public struct HealthReport: Codable, Sendable {
     public var media: MediaHealth?
     /// SHA-256 over the sorted QoS item IDs: equal digests, equal report sets (Specs/qos.md).
     public var qosDigest: String?
+    /// SHA-256 over the sorted receipt item IDs: equal digests, equal receipt sets (Specs/rewards.md).
+    public var receiptsDigest: String?
 
     public init(status: String, peerId: String, multiaddrs: [String], peers: Int, records: Int, tableDigest: String, version: String,
                 registry: RegistryHealth = RegistryHealth(), clockOffsetMs: Int64 = 0, clock: ClockHealth = ClockHealth(),
-                media: MediaHealth? = nil, qosDigest: String? = nil) {
+                media: MediaHealth? = nil, qosDigest: String? = nil, receiptsDigest: String? = nil) {
         self.status = status
         self.peerId = peerId
         self.multiaddrs = multiaddrs
@@ -61,6 +63,7 @@ public struct HealthReport: Codable, Sendable {
         self.clock = clock
         self.media = media
         self.qosDigest = qosDigest
+        self.receiptsDigest = receiptsDigest
     }
 }
 

@@ -194,6 +194,32 @@ public protocol OrchestratorBackend: Sendable {
     func allocateAsOwner(_ request: AllocateRequestJSON, caller: RPCCaller) async throws -> AllocationJSON
     func placement(_ room: String, caller: RPCCaller) async throws -> RoomPlacement
     func storePlacement(_ placement: RoomPlacement, caller: RPCCaller) async throws -> Bool
+    /// `POST /rpc/v1/receipts`: a media node's signed session receipt, countersigned when this
+    /// peer's records back it (Specs/rewards.md "Data supplied").
+    func countersign(_ request: ReceiptRequestJSON, caller: RPCCaller) async throws -> ReceiptAnswerJSON
+}
+
+/// `POST /rpc/v1/receipts` body: a `SignedSessionReceipt` (Specs/rewards.proto) signed by the
+/// calling media node, base64.
+public struct ReceiptRequestJSON: Codable, Sendable {
+    public var receipt: String
+    public init(receipt: String) { self.receipt = receipt }
+}
+
+/// `POST /rpc/v1/receipts` answer: `countersigned` with the receipt (base64, both
+/// signatures), or `clamped` with the `SessionReceipt` body (base64) this peer would
+/// countersign instead and why; the node signs the proposal and calls again.
+public struct ReceiptAnswerJSON: Codable, Sendable {
+    public var status: String
+    public var receipt: String?
+    public var proposal: String?
+    public var reason: String?
+    public init(status: String, receipt: String? = nil, proposal: String? = nil, reason: String? = nil) {
+        self.status = status
+        self.receipt = receipt
+        self.proposal = proposal
+        self.reason = reason
+    }
 }
 
 /// `POST /allocate`, `GET /rooms/{room}` and the signed node-to-node RPC under `/rpc/v1`.
@@ -268,6 +294,10 @@ public enum OrchestratorAPI {
             }
             return ["room": room, "stored": String(try await backend.storePlacement(p, caller: caller))]
         }
+        rpc(router, .post, "/rpc/v1/receipts", backend) { caller, body, _ in
+            let r = try decode(ReceiptRequestJSON.self, body, what: "{\"receipt\": base64 of a SignedSessionReceipt}")
+            return try await backend.countersign(r, caller: caller)
+        }
         addMethodNotAllowed(to: router)
     }
 
@@ -276,6 +306,7 @@ public enum OrchestratorAPI {
         ("/rooms/:room", [.get]), ("/rpc/v1/status", [.get]), ("/rpc/v1/rooms", [.post]), ("/rpc/v1/rooms/:room", [.get, .delete]),
         ("/rpc/v1/pipes", [.post]), ("/rpc/v1/pipes/accept", [.post]), ("/rpc/v1/pipes/:pipe/tracks", [.put]),
         ("/rpc/v1/pipes/:pipe", [.delete]), ("/rpc/v1/allocate", [.post]), ("/rpc/v1/placements/:room", [.get, .put]),
+        ("/rpc/v1/receipts", [.post]),
     ]
 
     static func addMethodNotAllowed(to router: Router<BasicRequestContext>) {

@@ -8,6 +8,10 @@ import Rewards
 public protocol RewardsBackend: Sendable {
     /// The ledger of `epoch` (nil: the current epoch, provisional).
     func rewardLedger(epoch: UInt64?) throws(RewardsLookupError) -> RewardsReport
+    /// Countersigned session receipts held, of `node` and `epoch` when given (Specs/rewards.md).
+    func sessionReceipts(node: PeerID?, epoch: UInt64?) -> [SignedSessionReceipt]
+    /// b_av, for each receipt's b in `/rewards/receipts`.
+    var streamBitrateKbps: Double { get }
 }
 
 /// One epoch's ledger as the node holds it.
@@ -64,6 +68,22 @@ public enum RewardsAPI {
                 json.nodes = json.nodes.filter { $0.nodeId == node }
             }
             return try RegistryAPI.json(json)
+        }
+        router.get("/rewards/receipts") { request, _ in
+            let params = try QueryParameters(request, allowed: ["epoch", "node"])
+            var epoch: UInt64?
+            if let raw = params["epoch"] {
+                guard let e = UInt64(raw) else { throw APIError.badParameter("epoch", "expected an epoch number (Unix seconds ÷ the epoch length), got '\(raw.prefix(40))'") }
+                epoch = e
+            }
+            var node: PeerID?
+            if let raw = params["node"] {
+                guard let id = try? PeerID(String(raw.prefix(128))) else { throw APIError.badParameter("node", "expected a PeerID (base58, 12D3KooW…), got '\(raw.prefix(64))'") }
+                node = id
+            }
+            let list = backend.sessionReceipts(node: node, epoch: epoch)
+            return try RegistryAPI.json(ReceiptListJSON(epoch: epoch, node: node?.description,
+                                                        receipts: list.map { ReceiptJSON($0, streamBitrateKbps: backend.streamBitrateKbps) }))
         }
         router.get("/rewards.csv") { request, _ in
             let params = try QueryParameters(request, allowed: ["epoch"])
@@ -189,5 +209,56 @@ public struct RewardNodeJSON: Codable, Sendable, Equatable {
         try c.encode(lifetimeSeconds, forKey: .lifetimeSeconds)
         try c.encode(demandNearby, forKey: .demandNearby)
         try c.encode(nodesNearby, forKey: .nodesNearby)
+    }
+}
+
+/// `GET /rewards/receipts` (Specs/openapi.yaml `ReceiptList`).
+struct ReceiptListJSON: Encodable {
+    var epoch: UInt64?
+    var node: String?
+    var receipts: [ReceiptJSON]
+}
+
+/// One countersigned session receipt: its fields, b, and the bytes both signatures cover (hex).
+struct ReceiptJSON: Encodable {
+    var nodeId: String
+    var orchestratorId: String
+    var room: String
+    var epoch: UInt64
+    var epochSeconds: UInt32
+    var startMs: UInt64
+    var endMs: UInt64
+    var role: String
+    var publishers: Double
+    var viewers: Double
+    var minutes: Double
+    var dataSuppliedMB: Double
+    var tokenDigest: String
+    var bytesForwarded: UInt64
+    var body: String
+    var nodeSignature: String
+    var orchestratorSignature: String
+    var syncId: String
+
+    init(_ s: SignedSessionReceipt, streamBitrateKbps: Double) {
+        let r = s.receipt
+        nodeId = r.nodeID.description
+        orchestratorId = r.orchestratorID.description
+        room = r.room
+        epoch = r.epoch
+        epochSeconds = r.epochSeconds
+        startMs = r.startMs
+        endMs = r.endMs
+        role = r.role.rawValue
+        publishers = r.publishers
+        viewers = r.viewers
+        minutes = (r.minutes * 1_000_000).rounded() / 1_000_000
+        dataSuppliedMB = (r.dataSuppliedMB(streamBitrateKbps: streamBitrateKbps) * 1000).rounded() / 1000
+        tokenDigest = Hex.encode(r.tokenDigest)
+        bytesForwarded = r.bytesForwarded
+        body = Hex.encode(s.body)
+        nodeSignature = Hex.encode(s.nodeSignature)
+        orchestratorSignature = Hex.encode(s.orchestratorSignature)
+        syncId = Hex.encode(s.syncID.bytes)
     }
 }

@@ -39,6 +39,8 @@ public final class DrtcNode: Sendable {
     /// The replicated QoS report set and its aggregation (Specs/qos.md).
     public let qos: QoSService
     let gossip: MeshGossip
+    /// The replicated set of countersigned session receipts (Specs/rewards.md "Data supplied").
+    let receipts: ReceiptService
     let rewards: RewardsService
     /// When this node started (Unix ms): the dashboard's uptime.
     let startedAtMs: UInt64
@@ -90,9 +92,14 @@ public final class DrtcNode: Sendable {
         let qos = try QoSService(directory: config.dataDir + "/qos", schedule: config.qosSchedule, metrics: metrics, logger: logger, clock: meshClock.now)
         self.qos = qos
         QoSWiring.attach(qos, to: gossip, metrics: metrics, logger: logger)
+        // Receipts are kept as long as QoS bundles, in epochs of the same length.
+        let receipts = try ReceiptService(directory: config.dataDir + "/receipts", epochSeconds: config.qosSchedule.epochSeconds,
+                                          horizonEpochs: qos.parameters.horizonEpochs, metrics: metrics, logger: logger, clock: meshClock.now)
+        self.receipts = receipts
+        receipts.attach(to: gossip)
         rewards = RewardsService(schedule: config.qosSchedule, horizonEpochs: qos.parameters.horizonEpochs, parameters: config.rewardParameters,
                                  registry: registry, metrics: metrics, logger: logger, me: identity.peerID,
-                                 qos: { (qos.digest(), qos.aggregate()) })
+                                 qos: { (qos.digest(), qos.aggregate()) }, receipts: receipts)
     }
 
     /// The refresh interval and TTL this node promises now (Specs/gossip.md "Liveness").
@@ -141,7 +148,8 @@ public final class DrtcNode: Sendable {
         return HealthReport(
             status: degraded ? "degraded" : "ok", peerId: peerID.description, multiaddrs: announcedMultiaddrs,
             peers: host.connectedPeers.count, records: live, tableDigest: Hex.encode(digest), version: Self.version,
-            registry: registryHealth, clockOffsetMs: estimate.offsetMs, clock: clockHealth, media: media, qosDigest: qos.digest())
+            registry: registryHealth, clockOffsetMs: estimate.offsetMs, clock: clockHealth, media: media, qosDigest: qos.digest(),
+            receiptsDigest: receipts.digest())
     }
 
     /// Runs until SIGTERM/SIGINT (graceful: tombstone, LMDB closed) or cancellation.
@@ -263,6 +271,7 @@ struct RegistryLifecycle: Service {
                 if now >= nextGC {
                     nextGC = now + 600_000
                     node.registry.collectGarbage()
+                    node.receipts.collectGarbage()
                 }
             }
         }
@@ -339,6 +348,12 @@ struct Backend: RegistryBackend, QoSBackend {
 }
 
 extension Backend: RewardsBackend, DashboardBackend {
+    func sessionReceipts(node id: PeerID?, epoch: UInt64?) -> [SignedSessionReceipt] {
+        node.receipts.withSet { $0.receipts(epoch: epoch, node: id) }
+    }
+
+    var streamBitrateKbps: Double { node.config.rewardParameters.streamBitrateKbps }
+
     func rewardLedger(epoch: UInt64?) throws(RewardsLookupError) -> RewardsReport {
         try node.rewards.report(epoch: epoch)
     }

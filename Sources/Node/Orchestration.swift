@@ -12,6 +12,7 @@ import NIOHTTP1
 import NIOPosix
 import Orchestrator
 import Registry
+import Rewards
 import SFU
 import ServiceLifecycle
 import Synchronization
@@ -75,6 +76,9 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
     let locks = RoomLocks()
     let logger: Logger
     let allowlist: Set<PeerID>
+    /// Session receipts: tokens issued and rooms seen (orchestrator), admissions and the
+    /// accumulator (media node). `Orchestration+Receipts.swift`.
+    let receipts: Mutex<ReceiptBook>
 
     init(node: DrtcNode, media: MediaService) {
         self.node = node
@@ -85,6 +89,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
         policy = PlannerPolicy(version: DrtcNode.version)
         allowlist = Set(node.config.trustedOrchestrators)
         state.withLock { $0.seed = UInt64.random(in: 0...UInt64.max) }
+        receipts = Mutex(ReceiptBook(accumulator: ReceiptAccumulator(node: node.identity.publicKeyBytes, epochSeconds: node.config.qosSchedule.epochSeconds)))
         media.onPipeEvent { [weak self] event in self?.pipeEvent(event) }
     }
 
@@ -223,6 +228,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             return s.texts.text(d.node.id)
         }
         node.metrics.counter("drtc_orchestrator_allocations_total", "result", "allocated").increment()
+        noteIssued(room: request.room, node: d.node.id, role: request.role, atMs: now)
         let exp = now + MediaToken.defaultValidityMs
         let token = MediaToken.issue(MediaTokenClaims(iss: meText, aud: nodeText, room: request.room,
                                                       role: request.role, iat: now, exp: exp), key: node.identity)
@@ -475,6 +481,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             let asked = self.now
             let status = await media.roomStatus(nil)
             let answered = self.now
+            noteSightings(status, node: me, atMs: answered)
             state.withLock { s in
                 s.health[me, default: Health()].lastOK = answered
                 s.health[me, default: Health()].rooms = Set(status.map(\.room))
@@ -498,6 +505,7 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
                 throw RPCTransportError(description: "status \(r.status) \(r.errorCode ?? "")")
             }
             let now = self.now
+            noteSightings(status.rooms, node: id, atMs: now)
             state.withLock { s in
                 var h = s.health[id] ?? Health()
                 h.lastOK = now
@@ -525,9 +533,13 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
                 if tick % 5 == 0 {
                     await self.probe()
                     self.node.liveSessions.withLock { $0 = UInt32(clamping: self.media.sessionCount) }
+                    await self.tickReceipts()
                 }
             }
         }
+        // Graceful shutdown: the open parts end now; their receipts get one try.
+        await tickReceipts(closing: true)
+        node.receipts.close()
     }
 
     // MARK: rooms
@@ -702,7 +714,8 @@ final class Orchestration: Service, OrchestratorBackend, MediaAccessControl {
             return .redirect(allocation.url + "?access_token=" + allocation.token)
         }
         do {
-            _ = try MediaToken.verify(token, audience: me, room: room, role: clientRole, nowMs: now, accepts: accepts)
+            let claims = try MediaToken.verify(token, audience: me, room: room, role: clientRole, nowMs: now, accepts: accepts)
+            if let token { noteAdmission(room: room, issuer: claims.iss, token: token) }
             node.metrics.counter("drtc_media_access_total", "result", "admitted").increment()
             return .admit
         } catch {

@@ -30,45 +30,37 @@ struct QoSRuntime: Sendable {
 /// The QoS topic and set in the mesh (Specs/qos.md "Validation", "Replication").
 enum QoSWiring {
     static func attach(_ qos: QoSService, to gossip: MeshGossip, metrics: DrtcMetrics, logger: Logger) {
-        gossip.addTopic(QoSGossip.topic) { message, now in
-            let (result, bundle) = QoSGossip.validate(
-                message, nowMs: now, schedule: qos.schedule, outcome: { b in qos.withLedger { $0.outcome(of: b) } },
-                unassigned: { b, r in qos.isDefinitelyUnassigned(challenger: b.challenger, prover: r.prover, epoch: b.epoch) })
-            if case .reject(let reason) = result {
-                metrics.counter("drtc_qos_bundles_rejected_total", "reason", String(reason.dropFirst("qos_".count))).increment()
-            }
-            guard let bundle else { return (result, nil) }
-            return (result, {
-                Task {
-                    do {
-                        let outcome = try await qos.merge([bundle])
-                        if case .added = outcome.first {
-                            metrics.counter("drtc_qos_reports_total", "result", "accepted").increment(by: bundle.bundle.reports.count)
-                        }
-                    } catch {
-                        logger.warning("could not store a gossiped QoS bundle", metadata: ["error": "\(error)"])
-                    }
+        SetReplication<SignedQoSBundle>(
+            topic: QoSGossip.topic, protocolID: QoSGossip.syncProtocolID, metricsPrefix: "drtc_qos_sync", what: "QoS bundle",
+            validate: { message, now in
+                let (result, bundle) = QoSGossip.validate(
+                    message, nowMs: now, schedule: qos.schedule, outcome: { b in qos.withLedger { $0.outcome(of: b) } },
+                    unassigned: { b, r in qos.isDefinitelyUnassigned(challenger: b.challenger, prover: r.prover, epoch: b.epoch) })
+                if case .reject(let reason) = result {
+                    metrics.counter("drtc_qos_bundles_rejected_total", "reason", String(reason.dropFirst("qos_".count))).increment()
                 }
-            })
-        }
-        gossip.addReplicatedSet(MeshGossip.ReplicatedSet(
-            protocolID: QoSGossip.syncProtocolID, metricsPrefix: "drtc_qos_sync",
-            snapshot: { SyncSnapshot(items: qos.withLedger { $0.syncItems }) },
-            merge: { items in
-                var good: [SignedQoSBundle] = []
-                for bytes in items {
-                    do { good.append(try SignedQoSBundle.verify(encoded: bytes)) } catch {
-                        metrics.counter("drtc_qos_bundles_rejected_total", "reason", (error as? QoSRejection)?.reason ?? "malformed").increment()
-                    }
-                }
-                _ = try await qos.merge(good)
-                // Bundles do not start waves of news: the registry's wave is what a healed
-                // partition sets off (Specs/gossip.md "Partitions").
-                return MeshGossip.SetMerge(verified: good.count, news: 0)
+                return (result, bundle)
             },
+            verify: { bytes in
+                do { return try SignedQoSBundle.verify(encoded: bytes) } catch {
+                    metrics.counter("drtc_qos_bundles_rejected_total", "reason", (error as? QoSRejection)?.reason ?? "malformed").increment()
+                    return nil
+                }
+            },
+            merge: { bundles, gossiped in
+                let outcomes = try await qos.merge(bundles)
+                guard gossiped else { return }
+                for (bundle, outcome) in zip(bundles, outcomes) {
+                    if case .added = outcome {
+                        metrics.counter("drtc_qos_reports_total", "result", "accepted").increment(by: bundle.bundle.reports.count)
+                    }
+                }
+            },
+            syncItems: { qos.withLedger { $0.syncItems } },
             busySample: {
                 qos.withLedger { l in Array(l.bundles(epoch: l.epochs.last ?? 0).shuffled().prefix(SyncPolicy.busySample)).map(\.encoded) }
-            }))
+            }
+        ).attach(to: gossip, logger: logger)
         metrics.onScrape {
             metrics.gauge("drtc_qos_bundles", "kind", "stored").set(qos.withLedger { $0.count })
         }

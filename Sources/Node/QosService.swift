@@ -28,12 +28,7 @@ public final class QoSService: Sendable {
         self.clock = clock
         store = try QoSStore(directory: directory)
         var ledger = QoSLedger()
-        var invalid = 0
-        for bytes in try store.loadAll() {
-            // Re-verified, so a damaged file cannot inject bundles.
-            if let b = try? SignedQoSBundle.verify(encoded: bytes) { ledger.insert(b) } else { invalid += 1 }
-        }
-        if invalid > 0 { logger.error("QoS store holds bundles that do not verify; they were not loaded", metadata: ["count": "\(invalid)"]) }
+        for b in try store.bundles.loadVerified(what: "QoS", logger: logger, { try? SignedQoSBundle.verify(encoded: $0) }) { ledger.insert(b) }
         logger.info("QoS set opened", metadata: ["bundles": "\(ledger.count)", "path": "\(directory)"])
         self.ledger = Mutex(ledger)
         let committer = GroupCommitter<SignedQoSBundle, QoSLedger.InsertOutcome>(label: "drtc.qos.writer", maxBatch: 4096) { [weak self] batch in

@@ -13,28 +13,20 @@ import Synchronization
 ///
 /// INPUTS (Specs/rewards.md "Inputs"): the node set, availability (tests answered), V of the
 /// epoch and the plausibility of positions come from the replicated QoS set
-/// (`QoSRewardEvidence`), so replicas with equal `qosDigest` compute equal values; positions
-/// from registry records; demand from `LivenessObserver` over this node's own registry (a local
-/// placeholder, in memory); data supplied is 0 for everyone (no countersigned receipts yet).
+/// (`QoSRewardEvidence`); b, s (H) and demand (L) from the replicated set of countersigned
+/// session receipts; positions from registry records. So replicas holding equal QoS and receipt
+/// sets (and records) compute byte-identical ledgers. A ledger is recomputed when either set
+/// changes: receipts of a session's last part are countersigned just after its epoch ends.
 /// `sources` below says so in every `/rewards` answer.
 final class RewardsService: Service, Sendable {
     static let sources = RewardSources(
         availability: "QoS set: tests answered — u sums, over the epochs with counted reports, the weighted median share of the test the challengers received; l sums the node's activity probability over the epochs since its first ticket (Specs/rewards.md)",
         quality: "QoS set: the node's measured V in this epoch (Specs/qos.md \"Aggregation\", step 4); null when the epoch did not measure it",
-        dataSupplied: "placeholder: none — 0 until countersigned session receipts are merged",
-        demand: "placeholder: sessions the records declare (load.activeSessions), averaged over the epoch as this node sampled it",
+        dataSupplied: "receipt set: b summed over the epoch's session receipts countersigned by their allocating orchestrator; s (history) over all receipts held (Specs/rewards.md \"Data supplied\")",
+        demand: "receipt set: n_p + n_c of the epoch's countersigned receipts at the serving node's position",
         positions: "registry records (--geo), as declared; none for a node whose QoS reports mostly say location_implausible")
 
-    /// Closed epochs whose demand placeholder is kept.
-    static let demandEpochs: UInt64 = 12
-
     private struct State {
-        /// Placeholder demand only (Specs/rewards.md "Inputs").
-        var observer: LivenessObserver
-        /// The demand of closed epochs, by epoch.
-        var demand: [UInt64: [DemandPoint]] = [:]
-        /// Bumped by every sample: the current epoch's demand and positions may have changed.
-        var samples: UInt64 = 0
         /// Computed ledgers by epoch, with the evidence they were computed from.
         var cache: [UInt64: (key: String, ledger: RewardLedger)] = [:]
     }
@@ -48,32 +40,34 @@ final class RewardsService: Service, Sendable {
     /// Epochs a ledger can be computed for: the QoS set's GC horizon.
     let retainedEpochs: UInt64
     private let state: Mutex<State>
-    /// The newest epoch whose ledger was announced final (log line, gauges).
-    private let announced = Mutex<UInt64?>(nil)
+    /// The newest epoch whose ledger was announced final (log line), and the evidence its
+    /// gauges were set from (late receipts change them).
+    private let announced = Mutex<(epoch: UInt64, key: String)?>(nil)
     private let registry: RegistryService
     private let metrics: DrtcMetrics
     private let logger: Logger
     private let me: PeerID
     /// The QoS set's digest and its aggregate (cached by the QoS service).
     private let qos: @Sendable () -> (digest: String, aggregate: QoSAggregate)
+    /// Countersigned session receipts (b, s, demand); nil: none (benchmarks, tests).
+    private let receipts: ReceiptService?
 
     init(schedule: QoSSchedule, horizonEpochs: UInt64, parameters: RewardParameters, registry: RegistryService, metrics: DrtcMetrics,
-         logger: Logger, me: PeerID, qos: @escaping @Sendable () -> (digest: String, aggregate: QoSAggregate)) {
+         logger: Logger, me: PeerID, qos: @escaping @Sendable () -> (digest: String, aggregate: QoSAggregate), receipts: ReceiptService? = nil) {
         let epochs = RewardEpochs(epochSeconds: UInt64(schedule.epochSeconds))
         self.epochs = epochs
         self.parameters = parameters
         finalAfterMs = schedule.setupMs
         retainedEpochs = max(1, horizonEpochs)
-        // Ten samples an epoch at least, every 5 s at most.
+        // Ten looks an epoch at least, every 5 s at most.
         sampleIntervalMs = max(1_000, min(5_000, epochs.epochMs / 10))
-        state = Mutex(State(observer: LivenessObserver(
-            epochs: epochs, maxGapMs: 3 * sampleIntervalMs + 2_000,
-            forgetAfterMs: Self.demandEpochs * epochs.epochMs)))
+        state = Mutex(State())
         self.registry = registry
         self.metrics = metrics
         self.logger = logger
         self.me = me
         self.qos = qos
+        self.receipts = receipts
     }
 
     func run() async throws {
@@ -85,22 +79,9 @@ final class RewardsService: Service, Sendable {
         }
     }
 
-    /// One sample of the registry's live records (the demand placeholder); announces the
-    /// newest final ledger when it changes.
+    /// Announces the newest final ledger when it (or its evidence) changes.
     func sample() {
-        let now = registry.clock()
-        let sightings = registry.withReplica { replica in
-            replica.table.liveRecords(nowMs: now).map {
-                LivenessObserver.Sighting(node: $0.nodeID, position: $0.record.geo, activeSessions: Int($0.record.load.activeSessions))
-            }
-        }
-        let current = epochs.epoch(atMs: now)
-        state.withLock { s in
-            for closed in s.observer.observe(sightings, atMs: now) { s.demand[closed.epoch] = closed.demand }
-            s.demand = s.demand.filter { $0.key + Self.demandEpochs > current }
-            s.samples &+= 1
-        }
-        announceNewestFinal(nowMs: now)
+        announceNewestFinal(nowMs: registry.clock())
     }
 
     /// The newest epoch whose ledger is final at `now`.
@@ -118,44 +99,54 @@ final class RewardsService: Service, Sendable {
         // Under its own lock, held while the ledger is computed: a concurrent caller waits
         // until the gauges are set (the state lock is never held while taking this one).
         announced.withLock { last in
-            guard last.map({ $0 < e }) ?? true else { return }
-            last = e
-            let ledger = ledger(epoch: e, nowMs: now)
-            if !ledger.rows.isEmpty {
+            guard last.map({ $0.epoch <= e }) ?? true else { return }
+            let (key, ledger) = keyedLedger(epoch: e, nowMs: now)
+            guard last.map({ $0.epoch < e || $0.key != key }) ?? true else { return }
+            if last.map({ $0.epoch < e }) ?? true, !ledger.rows.isEmpty {
                 logger.info("rewards: epoch final", metadata: [
                     "epoch": "\(ledger.epoch)", "nodes": "\(ledger.rows.count)", "digest": "\(ledger.digest)"])
             }
+            last = (e, key)
             exportGauges(ledger)
         }
     }
 
-    /// The ledger of epoch `e` from the evidence held now: recomputed when the QoS set changed
-    /// (or, for the running epoch, after every sample).
-    private func ledger(epoch e: UInt64, nowMs now: UInt64) -> RewardLedger {
+    /// The ledger of epoch `e` from the evidence held now: recomputed when the QoS set or the
+    /// receipt set changed (and, for the running epoch, when the registry did: positions).
+    private func ledger(epoch e: UInt64, nowMs now: UInt64) -> RewardLedger { keyedLedger(epoch: e, nowMs: now).ledger }
+
+    private func keyedLedger(epoch e: UInt64, nowMs now: UInt64) -> (key: String, ledger: RewardLedger) {
         let (digest, aggregate) = qos()
-        let current = epochs.epoch(atMs: now)
-        let (key, demand): (String, [DemandPoint]) = state.withLock { s in
-            if e == current || s.observer.currentEpoch == e {
-                return ("\(digest)/\(s.samples)", s.observer.provisional()?.demand ?? [])
-            }
-            return (digest, s.demand[e] ?? [])
-        }
-        if let hit = state.withLock({ $0.cache[e] }), hit.key == key { return hit.ledger }
+        let generation = receipts?.withSet { $0.generation } ?? 0
+        let key = e == epochs.epoch(atMs: now) ? "\(digest)/\(generation)/\(registry.withReplica { $0.table.generation })" : "\(digest)/\(generation)"
+        if let hit = state.withLock({ $0.cache[e] }), hit.key == key { return (key, hit.ledger) }
         // Computed outside the lock: 10,000 nodes take a few tens of ms.
+        let totals = receipts?.withSet {
+            $0.totals(epoch: e, epochSeconds: UInt32(epochs.epochSeconds), streamBitrateKbps: parameters.streamBitrateKbps)
+        }
         let seen = aggregate.nodesSeen(epoch: e).map(\.peerID)
+        // Nodes that served countersigned sessions in the epoch belong to it too, QoS presence
+        // or not (a node that joined too recently to hold a ticket): no lifetime in the QoS set,
+        // so A = 0, V unmeasured, and their b counts.
+        let served = (totals?.sessions.keys).map { Set($0).subtracting(seen).sorted() } ?? []
         let positions: [PeerID: GeoPoint] = registry.withReplica { replica in
             var out: [PeerID: GeoPoint] = [:]
-            for id in seen { if let geo = replica.table[id]?.record.geo { out[id] = geo } }
+            for id in seen + served { if let geo = replica.table[id]?.record.geo { out[id] = geo } }
             return out
         }
-        let inputs = QoSRewardEvidence.inputs(epoch: e, aggregate: aggregate, epochSeconds: Double(epochs.epochSeconds),
-                                              position: { positions[$0] }, demand: demand)
+        var inputs = QoSRewardEvidence.inputs(epoch: e, aggregate: aggregate, epochSeconds: Double(epochs.epochSeconds),
+                                              position: { positions[$0] }, demand: [])
+        let present = Set(inputs.nodes.map(\.node))
+        for id in served where !present.contains(id) {
+            inputs.nodes.append(RewardNodeInput(node: id, position: positions[id], uptimeSeconds: 0, lifetimeSeconds: 0, quality: nil))
+        }
+        if let totals { inputs = totals.apply(to: inputs) }
         let ledger = RewardLedger(inputs, parameters: parameters)
         state.withLock { s in
             s.cache[e] = (key, ledger)
             if s.cache.count > 16, let oldest = s.cache.keys.min() { s.cache[oldest] = nil }
         }
-        return ledger
+        return (key, ledger)
     }
 
     /// `drtc_rewards_*{}` for this node, from the newest final epoch.

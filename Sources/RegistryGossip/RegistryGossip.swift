@@ -31,6 +31,7 @@ public enum RegistryGossip {
         var score = ScoreParameters()
         score.topics[topic] = TopicScoreParameters()
         score.topics[QoSGossip.topic] = QoSGossip.scoreParameters()
+        score.topics[ReceiptGossip.topic] = ReceiptGossip.scoreParameters()
         return score
     }
 

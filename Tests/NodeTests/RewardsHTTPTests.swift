@@ -51,7 +51,12 @@ import FoundationNetworking
             #expect(own["reward"] as? Double == 0)
             let sources = try #require(closed["sources"] as? [String: String])
             #expect(sources["quality"]?.hasPrefix("QoS set") == true)
-            #expect(sources["dataSupplied"]?.hasPrefix("placeholder") == true)
+            #expect(sources["dataSupplied"]?.hasPrefix("receipt set") == true)
+            #expect(sources["demand"]?.hasPrefix("receipt set") == true)
+            // A node alone served nobody: no receipts.
+            let receipts = try await API.request(base, "/rewards/receipts?epoch=\(epoch)").json
+            #expect((receipts["receipts"] as? [Any])?.isEmpty == true)
+            #expect(try await API.request(base, "/rewards/receipts?node=nope").status == 400)
 
             let csv = try await API.request(base, "/rewards.csv?epoch=\(epoch)")
             #expect(csv.status == 200)
