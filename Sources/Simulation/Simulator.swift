@@ -472,8 +472,9 @@ public final class Simulator {
 
     // MARK: - router actions
 
-    func execute(_ p: SimPeer, _ actions: [GossipAction], accepted: [MessageID: Delivery]) {
-        // Moved out in order (iterating copied every action, retaining its RPC).
+    func execute(_ p: SimPeer, _ actions: consuming [GossipAction], accepted: [MessageID: Delivery]) {
+        // Moved out in order (iterating copied every action, retaining its RPC). Consuming:
+        // the router's fresh array is ours to reverse, not a copy-on-write copy.
         var actions = actions
         actions.reverse()
         while let action = actions.popLast() {
