@@ -13,7 +13,7 @@ public enum KeyedHash {
     /// (`Hashable._rawHashValue(seed:)`): the fingerprint mixed with the table's own seed by a
     /// bijective 64-bit finaliser (MurmurHash3's), instead of a fresh SipHash of one word per
     /// probe — three multiplications where `Hasher` took ~20 ns, on the simulator's hottest
-    /// path (Specs/simulation.md "Engine"). The fingerprint is already keyed, so the tables stay
+    /// path (Specs/simulation.md "Hot path"). The fingerprint is already keyed, so the tables stay
     /// safe from chosen collisions; the per-table seed keeps the low bits of two tables'
     /// buckets unrelated (copying one table into a smaller one stays linear).
     @inline(__always)
