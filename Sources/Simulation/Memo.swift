@@ -140,6 +140,10 @@ struct TableFingerprint: Hashable, Comparable {
 final class SnapshotMemo: @unchecked Sendable {
     private let lock = SimLock()
     private var snapshots: [TableFingerprint: (snapshot: SyncSnapshot, lastWindow: UInt64)] = [:]
+    /// Snapshots of tables' shared parts (`RegistryTable.Layers`), by the part's token (kept,
+    /// so that its identifier is not reused): the snapshots above overlay them.
+    private var bases: [ObjectIdentifier: (token: RegistryTable.BaseToken, snapshot: SyncSnapshot, lastWindow: UInt64)] = [:]
+    private let baseCapacity = 8
     private var window: UInt64 = 0
     private let capacity = 48
     private var builtCount = 0
@@ -153,7 +157,19 @@ final class SnapshotMemo: @unchecked Sendable {
                 return s.snapshot
             }
             builtCount += 1
-            let s = SyncSnapshot(records: table.records)
+            // The shared part once, then this table's own changes over it: O(changes).
+            let layers = table.layers
+            let key = ObjectIdentifier(layers.token)
+            let base: SyncSnapshot
+            if let known = bases[key] {
+                base = known.snapshot
+                bases[key]!.lastWindow = window
+            } else {
+                base = SyncSnapshot(records: layers.base)
+                bases[key] = (layers.token, base, window)
+            }
+            let s = SyncSnapshot(overlaying: base, removing: layers.removed,
+                                 adding: layers.added.lazy.map { SyncItem(id: $0.syncID, encoded: $0.encoded) })
             snapshots[fingerprint] = (s, window)
             return s
         }
@@ -163,6 +179,10 @@ final class SnapshotMemo: @unchecked Sendable {
     func endWindow() {
         lock.locked {
             window += 1
+            if bases.count > baseCapacity {
+                let evict = bases.sorted { $0.value.lastWindow < $1.value.lastWindow }.prefix(bases.count - baseCapacity)
+                for (key, _) in evict { bases[key] = nil }
+            }
             guard snapshots.count > capacity else { return }
             let evict = snapshots.sorted { a, b in
                 a.value.lastWindow != b.value.lastWindow ? a.value.lastWindow < b.value.lastWindow : a.key < b.key
