@@ -8,7 +8,8 @@ enum SimBench {
     static func peakRSSBytes() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+            // "VmHWM:\t10376064 kB" has no space after the tab from 10 GB on.
+            return (Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0) * 1024
         }
         return 0
     }
