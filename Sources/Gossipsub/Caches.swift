@@ -54,30 +54,66 @@ struct MessageCache {
 }
 
 /// IDs seen within the last `ttl` (gossipsub "seen cache"): duplicates are recognised without
-/// keeping the messages. Expiry is a FIFO because IDs are inserted in time order.
+/// keeping the messages. With each ID it keeps when it was first seen and which peers have
+/// delivered it (for duplicate accounting, P3, and not forwarding a message back to a peer
+/// that sent it): one table and one probe per copy received, where a second table keyed by
+/// the same IDs doubled both. Expiry is a FIFO because IDs are inserted in time order.
 struct SeenCache {
-    private(set) var firstSeen: [MessageID: Millis] = [:]
+    struct Entry {
+        var first: Millis
+        /// Peers that delivered the message (none for our own). A short array: a message comes
+        /// from a few mesh peers, and `PeerID` equality compares a hash word first.
+        var deliverers: [PeerID]
+    }
+
+    private(set) var entries: [MessageID: Entry] = [:]
     private var order: [(MessageID, Millis)] = []
     private var head = 0
     let ttl: Millis
 
     init(ttl: Millis) { self.ttl = ttl }
 
-    func contains(_ id: MessageID) -> Bool { firstSeen[id] != nil }
-    var count: Int { firstSeen.count }
+    func contains(_ id: MessageID) -> Bool { entries[id] != nil }
+    var count: Int { entries.count }
 
-    /// Records `id`; returns false if it was already present.
+    /// Records `id`, first delivered by `peer` (nil: published here); returns false if it was
+    /// already present.
     @discardableResult
-    mutating func insert(_ id: MessageID, now: Millis) -> Bool {
-        guard firstSeen[id] == nil else { return false }
-        firstSeen[id] = now
+    mutating func insert(_ id: MessageID, now: Millis, from peer: PeerID? = nil) -> Bool {
+        guard entries[id] == nil else { return false }
+        entries[id] = Entry(first: now, deliverers: peer.map { [$0] } ?? [])
         order.append((id, now))
         return true
     }
 
+    enum Copy {
+        case new
+        /// Seen before; `newDeliverer` when this peer had not delivered it yet.
+        case duplicate(first: Millis, newDeliverer: Bool)
+    }
+
+    /// Notes a copy of `id` from `peer`, in one probe: new, or a duplicate (and whether the
+    /// peer is a new deliverer, now recorded).
+    mutating func noteCopy(_ id: MessageID, from peer: PeerID) -> Copy {
+        guard let i = entries.index(forKey: id) else { return .new }
+        return Self.note(&entries.values[i], peer)
+    }
+
+    private static func note(_ entry: inout Entry, _ peer: PeerID) -> Copy {
+        if entry.deliverers.contains(peer) { return .duplicate(first: entry.first, newDeliverer: false) }
+        entry.deliverers.append(peer)
+        return .duplicate(first: entry.first, newDeliverer: true)
+    }
+
+    /// Whether `peer` has delivered `id` to us (within the window).
+    func delivered(_ id: MessageID, by peer: PeerID) -> Bool {
+        guard let i = entries.index(forKey: id) else { return false }
+        return entries.values[i].deliverers.contains(peer)
+    }
+
     mutating func expire(now: Millis) {
         while head < order.count, order[head].1 &+ ttl <= now {
-            firstSeen[order[head].0] = nil
+            entries[order[head].0] = nil
             head += 1
         }
         if head > 1024 && head * 2 > order.count {
@@ -86,4 +122,3 @@ struct SeenCache {
         }
     }
 }
-

@@ -90,12 +90,8 @@ public struct GossipRouter {
     /// (topic, peer) → time before which we must not GRAFT the peer.
     private var backoff: [String: [PeerID: Millis]] = [:]
     private var mcache: MessageCache
+    /// Message IDs seen, when, and who delivered them (duplicate accounting, P3).
     private var seen: SeenCache
-    /// For duplicate accounting: when a message was first seen, who delivered it.
-    private var deliveries: [MessageID: (first: Millis, peers: Set<PeerID>)] = [:]
-    /// `deliveries` in insertion (= time) order, for expiry without rebuilding the table.
-    private var deliveryOrder: [(id: MessageID, first: Millis)] = []
-    private var deliveryHead = 0
     /// IWANT promises: message ID → peer → deadline.
     private var promises: [MessageID: [PeerID: Millis]] = [:]
     var scoring: PeerScoring
@@ -250,7 +246,6 @@ public struct GossipRouter {
         let message = StrictSign.sign(data: data, topic: topic, seqno: seqno, key: signer)
         let id = StrictSign.messageID(message)
         seen.insert(id, now: now)
-        noteDelivery(id, from: nil, now: now)
         mcache.put(id, message, topic: topic)
         counters.messagesPublished += 1
         var targets: Set<PeerID>
@@ -319,13 +314,10 @@ public struct GossipRouter {
             return
         }
         let id = StrictSign.messageID(message)
-        if seen.contains(id) {
+        if case .duplicate(let first, let newDeliverer) = seen.noteCopy(id, from: peer) {
             counters.duplicates += 1
             promises[id] = nil
-            // In place: copying the entry out would copy its peer set.
-            if deliveries[id]?.peers.insert(peer).inserted == true, let first = deliveries[id]?.first {
-                scoring.nearFirstDelivery(peer, topic: topic, delayMs: now &- first)
-            }
+            if newDeliverer { scoring.nearFirstDelivery(peer, topic: topic, delayMs: now &- first) }
             return
         }
         // StrictSign before anything is remembered: a forged message must not poison the seen
@@ -334,17 +326,16 @@ public struct GossipRouter {
             reject(failure.rawValue, peer: peer, topic: topic)
             return
         }
-        seen.insert(id, now: now)
-        noteDelivery(id, from: peer, now: now)
+        seen.insert(id, now: now, from: peer)
         promises[id] = nil
         if message.from == localPeer.bytes {
             counters.ignored["own_message", default: 0] += 1
             return
         }
         // v1.2: tell the rest of the mesh we have it, before the (possibly slow) validation.
-        let members = mesh[topic] ?? []
+        let members = (mesh[topic] ?? []).sorted()
         if message.data.count >= parameters.idontwantMessageThreshold {
-            for other in members.sorted() where other != peer && peers[other]?.protocolID.supportsIDontWant == true {
+            for other in members where other != peer && withPeer(other, { $0.protocolID.supportsIDontWant }) == true {
                 enqueue(other) { $0.control.idontwant.append(id) }
             }
         }
@@ -362,12 +353,14 @@ public struct GossipRouter {
         mcache.put(id, message, topic: topic)
         counters.messagesDelivered += 1
         actions.append(.deliver(message, id: id, from: peer))
-        let origin = message.from.flatMap { try? PeerID(multihash: $0) }
-        let targets = members.sorted().filter { $0 != peer && $0 != origin }
+        // Not back to its author (a PeerID is its bytes: comparing them spares parsing `from`).
+        let targets = members.filter { $0 != peer && $0.bytes != message.from }
         // Grouped by hold, shortest first (peers keep their sorted order within a group).
         var holds: [(hold: Millis, targets: [PeerID])] = []
         for target in targets {
-            let hold = forwardHold(to: target)
+            // As `forwardHold(to:)`: a peer not measured yet gets the median.
+            let measured = withPeer(target, { $0.roundTripMs }) ?? nil
+            let hold = Self.forwardHold(roundTripMs: measured ?? medianRoundTripMs, parameters: parameters)
             if let i = holds.firstIndex(where: { $0.hold == hold }) { holds[i].targets.append(target) } else { holds.append((hold, [target])) }
         }
         for group in holds.sorted(by: { $0.hold < $1.hold }) {
@@ -389,11 +382,11 @@ public struct GossipRouter {
 
     private mutating func forward(_ message: GossipMessage, id: MessageID, to targets: [PeerID], now: Millis) {
         for target in targets {
-            if let expiry = peers[target]?.dontWant[id], expiry > now {
+            if let expiry = withPeer(target, { $0.dontWant[id] }) ?? nil, expiry > now {
                 counters.suppressed += 1
                 continue
             }
-            if deliveries[id]?.peers.contains(target) == true {
+            if seen.delivered(id, by: target) {
                 counters.suppressed += 1
                 continue
             }
@@ -403,7 +396,10 @@ public struct GossipRouter {
     }
 
     /// When the next held-back forward is due (nil: none). The shell calls `flushForwards` then.
-    public var nextForwardDue: Millis? { pendingForwards.isEmpty ? nil : pendingForwards[0].due }
+    public var nextForwardDue: Millis? {
+        // Through the buffer: reading `pendingForwards[0].due` copied the whole entry out.
+        pendingForwards.withUnsafeBufferPointer { $0.isEmpty ? nil : $0[0].due }
+    }
 
     /// Sends the forwards whose delay has passed, skipping peers that meanwhile sent IDONTWANT
     /// or the message itself.
@@ -423,36 +419,22 @@ public struct GossipRouter {
         if let topic { scoring.invalidMessage(peer, topic: topic) } else { scoring.addPenalty(peer, 1) }
     }
 
-    private mutating func noteDelivery(_ id: MessageID, from peer: PeerID?, now: Millis) {
-        deliveries[id] = (now, peer.map { [$0] } ?? [])
-        deliveryOrder.append((id, now))
-    }
-
-    private mutating func expireDeliveries(now: Millis) {
-        while deliveryHead < deliveryOrder.count, deliveryOrder[deliveryHead].first &+ parameters.seenTTLMs <= now {
-            let (id, first) = deliveryOrder[deliveryHead]
-            if deliveries[id]?.first == first { deliveries[id] = nil }
-            deliveryHead += 1
-        }
-        if deliveryHead > 256 && deliveryHead * 2 > deliveryOrder.count {
-            deliveryOrder.removeFirst(deliveryHead)
-            deliveryHead = 0
-        }
-    }
-
     /// `score` is the sender's score when its RPC arrived (control is judged by it).
     private mutating func handleControl(_ control: ControlMessage, from peer: PeerID, score: Double, now: Millis) {
         // IHAVE (v1.1: ignored below the gossip threshold, capped per heartbeat).
         if !control.ihave.isEmpty {
             counters.ihaveIn += control.ihave.count
-            peers[peer]?.ihaves += 1
-            if score >= thresholds.gossip, let p = peers[peer], p.ihaves <= parameters.maxIHaveMessages, p.iasked < parameters.maxIHaveLength {
+            let counts = withPeer(peer) { p in
+                p.ihaves += 1
+                return (ihaves: p.ihaves, iasked: p.iasked)
+            }
+            if score >= thresholds.gossip, let (ihaves, iasked) = counts, ihaves <= parameters.maxIHaveMessages, iasked < parameters.maxIHaveLength {
                 var wanted: [MessageID] = []
                 var seenHere = Set<MessageID>()
                 for entry in control.ihave where subscriptions.contains(entry.topic) {
                     for id in entry.ids where !seen.contains(id) && seenHere.insert(id).inserted { wanted.append(id) }
                 }
-                let budget = parameters.maxIHaveLength - p.iasked
+                let budget = parameters.maxIHaveLength - iasked
                 if wanted.count > budget {
                     wanted.shuffle(using: &rng)
                     wanted.removeLast(wanted.count - budget)
@@ -529,13 +511,15 @@ public struct GossipRouter {
             }
         }
         // IDONTWANT (v1.2)
-        if !control.idontwant.isEmpty, peers[peer]?.protocolID.supportsIDontWant == true {
+        if !control.idontwant.isEmpty, withPeer(peer, { $0.protocolID.supportsIDontWant }) == true {
             counters.idontwantIn += control.idontwant.count
             // In place: copying the entry out would copy its dontWant table on every frame.
             let expiry = now &+ parameters.idontwantTTLMs, cap = parameters.maxIDontWantPerPeer
-            for id in control.idontwant {
-                guard let count = peers[peer]?.dontWant.count, count < cap else { break }
-                peers[peer]!.dontWant[id] = expiry
+            withPeer(peer) { p in
+                for id in control.idontwant {
+                    guard p.dontWant.count < cap else { break }
+                    p.dontWant[id] = expiry
+                }
             }
         }
     }
@@ -544,12 +528,12 @@ public struct GossipRouter {
     /// send queue): drops messages the peer has meanwhile said it does not want (v1.2
     /// IDONTWANT), or has sent us itself. Returns false when nothing is left to send.
     public mutating func filterOutgoing(_ rpc: inout GossipRPC, to peer: PeerID, now: Millis) -> Bool {
-        guard !rpc.publish.isEmpty, let p = peers[peer] else { return !rpc.isEmpty }
+        guard !rpc.publish.isEmpty, let dontWant = withPeer(peer, { $0.dontWant }) else { return !rpc.isEmpty }
         let before = rpc.publish.count
         rpc.publish.removeAll { message in
             let id = StrictSign.messageID(message)
-            if let expiry = p.dontWant[id], expiry > now { return true }
-            return deliveries[id]?.peers.contains(peer) == true
+            if let expiry = dontWant[id], expiry > now { return true }
+            return seen.delivered(id, by: peer)
         }
         counters.suppressed += before - rpc.publish.count
         return !rpc.isEmpty
@@ -562,14 +546,17 @@ public struct GossipRouter {
     public mutating func heartbeat(now: Millis) -> [GossipAction] {
         heartbeatTicks += 1
         scoring.refresh(now: now)
+        let sweepEvery = parameters.idontwantTTLMs
         for key in Array(peers.keys) {
-            peers[key]!.ihaves = 0
-            peers[key]!.iasked = 0
-            if !peers[key]!.dontWant.isEmpty && now >= peers[key]!.dontWantSweepAt {
-                // In place, keeping the capacity: a filtered copy was regrown every few frames.
-                let expired = peers[key]!.dontWant.compactMap { $0.value > now ? nil : $0.key }
-                for id in expired { peers[key]!.dontWant.removeValue(forKey: id) }
-                peers[key]!.dontWantSweepAt = now &+ parameters.idontwantTTLMs
+            withPeer(key) { p in
+                p.ihaves = 0
+                p.iasked = 0
+                if !p.dontWant.isEmpty && now >= p.dontWantSweepAt {
+                    // In place, keeping the capacity: a filtered copy was regrown every few frames.
+                    let expired = p.dontWant.compactMap { $0.value > now ? nil : $0.key }
+                    for id in expired { p.dontWant.removeValue(forKey: id) }
+                    p.dontWantSweepAt = now &+ sweepEvery
+                }
             }
         }
         // Broken IWANT promises (P7).
@@ -599,7 +586,6 @@ public struct GossipRouter {
         }
         mcache.shift()
         seen.expire(now: now)
-        expireDeliveries(now: now)
         for topic in Array(backoff.keys) {
             backoff[topic] = backoff[topic]!.filter { $0.value &+ parameters.pruneBackoffSlackMs > now }
             if backoff[topic]!.isEmpty { backoff[topic] = nil }
@@ -687,6 +673,15 @@ public struct GossipRouter {
     // MARK: - helpers
 
     var actions: [GossipAction] = []
+
+    /// Reads or edits a peer's entry in place (nil: not connected). `peers[id]?.field` copies
+    /// the whole entry out first — retaining and releasing its tables — and the router does
+    /// that for every target of every message.
+    @inline(__always) @discardableResult
+    private mutating func withPeer<R>(_ id: PeerID, _ body: (inout Peer) -> R) -> R? {
+        guard let i = peers.index(forKey: id) else { return nil }
+        return body(&peers.values[i])
+    }
 
     private mutating func graft(_ peer: PeerID, topic: String, now: Millis) {
         mesh[topic, default: []].insert(peer)

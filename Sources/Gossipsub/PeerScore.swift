@@ -25,16 +25,48 @@ struct PeerScoring {
         var expiresAt: Millis?
     }
 
-    var parameters: ScoreParameters
+    let parameters: ScoreParameters
     private(set) var peers: [PeerID: PeerStats] = [:]
     /// Connected peers per IP, for P6.
     private var peersByIP: [String: Set<PeerID>] = [:]
+    /// `computeScore` of each peer's stats, kept current by every change to them (`update`,
+    /// `refresh`): the router asks for scores several times per frame (every forward target,
+    /// every RPC), and computing one walks the topic table by name. A table of plain numbers,
+    /// so that a lookup copies nothing out.
+    private var scores: [PeerID: Double] = [:]
     private var lastDecay: Millis = 0
 
     init(parameters: ScoreParameters) { self.parameters = parameters }
 
+    /// The peer's score. It depends on the peer's counters only (and on how many peers share
+    /// its IP), not on `now`: the counters move with events and `refresh`, so the value is kept
+    /// with the stats and recomputed when they change.
     func score(_ peer: PeerID, now: Millis) -> Double {
-        guard let stats = peers[peer] else { return 0 }
+        scores[peer] ?? 0
+    }
+
+    /// The score computed afresh from the peer's stats, for checking the kept value (tests).
+    func recomputedScore(_ peer: PeerID) -> Double {
+        peers[peer].map(computeScore) ?? 0
+    }
+
+    /// Applies `edit` to a peer's stats (creating them if `create`) and recomputes its score.
+    @inline(__always)
+    private mutating func update(_ peer: PeerID, create: Bool = false, _ edit: (inout PeerStats) -> Void) {
+        if create && peers[peer] == nil { peers[peer] = PeerStats() }
+        guard let i = peers.index(forKey: peer) else { return }
+        edit(&peers.values[i])
+        scores[peer] = computeScore(peers.values[i])
+    }
+
+    /// Recomputes the scores of the peers with `ip` — connected or remembered after leaving —
+    /// when the number of connected peers sharing it (P6) changes.
+    private mutating func rescore(ip: String?) {
+        guard let ip else { return }
+        for (peer, stats) in peers where stats.ip == ip { scores[peer] = computeScore(stats) }
+    }
+
+    private func computeScore(_ stats: PeerStats) -> Double {
         var topicScore = 0.0
         for (topic, t) in stats.topics {
             guard let p = parameters.topics[topic] else { continue }
@@ -69,20 +101,25 @@ struct PeerScoring {
         stats.ip = ip
         peers[peer] = stats
         if let ip { peersByIP[ip, default: []].insert(peer) }
+        update(peer) { _ in }
+        rescore(ip: ip)
     }
 
     mutating func disconnected(_ peer: PeerID, now: Millis) {
         guard var stats = peers[peer] else { return }
         if let ip = stats.ip { peersByIP[ip]?.remove(peer) }
-        for topic in Array(stats.topics.keys) { leaveMesh(&stats, topic: topic) }
+        for topic in Array(stats.topics.keys) { Self.leaveMesh(&stats, topic: topic, parameters: parameters) }
         // A peer leaving with a good score is forgotten at once; a bad one is remembered,
         // so that reconnecting does not clear its penalties.
         if score(peer, now: now) > 0 {
             peers[peer] = nil
+            scores[peer] = nil
         } else {
             stats.expiresAt = now &+ parameters.retainScoreMs
             peers[peer] = stats
+            scores[peer] = computeScore(stats)
         }
+        rescore(ip: stats.ip)
     }
 
     mutating func graft(_ peer: PeerID, topic: String, now: Millis) {
@@ -92,16 +129,15 @@ struct PeerScoring {
         t.graftTime = now
         t.meshTimeMs = 0
         t.meshMessageDeliveriesActive = false
-        peers[peer, default: PeerStats()].topics[topic] = t
+        update(peer, create: true) { $0.topics[topic] = t }
     }
 
     mutating func prune(_ peer: PeerID, topic: String) {
-        guard var stats = peers[peer] else { return }
-        leaveMesh(&stats, topic: topic)
-        peers[peer] = stats
+        let parameters = parameters
+        update(peer) { Self.leaveMesh(&$0, topic: topic, parameters: parameters) }
     }
 
-    private func leaveMesh(_ stats: inout PeerStats, topic: String) {
+    private static func leaveMesh(_ stats: inout PeerStats, topic: String, parameters: ScoreParameters) {
         guard var t = stats.topics[topic], t.inMesh, let p = parameters.topics[topic] else { return }
         // P3b: leaving the mesh with a delivery deficit sticks as a penalty.
         if t.meshMessageDeliveriesActive && t.meshMessageDeliveries < p.meshMessageDeliveriesThreshold {
@@ -113,11 +149,13 @@ struct PeerScoring {
     }
 
     mutating func firstDelivery(_ peer: PeerID, topic: String) {
-        guard let p = parameters.topics[topic], peers[peer] != nil else { return }
-        var t = peers[peer]!.topics[topic] ?? TopicStats()
-        t.firstMessageDeliveries = min(t.firstMessageDeliveries + 1, p.firstMessageDeliveriesCap)
-        if t.inMesh { t.meshMessageDeliveries = min(t.meshMessageDeliveries + 1, p.meshMessageDeliveriesCap) }
-        peers[peer]!.topics[topic] = t
+        guard let p = parameters.topics[topic] else { return }
+        update(peer) { stats in
+            var t = stats.topics[topic] ?? TopicStats()
+            t.firstMessageDeliveries = min(t.firstMessageDeliveries + 1, p.firstMessageDeliveriesCap)
+            if t.inMesh { t.meshMessageDeliveries = min(t.meshMessageDeliveries + 1, p.meshMessageDeliveriesCap) }
+            stats.topics[topic] = t
+        }
     }
 
     /// A duplicate that arrived within the mesh delivery window still counts for P3.
@@ -125,22 +163,20 @@ struct PeerScoring {
         guard let p = parameters.topics[topic], delayMs <= p.meshMessageDeliveriesWindowMs,
               var t = peers[peer]?.topics[topic], t.inMesh else { return }
         t.meshMessageDeliveries = min(t.meshMessageDeliveries + 1, p.meshMessageDeliveriesCap)
-        peers[peer]!.topics[topic] = t
+        update(peer) { $0.topics[topic] = t }
     }
 
     mutating func invalidMessage(_ peer: PeerID, topic: String) {
-        guard parameters.topics[topic] != nil, peers[peer] != nil else { return }
-        peers[peer]!.topics[topic, default: TopicStats()].invalidMessageDeliveries += 1
+        guard parameters.topics[topic] != nil else { return }
+        update(peer) { $0.topics[topic, default: TopicStats()].invalidMessageDeliveries += 1 }
     }
 
     mutating func addPenalty(_ peer: PeerID, _ amount: Double) {
-        guard peers[peer] != nil else { return }
-        peers[peer]!.behaviourPenalty += amount
+        update(peer) { $0.behaviourPenalty += amount }
     }
 
     mutating func setAppSpecific(_ peer: PeerID, _ value: Double) {
-        guard peers[peer] != nil else { return }
-        peers[peer]!.appSpecific = value
+        update(peer) { $0.appSpecific = value }
     }
 
     /// Decays counters once per decay interval and refreshes mesh times.
@@ -156,6 +192,7 @@ struct PeerScoring {
             var stats = peers[peer]!
             if let expiry = stats.expiresAt, expiry <= now {
                 peers[peer] = nil
+                scores[peer] = nil
                 continue
             }
             for (topic, var t) in stats.topics {
@@ -173,6 +210,7 @@ struct PeerScoring {
                 stats.topics[topic] = t
             }
             if decayDue { decay(&stats.behaviourPenalty, parameters.behaviourPenaltyDecay) }
+            scores[peer] = computeScore(stats)
             peers[peer] = stats
         }
     }

@@ -25,6 +25,9 @@ public struct MessageID: Hashable, Sendable, ExpressibleByArrayLiteral, CustomSt
 
     public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 
+    /// Sets and dictionaries place it by its stored keyed hash (`KeyedHash.tableHash`).
+    public func _rawHashValue(seed: Int) -> Int { KeyedHash.tableHash(fingerprint, seed: seed) }
+
     public var count: Int { bytes.count }
     public var description: String { bytes.map { String($0, radix: 16) }.joined() }
 }
@@ -144,6 +147,12 @@ struct ProtoWriter {
 
     mutating func tag(_ field: UInt64, _ wireType: UInt64) { ProtoVarint.append(field << 3 | wireType, to: &bytes) }
 
+    static func varintSize(_ value: UInt64) -> Int {
+        var v = value, size = 1
+        while v >= 0x80 { v >>= 7; size += 1 }
+        return size
+    }
+
     mutating func varintField(_ field: UInt64, _ value: UInt64) {
         tag(field, 0)
         ProtoVarint.append(value, to: &bytes)
@@ -155,7 +164,7 @@ struct ProtoWriter {
         bytes.append(contentsOf: value)
     }
 
-    mutating func stringField(_ field: UInt64, _ value: String) { bytesField(field, Array(value.utf8)) }
+    mutating func stringField(_ field: UInt64, _ value: String) { bytesField(field, value.utf8) }
 
     mutating func messageField(_ field: UInt64, _ body: (inout ProtoWriter) -> Void) {
         var inner = ProtoWriter()
@@ -179,6 +188,20 @@ extension GossipMessage {
         if let key { w.bytesField(6, key) }
     }
 
+    /// The number of bytes `encode(into:)` writes: an RPC writes the message's length prefix
+    /// and then the message itself, with no scratch buffer per message.
+    var encodedSize: Int {
+        // Fields 1–6 have one-byte tags.
+        func field(_ count: Int) -> Int { 1 + ProtoWriter.varintSize(UInt64(count)) + count }
+        var size = field(data.count)
+        if let from { size += field(from.count) }
+        if let seqno { size += field(seqno.count) }
+        if let topic { size += field(topic.utf8.count) }
+        if let signature { size += field(signature.count) }
+        if let key { size += field(key.count) }
+        return size
+    }
+
     /// The protobuf encoding of this message alone.
     public var encoded: [UInt8] {
         var w = ProtoWriter()
@@ -191,13 +214,21 @@ extension GossipRPC {
     /// The protobuf encoding (without the uvarint length prefix of the stream framing).
     public var encoded: [UInt8] {
         var w = ProtoWriter()
+        var publishSize = 0
+        for message in publish { publishSize += message.encodedSize + 4 }
+        w.bytes.reserveCapacity(publishSize + (control.isEmpty ? 16 : 256))
         for sub in subscriptions {
             w.messageField(1) { s in
                 s.varintField(1, sub.subscribe ? 1 : 0)
                 s.stringField(2, sub.topic)
             }
         }
-        for message in publish { w.messageField(2) { message.encode(into: &$0) } }
+        for message in publish {
+            // As `messageField(2)` writes it, without building the message in a buffer first.
+            w.tag(2, 2)
+            ProtoVarint.append(UInt64(message.encodedSize), to: &w.bytes)
+            message.encode(into: &w)
+        }
         if !control.isEmpty {
             w.messageField(3) { c in
                 for entry in control.ihave {

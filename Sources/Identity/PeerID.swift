@@ -73,6 +73,9 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     public func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
 
+    /// Sets and dictionaries place it by its stored keyed hash (`KeyedHash.tableHash`).
+    public func _rawHashValue(seed: Int) -> Int { KeyedHash.tableHash(fingerprint, seed: seed) }
+
     public static func < (lhs: PeerID, rhs: PeerID) -> Bool {
         lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
     }

@@ -287,20 +287,22 @@ public final class SignedRecord: Sendable, Hashable {
     public let syncID: SyncID
     /// `record.geo` on the unit sphere, placed once: distance queries need no trigonometry.
     public let position: SpherePosition?
+    /// The `SignedMediaNodeRecord` protobuf, encoded once: every sync snapshot holds the
+    /// encoding of every record of its table (a simulator at 50,000 peers built thousands, each
+    /// re-encoding 50,000 records), and gossip and storage write it again.
+    public let encoded: [UInt8]
 
     init(record: MediaNodeRecord, body: [UInt8], signature: [UInt8]) {
         self.record = record
         self.body = body
         self.signature = signature
-        self.syncID = SyncID(digestOf: Self.encode(body: body, signature: signature))
+        self.encoded = Self.encode(body: body, signature: signature)
+        self.syncID = SyncID(digestOf: encoded)
         self.position = record.geo.map(SpherePosition.init)
     }
 
     public var nodeID: PeerID { record.nodeID }
     public var hlc: HLC { record.hlc }
-
-    /// The `SignedMediaNodeRecord` protobuf.
-    public var encoded: [UInt8] { Self.encode(body: body, signature: signature) }
 
     static func encode(body: [UInt8], signature: [UInt8]) -> [UInt8] { SignedEnvelope.encode(body: body, signature: signature) }
 

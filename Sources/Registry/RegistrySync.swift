@@ -76,20 +76,58 @@ public struct SyncItem: Sendable {
 
 /// An immutable view of one replica's item set for reconciliation: sorted IDs with prefix
 /// sums, so that a range's fingerprint costs two binary searches.
+///
+/// A snapshot can also be another snapshot plus a few changes (`init(overlaying:removing:adding:)`):
+/// it shares the other's sorted IDs, sums and items and keeps only the changes, so it costs
+/// O(changes) instead of O(items). The simulator's peers all hold one shared table plus their
+/// own recent merges (`RegistryTable`), and at 50,000 peers a full snapshot per distinct table
+/// — nearly one per session — was the one cost that grew faster than the peer count
+/// (Specs/simulation.md "Hot path"). Every query answers exactly as a snapshot built from the
+/// whole set would.
 public struct SyncSnapshot: Sendable {
-    public let ids: [SyncID]
-    private let prefixSums: [SyncID]
-    private let items: [SyncID: [UInt8]]
+    /// The sorted part, shared by the snapshots overlaid on it.
+    private final class Base: Sendable {
+        let ids: [SyncID]
+        let prefixSums: [SyncID]
+        let items: [SyncID: [UInt8]]
+
+        init(items map: [SyncID: [UInt8]]) {
+            ids = map.keys.sorted()
+            var sums: [SyncID] = [.zero]
+            sums.reserveCapacity(ids.count + 1)
+            for id in ids { sums.append(sums[sums.count - 1] &+ id) }
+            prefixSums = sums
+            items = map
+        }
+    }
+
+    private let base: Base
+    /// Overlay: IDs not in `base`, sorted, with their items, their prefix sums and their
+    /// positions in the merged order; `base` indices of the IDs removed, sorted, with the
+    /// prefix sums of those IDs.
+    private let added: [SyncID]
+    private let addedItems: [SyncID: [UInt8]]
+    private let addedSums: [SyncID]
+    private let addedPositions: [Int]
+    private let removed: [Int]
+    private let removedSums: [SyncID]
+    public let count: Int
 
     public init<S: Sequence>(items: S) where S.Element == SyncItem {
         var map: [SyncID: [UInt8]] = [:]
         for item in items { map[item.id] = item.encoded }
-        ids = map.keys.sorted()
-        var sums: [SyncID] = [.zero]
-        sums.reserveCapacity(ids.count + 1)
-        for id in ids { sums.append(sums[sums.count - 1] &+ id) }
-        prefixSums = sums
-        self.items = map
+        self.init(base: Base(items: map))
+    }
+
+    private init(base: Base) {
+        self.base = base
+        added = []
+        addedItems = [:]
+        addedSums = [.zero]
+        addedPositions = []
+        removed = []
+        removedSums = [.zero]
+        count = base.ids.count
     }
 
     /// The registry's set: every record the replica holds.
@@ -97,25 +135,119 @@ public struct SyncSnapshot: Sendable {
         self.init(items: records.lazy.map { SyncItem(id: $0.syncID, encoded: $0.encoded) })
     }
 
-    public var count: Int { ids.count }
-    public func item(_ id: SyncID) -> [UInt8]? { items[id] }
+    /// `other`'s set without `removing` and with `adding`: IDs to remove that `other` lacks,
+    /// and items to add that it holds (and keeps), change nothing. `other` must not be an
+    /// overlay itself.
+    public init<S: Sequence>(overlaying other: SyncSnapshot, removing: [SyncID], adding: S) where S.Element == SyncItem {
+        precondition(other.added.isEmpty && other.removed.isEmpty, "overlay on an overlay")
+        let base = other.base
+        var addMap: [SyncID: [UInt8]] = [:]
+        for item in adding { addMap[item.id] = item.encoded }
+        var removedIndices = Set<Int>()
+        for id in removing where addMap[id] == nil {
+            let i = Self.lowerBound(base.ids, id)
+            if i < base.ids.count && base.ids[i] == id { removedIndices.insert(i) }
+        }
+        for id in Array(addMap.keys) {
+            let i = Self.lowerBound(base.ids, id)
+            if i < base.ids.count && base.ids[i] == id { addMap[id] = nil }  // already there
+        }
+        self.base = base
+        removed = removedIndices.sorted()
+        var rSums: [SyncID] = [.zero]
+        for i in removed { rSums.append(rSums[rSums.count - 1] &+ base.ids[i]) }
+        removedSums = rSums
+        added = addMap.keys.sorted()
+        addedItems = addMap
+        var aSums: [SyncID] = [.zero]
+        var positions: [Int] = []
+        for (k, id) in added.enumerated() {
+            aSums.append(aSums[aSums.count - 1] &+ id)
+            // Merged elements before it: base elements below it that stay, and earlier adds.
+            let p = Self.lowerBound(base.ids, id)
+            positions.append(p - Self.lowerBound(removed, p) + k)
+        }
+        addedSums = aSums
+        addedPositions = positions
+        count = base.ids.count - removed.count + added.count
+    }
 
-    /// Index of the first ID ≥ bound.
-    func index(of bound: SyncBound) -> Int {
-        guard case .id(let b) = bound else { return ids.count }
-        var lo = 0, hi = ids.count
+    /// The IDs in order (a view: an overlay computes each from its parts).
+    public var ids: IDs { IDs(snapshot: self) }
+
+    public struct IDs: RandomAccessCollection, Sendable {
+        let snapshot: SyncSnapshot
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { snapshot.count }
+        public subscript(position: Int) -> SyncID { snapshot.id(at: position) }
+    }
+
+    public func item(_ id: SyncID) -> [UInt8]? {
+        if isPlain { return base.items[id] }
+        if let item = addedItems[id] { return item }
+        guard let item = base.items[id] else { return nil }
+        let i = Self.lowerBound(base.ids, id)
+        return Self.contains(removed, i) ? nil : item
+    }
+
+    private var isPlain: Bool { added.isEmpty && removed.isEmpty }
+
+    /// The ID at merged position `i`.
+    func id(at i: Int) -> SyncID {
+        if isPlain { return base.ids[i] }
+        let k = Self.lowerBound(addedPositions, i)
+        if k < addedPositions.count && addedPositions[k] == i { return added[k] }
+        return base.ids[baseIndex(ofKept: i - k)]
+    }
+
+    /// Index in `base` of its `j`-th element (from 0) that is not removed; `base.ids.count`
+    /// when fewer remain.
+    private func baseIndex(ofKept j: Int) -> Int {
+        // kept(x) = x − (removed indices below x) grows by one past each kept element.
+        var lo = j, hi = min(base.ids.count, j + removed.count)
+        // Smallest x in [lo, hi] with kept(x + 1) > j, i.e. x is the j-th kept element.
         while lo < hi {
             let mid = (lo + hi) / 2
-            if ids[mid] < b { lo = mid + 1 } else { hi = mid }
+            if mid + 1 - Self.lowerBound(removed, mid + 1) > j { hi = mid } else { lo = mid + 1 }
         }
         return lo
     }
 
+    /// Sum of the IDs at merged positions 0..<i.
+    private func prefixSum(_ i: Int) -> SyncID {
+        if isPlain { return base.prefixSums[i] }
+        let k = Self.lowerBound(addedPositions, i)
+        let b = baseIndex(ofKept: i - k)
+        return base.prefixSums[b] &- removedSums[Self.lowerBound(removed, b)] &+ addedSums[k]
+    }
+
+    /// Index of the first ID ≥ bound.
+    func index(of bound: SyncBound) -> Int {
+        guard case .id(let b) = bound else { return count }
+        let inBase = Self.lowerBound(base.ids, b)
+        if isPlain { return inBase }
+        return inBase - Self.lowerBound(removed, inBase) + Self.lowerBound(added, b)
+    }
+
     /// Fingerprint of ids[start..<end]: the first 16 bytes of SHA-256(sum mod 2^128 ‖ count).
     func fingerprint(_ start: Int, _ end: Int) -> [UInt8] {
-        var input = (prefixSums[end] &- prefixSums[start]).bytes
+        var input = (prefixSum(end) &- prefixSum(start)).bytes
         ProtoVarint.append(UInt64(end - start), to: &input)
         return Array(SHA256.hash(input).prefix(16))
+    }
+
+    private static func lowerBound<T: Comparable>(_ sorted: [T], _ value: T) -> Int {
+        var lo = 0, hi = sorted.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if sorted[mid] < value { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    private static func contains(_ sorted: [Int], _ value: Int) -> Bool {
+        let i = lowerBound(sorted, value)
+        return i < sorted.count && sorted[i] == value
     }
 }
 

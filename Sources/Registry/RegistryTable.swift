@@ -34,6 +34,8 @@ public struct RegistryTable: Sendable {
     private var base: [PeerID: SignedRecord] = [:]
     /// Changes since the last compaction: a record, or nil for an entry removed from `base`.
     private var changes: [PeerID: SignedRecord?] = [:]
+    /// Names `base`: copies share it until one of them compacts (`Layers`).
+    private var baseToken = BaseToken()
     public private(set) var count = 0
     /// Records older than this (by their own timestamp) are collected and no longer accepted.
     public var garbageCollectionMs: UInt64
@@ -102,6 +104,32 @@ public struct RegistryTable: Sendable {
         for (id, change) in changes { folded[id] = change }
         base = folded
         changes = [:]
+        baseToken = BaseToken()
+    }
+
+    public final class BaseToken: Sendable {}
+
+    /// The table as its shared entries and this copy's changes since: derived indexes (the
+    /// simulator's sync snapshots) are built once for the shared part and patched per copy.
+    public struct Layers {
+        /// The same object for every copy that shares `base`.
+        public let token: BaseToken
+        public let base: Records
+        /// Sync IDs of shared records this copy replaced or removed.
+        public let removed: [SyncID]
+        /// Records this copy holds that are not shared.
+        public let added: [SignedRecord]
+    }
+
+    public var layers: Layers {
+        var removed: [SyncID] = [], added: [SignedRecord] = []
+        for (id, change) in changes {
+            let old = base[id]
+            if let old, let change, old === change { continue }
+            if let old { removed.append(old.syncID) }
+            if let change { added.append(change) }
+        }
+        return Layers(token: baseToken, base: Records(base: base, changes: [:], count: base.count), removed: removed, added: added)
     }
 
     /// What merging `record` would do, without doing it.

@@ -41,7 +41,7 @@ final class VerificationMemo: @unchecked Sendable {
     private let lock = SimLock()
     /// Every distinct message seen under an ID (a forgery reusing an ID is a second entry).
     private var messages: [MessageID: [(GossipMessage, StrictSign.Failure?)]] = [:]
-    private var records: [[UInt8]: Result<SignedRecord, RecordRejection>] = [:]
+    private var records: [RecordBytes: Result<SignedRecord, RecordRejection>] = [:]
     private var checks = 0
     private var verifications = 0
     private var recordCheckCount = 0
@@ -65,15 +65,16 @@ final class VerificationMemo: @unchecked Sendable {
     }
 
     func verifyRecord(_ bytes: [UInt8], nowMs: UInt64) throws(RecordRejection) -> SignedRecord {
+        let key = RecordBytes(bytes)
         let result: Result<SignedRecord, RecordRejection> = lock.locked {
             recordCheckCount += 1
-            if let known = records[bytes] { return known }
+            if let known = records[key] { return known }
             let verified = Result { () throws(RecordRejection) -> SignedRecord in try SignedRecord.verify(encoded: bytes, nowMs: nowMs) }
             // A timestamp too far ahead is judged again later (time passes); anything else is a
             // property of the bytes. Only what is remembered counts as a verification.
             if case .failure(.futureTimestamp) = verified { return verified }
             recordVerificationCount += 1
-            records[bytes] = verified
+            records[key] = verified
             return verified
         }
         switch result {
@@ -86,7 +87,26 @@ final class VerificationMemo: @unchecked Sendable {
     }
 
     /// A record signed inside the simulation: later receivers of its bytes share this instance.
-    func remember(_ record: SignedRecord) { lock.locked { records[record.encoded] = .success(record) } }
+    func remember(_ record: SignedRecord) {
+        let key = RecordBytes(record.encoded)
+        lock.locked { records[key] = .success(record) }
+    }
+}
+
+/// A record's encoded bytes as a memo key, hashed once and in bulk (outside the lock): an
+/// `[UInt8]` key is fed to the hasher a byte at a time, on every check of every peer.
+struct RecordBytes: Hashable {
+    let bytes: [UInt8]
+    let fingerprint: Int
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        fingerprint = KeyedHash.of(bytes)
+    }
+
+    static func == (a: RecordBytes, b: RecordBytes) -> Bool { a.fingerprint == b.fingerprint && a.bytes == b.bytes }
+    func hash(into hasher: inout Hasher) { hasher.combine(fingerprint) }
+    func _rawHashValue(seed: Int) -> Int { KeyedHash.tableHash(fingerprint, seed: seed) }
 }
 
 /// Set fingerprint of a replica: the sum of its records' sync item IDs (mod 2^128) and their
@@ -120,6 +140,10 @@ struct TableFingerprint: Hashable, Comparable {
 final class SnapshotMemo: @unchecked Sendable {
     private let lock = SimLock()
     private var snapshots: [TableFingerprint: (snapshot: SyncSnapshot, lastWindow: UInt64)] = [:]
+    /// Snapshots of tables' shared parts (`RegistryTable.Layers`), by the part's token (kept,
+    /// so that its identifier is not reused): the snapshots above overlay them.
+    private var bases: [ObjectIdentifier: (token: RegistryTable.BaseToken, snapshot: SyncSnapshot, lastWindow: UInt64)] = [:]
+    private let baseCapacity = 8
     private var window: UInt64 = 0
     private let capacity = 48
     private var builtCount = 0
@@ -133,7 +157,19 @@ final class SnapshotMemo: @unchecked Sendable {
                 return s.snapshot
             }
             builtCount += 1
-            let s = SyncSnapshot(records: table.records)
+            // The shared part once, then this table's own changes over it: O(changes).
+            let layers = table.layers
+            let key = ObjectIdentifier(layers.token)
+            let base: SyncSnapshot
+            if let known = bases[key] {
+                base = known.snapshot
+                bases[key]!.lastWindow = window
+            } else {
+                base = SyncSnapshot(records: layers.base)
+                bases[key] = (layers.token, base, window)
+            }
+            let s = SyncSnapshot(overlaying: base, removing: layers.removed,
+                                 adding: layers.added.lazy.map { SyncItem(id: $0.syncID, encoded: $0.encoded) })
             snapshots[fingerprint] = (s, window)
             return s
         }
@@ -143,6 +179,10 @@ final class SnapshotMemo: @unchecked Sendable {
     func endWindow() {
         lock.locked {
             window += 1
+            if bases.count > baseCapacity {
+                let evict = bases.sorted { $0.value.lastWindow < $1.value.lastWindow }.prefix(bases.count - baseCapacity)
+                for (key, _) in evict { bases[key] = nil }
+            }
             guard snapshots.count > capacity else { return }
             let evict = snapshots.sorted { a, b in
                 a.value.lastWindow != b.value.lastWindow ? a.value.lastWindow < b.value.lastWindow : a.key < b.key

@@ -298,14 +298,18 @@ public final class Simulator {
         for part in partitions {
             part.pendingTracks.removeAll(keepingCapacity: true)
             let map = provisional[part.number]
-            for var item in part.outbox {
+            // Moved out from the end (iterating copied every event, retaining its payload): the
+            // queues order events by (time, sequence), whatever order they are pushed in.
+            var outbox: [Partition.Scheduled] = []
+            swap(&outbox, &part.outbox)
+            while var item = outbox.popLast() {
                 if !map.isEmpty, case .frame(let to, let from, let conn, let sync, let bytes, let tracked) = item.event, tracked.contains(where: { $0 < 0 }) {
                     item.event = .frame(to: to, from: from, conn: conn, sync: sync, bytes: bytes,
                                         tracked: tracked.map { $0 < 0 ? map[Int(-$0 - 1)] : $0 })
                 }
                 partitions[Int(item.target) % partitions.count].queue.push(item.time, seq: item.seq, item.event)
             }
-            part.outbox.removeAll(keepingCapacity: true)
+            swap(&outbox, &part.outbox)
         }
     }
 
@@ -471,8 +475,12 @@ public final class Simulator {
 
     // MARK: - router actions
 
-    func execute(_ p: SimPeer, _ actions: [GossipAction], accepted: [MessageID: Delivery]) {
-        for action in actions {
+    func execute(_ p: SimPeer, _ actions: consuming [GossipAction], accepted: [MessageID: Delivery]) {
+        // Moved out in order (iterating copied every action, retaining its RPC). Consuming:
+        // the router's fresh array is ours to reverse, not a copy-on-write copy.
+        var actions = actions
+        actions.reverse()
+        while let action = actions.popLast() {
             switch action {
             case .send(let peer, let rpc):
                 guard let q = indexOf[peer] else { continue }

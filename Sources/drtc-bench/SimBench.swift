@@ -8,9 +8,24 @@ enum SimBench {
     static func peakRSSBytes() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+            // "VmHWM:\t10376064 kB" has no space after the tab from 10 GB on.
+            return (Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0) * 1024
         }
         return 0
+    }
+
+    /// CPU time of the whole process (both partition threads): on a machine shared with other
+    /// builds the wall time says how busy it was, the CPU time what the run cost.
+    static func processCPUSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// The 1-minute load average when the run ended (how loaded the 2 cores were).
+    static func loadAverage() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return -1 }
+        return Double(text.split(separator: " ").first ?? "") ?? -1
     }
 
     /// `forwardDelayMs` nil: the production defaults; else a fixed hold of that many ms (the
@@ -35,13 +50,20 @@ enum SimBench {
         let threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
         let sim = Simulator(config: config, partitions: threads)
         var report = SimReport()
+        let cpu0 = processCPUSeconds()
         let wall = await Bench.seconds { report = sim.run(executor: threads > 1 ? PartitionExecutors.threaded : PartitionExecutors.sequential) }
+        let cpu = processCPUSeconds() - cpu0
+        // Per simulated peer-second (warm-up included): comparable across sizes and durations.
+        let peerSeconds = Double(peers) * (duration + config.warmupSeconds)
         let rss = peakRSSBytes()
         let (target, pass) = targets(report, wall, rss)
         var fields: [String: Any] = [
             "benchmark": name, "peers": peers, "seed": seed, "threads": threads, "virtualSeconds": duration,
             "forwardDelayMs": gossip.forwardDelayMs, "forwardHoldRTTFactor": gossip.forwardDelayRTTFactor,
             "wallSeconds": (wall * 10).rounded() / 10, "peakRSSMiB": rss >> 20,
+            "cpuSeconds": (cpu * 10).rounded() / 10, "loadAverage1m": loadAverage(),
+            "wallMicrosecondsPerPeerSecond": (wall / peerSeconds * 1e7).rounded() / 10,
+            "cpuMicrosecondsPerPeerSecond": (cpu / peerSeconds * 1e7).rounded() / 10,
             "updates": report.updates, "deliveryRatio": report.deliveryRatio,
             "convergenceP50s": report.convergence.p50, "convergenceP99s": report.convergence.p99,
             "convergenceP9999s": report.convergence.p9999, "convergenceMaxS": report.convergence.max,

@@ -162,7 +162,8 @@ extension RunInfo {
     static func readStatus(_ field: String) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "0") ?? 0
+            // "VmRSS:\t   1968 kB", but "VmRSS:\t10376064 kB" from 10 GB on: split on tabs too.
+            return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0
         }
         return 0
     }
