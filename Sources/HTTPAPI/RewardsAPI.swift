@@ -73,7 +73,10 @@ public enum RewardsAPI {
             let params = try QueryParameters(request, allowed: ["epoch", "node"])
             var epoch: UInt64?
             if let raw = params["epoch"] {
-                guard let e = UInt64(raw) else { throw APIError.badParameter("epoch", "expected an epoch number (Unix seconds ÷ the epoch length), got '\(raw.prefix(40))'") }
+                // The documented range (Specs/openapi.yaml "Epoch"): integers JSON carries exactly.
+                guard let e = UInt64(raw), e <= 9_007_199_254_740_991 else {
+                    throw APIError.badParameter("epoch", "expected an epoch number 0…9007199254740991 (Unix seconds ÷ the epoch length), got '\(raw.prefix(40))'")
+                }
                 epoch = e
             }
             var node: PeerID?

@@ -48,7 +48,7 @@ SEEDS = {"regular": 50_001, "extreme": 50_100, "tombstoned": 50_200, "expired": 
 def _narrow_peer_id_parameters(spec: dict[str, Any]) -> dict[str, Any]:
     spec = copy.deepcopy(spec)
     examples = {name: {"value": h.Identity.from_seed(seed).peer_id} for name, seed in SEEDS.items()}
-    for path, param_name in (("/nodeById", "id"), ("/listMediaNodes", "cursor"), ("/qos/reports", "node")):
+    for path, param_name in (("/nodeById", "id"), ("/listMediaNodes", "cursor"), ("/qos/reports", "node"), ("/rewards/receipts", "node")):
         for param in spec["paths"][path]["get"]["parameters"]:
             if param.get("name") == param_name:
                 param["schema"] = {"type": "string", "pattern": ALWAYS_VALID_PEER_ID}
@@ -194,7 +194,7 @@ def test_every_get_operation_is_fuzzed() -> None:
     documented = {path for path, item in RAW_SPEC["paths"].items() if "get" in item}
     documented = {path for path in documented if not path.startswith("/rpc/")}
     assert documented == {"/health", "/metrics", "/getMediaNodes", "/nodeById", "/listMediaNodes", "/rooms/{room}", "/rewards",
-                          "/rewards.csv", "/qos/reports", "/qos/assignments", "/qos/samples", *NO_INPUT}
+                          "/rewards.csv", "/rewards/receipts", "/qos/reports", "/qos/assignments", "/qos/samples", *NO_INPUT}
     assert {op.ok().path for op in positive_schema.get_all_operations()} == documented
     assert {op.ok().path for op in negative_schema.get_all_operations()} == documented - set(NO_INPUT)
     assert {op.ok().path for op in submission_schema.get_all_operations()} == {"/register", "/deregister"}
