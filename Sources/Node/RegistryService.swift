@@ -337,7 +337,7 @@ public final class RegistryService: Sendable {
         writer.sync {
             let now = clock()
             let dropped = replica.withLock { rep in
-                rep.table.records.filter { $0.hlc.wallMs &+ rep.table.garbageCollectionMs < now }
+                rep.table.records.filter { $0.isGarbage(nowMs: now, horizonMs: rep.table.garbageCollectionMs) }
             }
             guard !dropped.isEmpty else { return }
             let snapshot = replica.withLock { $0.table }

@@ -351,4 +351,10 @@ public final class SignedRecord: Sendable, Hashable {
     public func isLive(nowMs: UInt64) -> Bool {
         record.status == .active && nowMs < expiresAtMs
     }
+
+    /// Past the GC horizon: older than `horizonMs` and past its own TTL, so a record whose owner
+    /// promised a TTL longer than the horizon is never collected while it is live.
+    public func isGarbage(nowMs: UInt64, horizonMs: UInt64) -> Bool {
+        max(expiresAtMs, hlc.wallMs &+ horizonMs) < nowMs
+    }
 }

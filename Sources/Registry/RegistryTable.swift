@@ -139,7 +139,7 @@ public struct RegistryTable: Sendable {
 
     /// The LWW decision for `record` against the entry `current` (nil: none).
     public static func outcome(of record: SignedRecord, against current: SignedRecord?, nowMs: UInt64, garbageCollectionMs: UInt64) -> MergeOutcome {
-        if record.hlc.wallMs &+ garbageCollectionMs < nowMs { return .expired }
+        if record.isGarbage(nowMs: nowMs, horizonMs: garbageCollectionMs) { return .expired }
         guard let current else { return .accepted }
         if current == record { return .duplicate }
         return record.supersedes(current) ? .accepted : .stale
@@ -155,9 +155,9 @@ public struct RegistryTable: Sendable {
         return result
     }
 
-    /// Drops entries whose timestamp is older than the GC horizon; returns what was dropped.
+    /// Drops entries past the GC horizon (`SignedRecord.isGarbage`); returns what was dropped.
     public mutating func collectGarbage(nowMs: UInt64) -> [SignedRecord] {
-        let dropped = records.filter { $0.hlc.wallMs &+ garbageCollectionMs < nowMs }
+        let dropped = records.filter { $0.isGarbage(nowMs: nowMs, horizonMs: garbageCollectionMs) }
         for record in dropped { set(record.nodeID, nil) }
         if !dropped.isEmpty { generation &+= 1 }
         return dropped

@@ -86,6 +86,29 @@ import Testing
         #expect(fresh.canonicalBytes() == copy.canonicalBytes())
     }
 
+    /// A record whose owner promised a TTL beyond the GC horizon (a large mesh's liveness rule
+    /// reaches 18 h; replicas accept up to 7 days) stays while it is live, then goes.
+    @Test func garbageCollectionNeverDropsALiveRecord() {
+        let hour: UInt64 = 3_600_000
+        let long = makeRecord(Ed25519KeyPair.generate(), wall: baseMs, ttl: 30 * 3_600)
+        let short = makeRecord(Ed25519KeyPair.generate(), wall: baseMs)
+        var table = RegistryTable(garbageCollectionMs: 24 * hour)
+        table.merge(long, nowMs: baseMs)
+        table.merge(short, nowMs: baseMs)
+        let dropped = table.collectGarbage(nowMs: baseMs + 25 * hour)
+        #expect(dropped == [short])
+        #expect(table[long.nodeID] == long && long.isLive(nowMs: baseMs + 25 * hour))
+        // A replica that never saw it still takes it while it is live...
+        var late = RegistryTable(garbageCollectionMs: 24 * hour)
+        #expect(late.merge(long, nowMs: baseMs + 25 * hour) == .accepted)
+        #expect(late.merge(short, nowMs: baseMs + 25 * hour) == .expired)
+        // ...and both collect it once its TTL has passed.
+        #expect(table.collectGarbage(nowMs: baseMs + 31 * hour) == [long])
+        #expect(late.merge(long, nowMs: baseMs + 31 * hour) == .duplicate)
+        #expect(late.collectGarbage(nowMs: baseMs + 31 * hour) == [long])
+        #expect(late.merge(long, nowMs: baseMs + 31 * hour) == .expired)
+    }
+
     @Test func tombstoneHidesNodeButIsKept() {
         let key = Ed25519KeyPair.generate()
         var t = RegistryTable()
