@@ -35,6 +35,7 @@ class GstPeer:
         self.mode = mode
         self.log = log
         self.events: list[dict] = []
+        self.unparsed: list[str] = []  # stdout lines that were not JSON, for failure messages
         self.cond = threading.Condition()
         self._stderr = open(log, "w")
         self.proc = subprocess.Popen([SYSTEM_PYTHON, str(PEER), mode, url, *args], stdin=subprocess.PIPE,
@@ -46,6 +47,8 @@ class GstPeer:
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
+                with self.cond:
+                    self.unparsed.append(line[:300])
                 continue
             with self.cond:
                 self.events.append(event)
@@ -72,7 +75,8 @@ class GstPeer:
                 failure = self._failure()
                 assert failure is None, f"waiting for '{name}': {failure}"
                 remaining = deadline - time.monotonic()
-                assert remaining > 0, f"timed out after {timeout}s waiting for the {self.mode} peer's '{name}'"
+                assert remaining > 0, (f"timed out after {timeout}s waiting for the {self.mode} peer's '{name}'; "
+                                       f"it reported {[e['event'] for e in self.events][-12:]}, unparsed lines {self.unparsed[-3:]}")
                 self.cond.wait(min(remaining, 0.5))
 
     def wait_stats(self, predicate, timeout: float, what: str) -> dict:

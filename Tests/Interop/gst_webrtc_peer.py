@@ -59,8 +59,17 @@ POLICIES = {
 }
 
 
+REPORT_LOCK = threading.Lock()
+
+
 def report(event: str, **fields) -> None:
-    print(json.dumps({"event": event, **fields}), flush=True)
+    """One JSON line, whole: the main loop (stats every 250 ms) and the signalling thread both
+    report, and print() writes the text and its newline separately, so unguarded lines could
+    interleave and the reader would drop both as bad JSON."""
+    line = json.dumps({"event": event, **fields}) + "\n"
+    with REPORT_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 class Peer:
