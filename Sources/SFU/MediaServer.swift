@@ -666,6 +666,9 @@ public final class MediaServer {
             counters.srtpUnprotectFailures += 1
             return
         }
+        // Only packets that pass SRTP authentication (and its replay window) from the session's
+        // address count: a forged or replayed datagram does not keep a session alive.
+        s.ice.noteAuthenticatedMedia(now: now)
         if rtcp {
             counters.rtcpIn += 1
             rooms[s.room]?.room.receiveRTCP(from: s.transport, packet, now: Int64(now), into: &roomOutputs)

@@ -10,6 +10,7 @@ sections (Specs/media.md, "SDP").
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -91,6 +92,33 @@ def test_gstreamer_max_bundle_publisher_reaches_an_aiortc_viewer(node: h.NodePro
         await mc.wait_for(lambda: viewer.frames["video"] >= VIDEO_FRAMES and viewer.frames["audio"] >= AUDIO_FRAMES, 120,
                           f"{VIDEO_FRAMES} video and {AUDIO_FRAMES} audio frames from webrtcbin decoded by aiortc")
         assert viewer.sizes == {(320, 240)}
+        await viewer.session.pc.close()
+
+    asyncio.run(scenario())
+    assert pub.close() == 0
+
+
+def test_a_gstreamer_publisher_outlives_the_consent_timeout(node: h.NodeProcess, gst) -> None:
+    """webrtcbin (libnice without consent freshness) keeps its pair alive with binding
+    indications, not authenticated checks: its session must not end at the 30-s consent timeout
+    while its media flows. 40 s after it connected, the node still holds it, has expired no
+    session, and an aiortc viewer decodes its video."""
+    pub = gst("publish", f"{node.url}/whip/long")
+    assert pub.wait_event("answer", 60)["status"] == 201
+    pub.wait_stats(lambda s: s["connection"] == "connected" and s["sentVideo"] > 0, 60, "the publisher connected")
+    connected = time.monotonic()
+    # The property is about time passing: watch the node through 40 s (10 s beyond the consent
+    # timeout), failing as soon as it expires the session.
+    while time.monotonic() - connected < 40:
+        metrics = node.metrics()
+        assert h.parse_metric(metrics, "drtc_media_sessions_total", {"event": "expired"}) == 0, \
+            f"the node expired webrtcbin's session {time.monotonic() - connected:.0f} s after it connected"
+        time.sleep(2)
+    assert h.parse_metric(node.metrics(), "drtc_media_producers") == 2
+
+    async def scenario() -> None:
+        viewer = await mc.view(node.url, "long", video=True, audio=False)
+        await mc.wait_for(lambda: viewer.frames["video"] >= 30, 120, "30 video frames from the 40-s-old webrtcbin session")
         await viewer.session.pc.close()
 
     asyncio.run(scenario())

@@ -143,6 +143,32 @@ final class MediaLoop {
         #expect(loop.server.roomCount == 0)
     }
 
+    /// A client that sends media but no checks (GStreamer's webrtcbin keeps pairs alive with
+    /// unauthenticated binding indications) keeps its session; forged SRTP from its address
+    /// does not, and once its media stops the session ends 30 s later.
+    @Test func authenticatedMediaIsConsentButForgedMediaIsNot() throws {
+        let loop = MediaLoop { $0.consentTimeoutMs = 30_000 }
+        let (pub, pubAddress, _) = try loop.connect(.publisher, port: 5000)
+        for second in 1...60 {
+            try loop.publish(pub, from: pubAddress, seq: UInt16(second), keyframe: second == 1)
+            loop.advance(1000)
+        }
+        #expect(loop.server.sessionCount == 1, "a publisher still sending media was torn down")
+        #expect(loop.server.counters.sessionsExpired == 0)
+        // Forged packets from the same address: right header, wrong authentication tag.
+        var rng = SplitMix64(seed: 7)
+        for second in 1...31 {
+            var forged = RTPPacket(marker: true, payloadType: 96, sequenceNumber: UInt16(100 + second), timestamp: 0,
+                                   ssrc: pub.ssrc, payload: [UInt8](repeating: 0x42, count: 100)).encoded()
+            forged += (0..<10).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            loop.send(from: pubAddress, [forged])
+            loop.advance(1000)
+        }
+        #expect(loop.server.sessionCount == 0, "forged SRTP kept a session alive")
+        #expect(loop.server.counters.sessionsExpired == 1)
+        #expect(loop.server.counters.srtpUnprotectFailures >= 29)  // those sent while the session lived
+    }
+
     /// GStreamer's webrtcbin with bundle-policy max-bundle offers its second section with port 0
     /// and a=bundle-only (RFC 8843 §6): that track is published and viewed like the first.
     @Test func maxBundleOffersWithBundleOnlySectionsPublishAndViewEveryTrack() throws {

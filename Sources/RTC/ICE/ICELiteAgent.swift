@@ -86,6 +86,16 @@ public struct ICELiteAgent: Sendable {
         now >= lastConsent && now - lastConsent >= configuration.consentTimeoutMilliseconds
     }
 
+    /// Authenticated SRTP or SRTCP arrived from the selected address (the caller checked both):
+    /// the peer holding this session's keys is alive there, which refreshes consent like a check.
+    /// A lite agent cannot send checks of its own, and full agents built on libnice without its
+    /// consent-freshness option (GStreamer's webrtcbin) keep a pair alive with binding
+    /// indications, which carry no integrity; without this, their sessions would end after 30 s
+    /// while media still flowed (Specs/media.md "ICE").
+    public mutating func noteAuthenticatedMedia(now: UInt64) {
+        lastConsent = max(lastConsent, now)
+    }
+
     /// Handles one STUN datagram from `source` at time `now` (milliseconds, any epoch, monotonic).
     public mutating func receive(_ datagram: ArraySlice<UInt8>, from source: SocketAddress, now: UInt64) -> [ICELiteAction] {
         let request: STUNMessage
