@@ -80,7 +80,9 @@ struct EventQueue {
         a.time != b.time ? a.time < b.time : a.seq < b.seq
     }
 
-    mutating func push(_ time: SimTime, seq: UInt64, _ event: SimEvent) {
+    /// Consuming: the event is moved into the slab (a borrowed one was copied, retaining its
+    /// frame's buffers, and the caller's copy released).
+    mutating func push(_ time: SimTime, seq: UInt64, _ event: consuming SimEvent) {
         let slot: Int32
         if let reused = free.popLast() {
             slot = reused
