@@ -497,7 +497,7 @@ public struct GossipRouter {
                 prunes.append(PruneInfo(topic: topic, peers: [], backoffSeconds: parameters.pruneBackoffMs / 1000))
                 continue
             }
-            if (mesh[topic]?.count ?? 0) >= parameters.dHigh && peers[peer]?.outbound != true {
+            if (mesh[topic]?.count ?? 0) >= parameters.dHigh && !isOutbound(peer) {
                 addBackoff(peer, topic: topic, ms: parameters.pruneBackoffMs, now: now)
                 prunes.append(pruneMessage(for: peer, topic: topic, backoffMs: parameters.pruneBackoffMs, now: now))
                 continue
@@ -601,8 +601,14 @@ public struct GossipRouter {
         p.ihaves = 0
         p.iasked = 0
         if !p.dontWant.isEmpty && now >= p.dontWantSweepAt {
-            // In place, keeping the capacity: a filtered copy was regrown every few frames.
-            let expired = p.dontWant.compactMap { $0.value > now ? nil : $0.key }
+            // In place, keeping the capacity: a filtered copy was regrown every few frames. By
+            // index, so that only the expired IDs are copied out.
+            var expired: [MessageID] = []
+            var j = p.dontWant.startIndex
+            while j != p.dontWant.endIndex {
+                if p.dontWant.values[j] <= now { expired.append(p.dontWant.keys[j]) }
+                p.dontWant.formIndex(after: &j)
+            }
             for id in expired { p.dontWant.removeValue(forKey: id) }
             p.dontWantSweepAt = now &+ sweepEvery
         }
@@ -630,11 +636,11 @@ public struct GossipRouter {
             var rest = Array(ranked.dropFirst(parameters.dScore))
             rest.shuffle(using: &rng)
             keep += rest.prefix(parameters.d - keep.count)
-            var outboundKept = keep.filter { peers[$0]?.outbound == true }.count
+            var outboundKept = keep.filter { isOutbound($0) }.count
             if outboundKept < parameters.dOut {
-                for peer in rest.dropFirst(parameters.d - min(parameters.d, keep.count)) where peers[peer]?.outbound == true && !keep.contains(peer) {
+                for peer in rest.dropFirst(parameters.d - min(parameters.d, keep.count)) where isOutbound(peer) && !keep.contains(peer) {
                     guard outboundKept < parameters.dOut else { break }
-                    if let victim = keep.lastIndex(where: { peers[$0]?.outbound != true }) { keep.remove(at: victim) }
+                    if let victim = keep.lastIndex(where: { !isOutbound($0) }) { keep.remove(at: victim) }
                     keep.append(peer)
                     outboundKept += 1
                 }
@@ -647,9 +653,9 @@ public struct GossipRouter {
         }
         if members.count >= parameters.dLow {
             // Outbound quota (v1.1): an attacker that only connects inbound cannot own our mesh.
-            let outbound = members.filter { peers[$0]?.outbound == true }.count
+            let outbound = members.filter { isOutbound($0) }.count
             if outbound < parameters.dOut {
-                let candidates = graftCandidates(topic, excluding: members, now: now).filter { peers[$0]?.outbound == true }
+                let candidates = graftCandidates(topic, excluding: members, now: now).filter { isOutbound($0) }
                 for peer in pick(parameters.dOut - outbound, from: candidates) {
                     members.insert(peer)
                     graft(peer, topic: topic, now: now)
@@ -748,6 +754,13 @@ public struct GossipRouter {
     }
 
     private func sortedPeers() -> [PeerID] { peers.keys.sorted() }
+
+    /// Whether `peer` is connected on a connection we dialled. Read in place: `peers[peer]?.outbound`
+    /// copied the entry out, and the heartbeat asks it for every mesh member.
+    private func isOutbound(_ peer: PeerID) -> Bool {
+        guard let i = peers.index(forKey: peer) else { return false }
+        return peers.values[i].outbound
+    }
 
     /// Up to `count` distinct elements of `from`, chosen uniformly with the router's RNG.
     private mutating func pick(_ count: Int, from candidates: [PeerID]) -> [PeerID] {

@@ -86,10 +86,10 @@ struct EventQueue {
         let slot: Int32
         if let reused = free.popLast() {
             slot = reused
-            slab[Int(slot)] = event
+            slab[Int(slot)] = consume event
         } else {
             slot = Int32(slab.count)
-            slab.append(event)
+            slab.append(consume event)
         }
         let entry = Entry(time: time, seq: seq, slot: slot)
         heap.append(entry)

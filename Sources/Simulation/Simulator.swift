@@ -204,14 +204,14 @@ public final class Simulator {
         }
         guard let target = event.peer else {
             precondition(!inWindow, "scenario event scheduled inside a window")
-            globalQueue.push(time, seq: seq, event)
+            globalQueue.push(time, seq: seq, consume event)
             return
         }
         if inWindow, let creator, target != creator.index {
             precondition(time >= creator.partition.now + lookahead, "an event crosses peers within the lookahead")
-            creator.partition.outbox.append(Partition.Scheduled(target: target, time: time, seq: seq, event: event))
+            creator.partition.outbox.append(Partition.Scheduled(target: target, time: time, seq: seq, event: consume event))
         } else {
-            partitions[Int(target) % partitions.count].queue.push(time, seq: seq, event)
+            partitions[Int(target) % partitions.count].queue.push(time, seq: seq, consume event)
         }
     }
 
@@ -481,11 +481,13 @@ public final class Simulator {
     // MARK: - router actions
 
     func execute(_ p: SimPeer, _ actions: consuming [GossipAction], accepted: [MessageID: Delivery]) {
-        // Moved out in order (iterating copied every action, retaining its RPC). Consuming:
-        // the router's fresh array is ours to reverse, not a copy-on-write copy.
-        var actions = actions
-        actions.reverse()
-        while let action = actions.popLast() {
+        // Moved out in order, each swapped for an empty placeholder (iterating copied every
+        // action, retaining its RPC; so did popping from a copy of the consumed array).
+        var index = 0
+        while index < actions.count {
+            var action = GossipAction.discovered([])
+            swap(&action, &actions[index])
+            index += 1
             switch consume action {
             case .send(let peer, let rpc):
                 guard let q = indexOf[peer] else { continue }
