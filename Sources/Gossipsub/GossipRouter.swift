@@ -274,7 +274,7 @@ public struct GossipRouter {
         guard peers.index(forKey: peer) != nil else { return [] }
         do {
             let rpc = try GossipRPC(decoding: frame, limits: parameters.limits)
-            return handle(rpc, from: peer, now: now, validate: validate)
+            return handle(knownPeer: peer, rpc, now: now, validate: validate)
         } catch let error as GossipWireError {
             counters.rejected["rpc_" + error.code.rawValue, default: 0] += 1
             scoring.addPenalty(peer, 1)
@@ -286,6 +286,12 @@ public struct GossipRouter {
 
     public mutating func handle(_ rpc: GossipRPC, from peer: PeerID, now: Millis, validate: Validator) -> [GossipAction] {
         guard peers.index(forKey: peer) != nil else { return [] }
+        return handle(knownPeer: peer, rpc, now: now, validate: validate)
+    }
+
+    /// `handle(_:from:now:validate:)` for a peer already checked to be connected (a frame's
+    /// peer was checked before decoding: probing the table again cost a cache miss per frame).
+    private mutating func handle(knownPeer peer: PeerID, _ rpc: GossipRPC, now: Millis, validate: Validator) -> [GossipAction] {
         counters.rpcsIn += 1
         let score = scoring.score(peer, now: now)
         if score < thresholds.graylist {

@@ -160,8 +160,9 @@ struct PeerScoring {
 
     /// A duplicate that arrived within the mesh delivery window still counts for P3.
     mutating func nearFirstDelivery(_ peer: PeerID, topic: String, delayMs: Millis) {
+        // `peers[peer]?.topics[topic]` copied the peer's stats out (retaining its topic table).
         guard let p = parameters.topics[topic], delayMs <= p.meshMessageDeliveriesWindowMs,
-              var t = peers[peer]?.topics[topic], t.inMesh else { return }
+              let i = peers.index(forKey: peer), var t = peers.values[i].topics[topic], t.inMesh else { return }
         t.meshMessageDeliveries = min(t.meshMessageDeliveries + 1, p.meshMessageDeliveriesCap)
         update(peer) { $0.topics[topic] = t }
     }
