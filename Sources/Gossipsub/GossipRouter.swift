@@ -102,8 +102,10 @@ public struct GossipRouter {
     private var pendingForwards: [(due: Millis, message: GossipMessage, id: MessageID, targets: [PeerID])] = []
     /// The median of the peers' measured round-trip times: the hold for a peer not measured yet.
     private var medianRoundTripMs: Millis?
-    private var outbox: [PeerID: GossipRPC] = [:]
-    private var outboxOrder: [PeerID] = []
+    /// RPCs being assembled for the current call, in the order their peers were first
+    /// addressed (`flush` returns them so). A short list kept between calls with its capacity:
+    /// a table rebuilt for every call was an allocation per frame.
+    private var outbox: [(peer: PeerID, rpc: GossipRPC)] = []
 
     /// - Parameters:
     ///   - signer: the local key, for StrictSign publishing (nil: this router cannot publish).
@@ -166,7 +168,7 @@ public struct GossipRouter {
         for topic in Array(mesh.keys) { mesh[topic]?.remove(peer) }
         for topic in Array(fanout.keys) { fanout[topic]?.remove(peer) }
         scoring.disconnected(peer, now: now)
-        outbox[peer] = nil
+        outbox.removeAll { $0.peer == peer }
     }
 
     // MARK: - link round-trip times
@@ -268,10 +270,11 @@ public struct GossipRouter {
 
     /// Decodes and handles one RPC frame. Undecodable frames count against the sender.
     public mutating func handle(frame: [UInt8], from peer: PeerID, now: Millis, validate: Validator) -> [GossipAction] {
-        guard peers[peer] != nil else { return [] }
+        // `peers[peer] != nil` would copy the entry out (retaining its tables) on every frame.
+        guard peers.index(forKey: peer) != nil else { return [] }
         do {
             let rpc = try GossipRPC(decoding: frame, limits: parameters.limits)
-            return handle(rpc, from: peer, now: now, validate: validate)
+            return handle(knownPeer: peer, rpc, now: now, validate: validate)
         } catch let error as GossipWireError {
             counters.rejected["rpc_" + error.code.rawValue, default: 0] += 1
             scoring.addPenalty(peer, 1)
@@ -282,7 +285,13 @@ public struct GossipRouter {
     }
 
     public mutating func handle(_ rpc: GossipRPC, from peer: PeerID, now: Millis, validate: Validator) -> [GossipAction] {
-        guard peers[peer] != nil else { return [] }
+        guard peers.index(forKey: peer) != nil else { return [] }
+        return handle(knownPeer: peer, rpc, now: now, validate: validate)
+    }
+
+    /// `handle(_:from:now:validate:)` for a peer already checked to be connected (a frame's
+    /// peer was checked before decoding: probing the table again cost a cache miss per frame).
+    private mutating func handle(knownPeer peer: PeerID, _ rpc: GossipRPC, now: Millis, validate: Validator) -> [GossipAction] {
         counters.rpcsIn += 1
         let score = scoring.score(peer, now: now)
         if score < thresholds.graylist {
@@ -404,13 +413,17 @@ public struct GossipRouter {
     /// Sends the forwards whose delay has passed, skipping peers that meanwhile sent IDONTWANT
     /// or the message itself.
     public mutating func flushForwards(now: Millis) -> [GossipAction] {
+        // Taken out while sending (`forward` never touches it), so that the entries are read
+        // in place: copying one out retained the message's six buffers and the target list.
+        var pending: [(due: Millis, message: GossipMessage, id: MessageID, targets: [PeerID])] = []
+        swap(&pending, &pendingForwards)
         var index = 0
-        while index < pendingForwards.count, pendingForwards[index].due <= now {
-            let f = pendingForwards[index]
-            forward(f.message, id: f.id, to: f.targets, now: now)
+        while index < pending.count, pending[index].due <= now {
+            forward(pending[index].message, id: pending[index].id, to: pending[index].targets, now: now)
             index += 1
         }
-        pendingForwards.removeFirst(index)
+        pending.removeFirst(index)
+        swap(&pending, &pendingForwards)
         return flush()
     }
 
@@ -490,7 +503,7 @@ public struct GossipRouter {
                 prunes.append(PruneInfo(topic: topic, peers: [], backoffSeconds: parameters.pruneBackoffMs / 1000))
                 continue
             }
-            if (mesh[topic]?.count ?? 0) >= parameters.dHigh && peers[peer]?.outbound != true {
+            if (mesh[topic]?.count ?? 0) >= parameters.dHigh && !isOutbound(peer) {
                 addBackoff(peer, topic: topic, ms: parameters.pruneBackoffMs, now: now)
                 prunes.append(pruneMessage(for: peer, topic: topic, backoffMs: parameters.pruneBackoffMs, now: now))
                 continue
@@ -511,16 +524,19 @@ public struct GossipRouter {
             }
         }
         // IDONTWANT (v1.2)
-        if !control.idontwant.isEmpty, withPeer(peer, { $0.protocolID.supportsIDontWant }) == true {
-            counters.idontwantIn += control.idontwant.count
-            // In place: copying the entry out would copy its dontWant table on every frame.
+        if !control.idontwant.isEmpty {
+            // In place: copying the entry out would copy its dontWant table on every frame. One
+            // probe of the peer table for the protocol check and the edit.
             let expiry = now &+ parameters.idontwantTTLMs, cap = parameters.maxIDontWantPerPeer
-            withPeer(peer) { p in
+            let supported = withPeer(peer) { p -> Bool in
+                guard p.protocolID.supportsIDontWant else { return false }
                 for id in control.idontwant {
                     guard p.dontWant.count < cap else { break }
                     p.dontWant[id] = expiry
                 }
+                return true
             }
+            if supported == true { counters.idontwantIn += control.idontwant.count }
         }
     }
 
@@ -547,17 +563,11 @@ public struct GossipRouter {
         heartbeatTicks += 1
         scoring.refresh(now: now)
         let sweepEvery = parameters.idontwantTTLMs
-        for key in Array(peers.keys) {
-            withPeer(key) { p in
-                p.ihaves = 0
-                p.iasked = 0
-                if !p.dontWant.isEmpty && now >= p.dontWantSweepAt {
-                    // In place, keeping the capacity: a filtered copy was regrown every few frames.
-                    let expired = p.dontWant.compactMap { $0.value > now ? nil : $0.key }
-                    for id in expired { p.dontWant.removeValue(forKey: id) }
-                    p.dontWantSweepAt = now &+ sweepEvery
-                }
-            }
+        // In place, by index (no array of keys, no probe per peer).
+        var i = peers.startIndex
+        while i != peers.endIndex {
+            Self.resetHeartbeat(&peers.values[i], now: now, sweepEvery: sweepEvery)
+            peers.formIndex(after: &i)
         }
         // Broken IWANT promises (P7).
         for (id, waiting) in promises {
@@ -593,6 +603,23 @@ public struct GossipRouter {
         return flush()
     }
 
+    private static func resetHeartbeat(_ p: inout Peer, now: Millis, sweepEvery: Millis) {
+        p.ihaves = 0
+        p.iasked = 0
+        if !p.dontWant.isEmpty && now >= p.dontWantSweepAt {
+            // In place, keeping the capacity: a filtered copy was regrown every few frames. By
+            // index, so that only the expired IDs are copied out.
+            var expired: [MessageID] = []
+            var j = p.dontWant.startIndex
+            while j != p.dontWant.endIndex {
+                if p.dontWant.values[j] <= now { expired.append(p.dontWant.keys[j]) }
+                p.dontWant.formIndex(after: &j)
+            }
+            for id in expired { p.dontWant.removeValue(forKey: id) }
+            p.dontWantSweepAt = now &+ sweepEvery
+        }
+    }
+
     private mutating func maintainMesh(_ topic: String, now: Millis) {
         var members = mesh[topic] ?? []
         // Peers with a negative score leave the mesh.
@@ -615,11 +642,11 @@ public struct GossipRouter {
             var rest = Array(ranked.dropFirst(parameters.dScore))
             rest.shuffle(using: &rng)
             keep += rest.prefix(parameters.d - keep.count)
-            var outboundKept = keep.filter { peers[$0]?.outbound == true }.count
+            var outboundKept = keep.filter { isOutbound($0) }.count
             if outboundKept < parameters.dOut {
-                for peer in rest.dropFirst(parameters.d - min(parameters.d, keep.count)) where peers[peer]?.outbound == true && !keep.contains(peer) {
+                for peer in rest.dropFirst(parameters.d - min(parameters.d, keep.count)) where isOutbound(peer) && !keep.contains(peer) {
                     guard outboundKept < parameters.dOut else { break }
-                    if let victim = keep.lastIndex(where: { peers[$0]?.outbound != true }) { keep.remove(at: victim) }
+                    if let victim = keep.lastIndex(where: { !isOutbound($0) }) { keep.remove(at: victim) }
                     keep.append(peer)
                     outboundKept += 1
                 }
@@ -632,9 +659,9 @@ public struct GossipRouter {
         }
         if members.count >= parameters.dLow {
             // Outbound quota (v1.1): an attacker that only connects inbound cannot own our mesh.
-            let outbound = members.filter { peers[$0]?.outbound == true }.count
+            let outbound = members.filter { isOutbound($0) }.count
             if outbound < parameters.dOut {
-                let candidates = graftCandidates(topic, excluding: members, now: now).filter { peers[$0]?.outbound == true }
+                let candidates = graftCandidates(topic, excluding: members, now: now).filter { isOutbound($0) }
                 for peer in pick(parameters.dOut - outbound, from: candidates) {
                     members.insert(peer)
                     graft(peer, topic: topic, now: now)
@@ -715,7 +742,15 @@ public struct GossipRouter {
     }
 
     private func peersIn(_ topic: String) -> [PeerID] {
-        peers.filter { $0.value.topics.contains(topic) }.keys.sorted()
+        // Read in place: `peers.filter` built a second table, copying every entry (and
+        // retaining its tables), several times per heartbeat.
+        var out: [PeerID] = []
+        var i = peers.startIndex
+        while i != peers.endIndex {
+            if peers.values[i].topics.contains(topic) { out.append(peers.keys[i]) }
+            peers.formIndex(after: &i)
+        }
+        return out.sorted()
     }
 
     private func graftCandidates(_ topic: String, excluding members: Set<PeerID>, now: Millis) -> [PeerID] {
@@ -725,6 +760,13 @@ public struct GossipRouter {
     }
 
     private func sortedPeers() -> [PeerID] { peers.keys.sorted() }
+
+    /// Whether `peer` is connected on a connection we dialled. Read in place: `peers[peer]?.outbound`
+    /// copied the entry out, and the heartbeat asks it for every mesh member.
+    private func isOutbound(_ peer: PeerID) -> Bool {
+        guard let i = peers.index(forKey: peer) else { return false }
+        return peers.values[i].outbound
+    }
 
     /// Up to `count` distinct elements of `from`, chosen uniformly with the router's RNG.
     private mutating func pick(_ count: Int, from candidates: [PeerID]) -> [PeerID] {
@@ -744,25 +786,30 @@ public struct GossipRouter {
     }
 
     private mutating func enqueue(_ peer: PeerID, _ edit: (inout GossipRPC) -> Void) {
-        guard peers[peer] != nil else { return }
-        if outbox[peer] == nil {
-            outbox[peer] = GossipRPC()
-            outboxOrder.append(peer)
+        // `peers[peer] != nil` copied the entry out (its topic set and IDONTWANT table).
+        guard peers.index(forKey: peer) != nil else { return }
+        // `PeerID` equality compares a hash word first; a call addresses a few peers.
+        if let i = outbox.firstIndex(where: { $0.peer == peer }) {
+            edit(&outbox[i].rpc)
+        } else {
+            var rpc = GossipRPC()
+            edit(&rpc)
+            outbox.append((peer, rpc))
         }
-        edit(&outbox[peer]!)
     }
 
     private mutating func flush() -> [GossipAction] {
         var out = actions
         actions = []
-        for peer in outboxOrder {
-            if let rpc = outbox[peer], !rpc.isEmpty {
+        guard !outbox.isEmpty else { return out }
+        // Moved out in order, keeping the list's capacity for the next call.
+        outbox.reverse()
+        while let entry = outbox.popLast() {
+            if !entry.rpc.isEmpty {
                 counters.rpcsOut += 1
-                out.append(.send(peer, rpc))
+                out.append(.send(entry.peer, entry.rpc))
             }
         }
-        outbox = [:]
-        outboxOrder = []
         return out
     }
 }

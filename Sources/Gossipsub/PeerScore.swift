@@ -160,8 +160,9 @@ struct PeerScoring {
 
     /// A duplicate that arrived within the mesh delivery window still counts for P3.
     mutating func nearFirstDelivery(_ peer: PeerID, topic: String, delayMs: Millis) {
+        // `peers[peer]?.topics[topic]` copied the peer's stats out (retaining its topic table).
         guard let p = parameters.topics[topic], delayMs <= p.meshMessageDeliveriesWindowMs,
-              var t = peers[peer]?.topics[topic], t.inMesh else { return }
+              let i = peers.index(forKey: peer), var t = peers.values[i].topics[topic], t.inMesh else { return }
         t.meshMessageDeliveries = min(t.meshMessageDeliveries + 1, p.meshMessageDeliveriesCap)
         update(peer) { $0.topics[topic] = t }
     }
@@ -183,35 +184,54 @@ struct PeerScoring {
     mutating func refresh(now: Millis) {
         let decayDue = now &- lastDecay >= parameters.decayIntervalMs
         if decayDue { lastDecay = now }
+        // In place, by index: copying each peer's stats out and back (`var stats = peers[peer]!`
+        // … `peers[peer] = stats`) copied its topic table on every heartbeat, as writing into
+        // a table that is also iterated did. Expired peers are removed afterwards, in the same
+        // order as before.
+        var expired: [PeerID] = []
+        var i = peers.startIndex
+        while i != peers.endIndex {
+            if let expiry = peers.values[i].expiresAt, expiry <= now {
+                expired.append(peers.keys[i])
+            } else {
+                let parameters = parameters
+                Self.refresh(&peers.values[i], now: now, decayDue: decayDue, parameters: parameters)
+                scores[peers.keys[i]] = computeScore(peers.values[i])
+            }
+            peers.formIndex(after: &i)
+        }
+        for peer in expired {
+            peers[peer] = nil
+            scores[peer] = nil
+        }
+    }
+
+    private static func refresh(_ stats: inout PeerStats, now: Millis, decayDue: Bool, parameters: ScoreParameters) {
         let zero = parameters.decayToZero
         func decay(_ v: inout Double, _ factor: Double) {
             v *= factor
             if abs(v) < zero { v = 0 }
         }
-        for peer in Array(peers.keys) {
-            var stats = peers[peer]!
-            if let expiry = stats.expiresAt, expiry <= now {
-                peers[peer] = nil
-                scores[peer] = nil
-                continue
-            }
-            for (topic, var t) in stats.topics {
-                guard let p = parameters.topics[topic] else { continue }
-                if t.inMesh {
-                    t.meshTimeMs = now &- t.graftTime
-                    if t.meshTimeMs >= p.meshMessageDeliveriesActivationMs { t.meshMessageDeliveriesActive = true }
-                }
-                if decayDue {
-                    decay(&t.firstMessageDeliveries, p.firstMessageDeliveriesDecay)
-                    decay(&t.meshMessageDeliveries, p.meshMessageDeliveriesDecay)
-                    decay(&t.meshFailurePenalty, p.meshFailurePenaltyDecay)
-                    decay(&t.invalidMessageDeliveries, p.invalidMessageDeliveriesDecay)
-                }
-                stats.topics[topic] = t
-            }
-            if decayDue { decay(&stats.behaviourPenalty, parameters.behaviourPenaltyDecay) }
-            scores[peer] = computeScore(stats)
-            peers[peer] = stats
+        var j = stats.topics.startIndex
+        while j != stats.topics.endIndex {
+            defer { stats.topics.formIndex(after: &j) }
+            guard let p = parameters.topics[stats.topics.keys[j]] else { continue }
+            Self.refresh(&stats.topics.values[j], p, now: now, decayDue: decayDue, decay: decay)
+        }
+        if decayDue { decay(&stats.behaviourPenalty, parameters.behaviourPenaltyDecay) }
+    }
+
+    private static func refresh(_ t: inout TopicStats, _ p: TopicScoreParameters, now: Millis, decayDue: Bool,
+                                decay: (inout Double, Double) -> Void) {
+        if t.inMesh {
+            t.meshTimeMs = now &- t.graftTime
+            if t.meshTimeMs >= p.meshMessageDeliveriesActivationMs { t.meshMessageDeliveriesActive = true }
+        }
+        if decayDue {
+            decay(&t.firstMessageDeliveries, p.firstMessageDeliveriesDecay)
+            decay(&t.meshMessageDeliveries, p.meshMessageDeliveriesDecay)
+            decay(&t.meshFailurePenalty, p.meshFailurePenaltyDecay)
+            decay(&t.invalidMessageDeliveries, p.invalidMessageDeliveriesDecay)
         }
     }
 }

@@ -153,6 +153,15 @@ struct ProtoWriter {
         return size
     }
 
+    /// The size of a length-delimited field with a one-byte tag (field numbers below 16).
+    static func fieldSize(_ payload: Int) -> Int { 1 + varintSize(UInt64(payload)) + payload }
+
+    /// The tag and length of a length-delimited field whose `size` payload bytes follow.
+    mutating func lengthPrefix(_ field: UInt64, _ size: Int) {
+        tag(field, 2)
+        ProtoVarint.append(UInt64(size), to: &bytes)
+    }
+
     mutating func varintField(_ field: UInt64, _ value: UInt64) {
         tag(field, 0)
         ProtoVarint.append(value, to: &bytes)
@@ -210,13 +219,68 @@ extension GossipMessage {
     }
 }
 
+extension ControlMessage {
+    private static func idsSize(_ ids: [MessageID]) -> Int { ids.reduce(0) { $0 + ProtoWriter.fieldSize($1.count) } }
+    private static func ihaveSize(_ entry: (topic: String, ids: [MessageID])) -> Int { ProtoWriter.fieldSize(entry.topic.utf8.count) + idsSize(entry.ids) }
+    private static func pruneSize(_ prune: PruneInfo) -> Int {
+        var size = ProtoWriter.fieldSize(prune.topic.utf8.count)
+        for peer in prune.peers { size += ProtoWriter.fieldSize(ProtoWriter.fieldSize(peer.bytes.count)) }
+        if let backoff = prune.backoffSeconds { size += 1 + ProtoWriter.varintSize(backoff) }
+        return size
+    }
+
+    /// The number of bytes `encode(into:)` writes. Every submessage is written as its length
+    /// and then its fields, with no scratch buffer per submessage: half of all RPCs are a
+    /// lone IDONTWANT, and three buffers per such frame were measurable.
+    var encodedSize: Int {
+        var size = 0
+        for entry in ihave { size += ProtoWriter.fieldSize(Self.ihaveSize(entry)) }
+        if !iwant.isEmpty { size += ProtoWriter.fieldSize(Self.idsSize(iwant)) }
+        for topic in graft { size += ProtoWriter.fieldSize(ProtoWriter.fieldSize(topic.utf8.count)) }
+        for prune in prune { size += ProtoWriter.fieldSize(Self.pruneSize(prune)) }
+        if !idontwant.isEmpty { size += ProtoWriter.fieldSize(Self.idsSize(idontwant)) }
+        return size
+    }
+
+    /// The fields of the control message (Specs/gossipsub.proto `ControlMessage`), in number order.
+    func encode(into c: inout ProtoWriter) {
+        for entry in ihave {
+            c.lengthPrefix(1, Self.ihaveSize(entry))
+            c.stringField(1, entry.topic)
+            for id in entry.ids { c.bytesField(2, id.bytes) }
+        }
+        if !iwant.isEmpty {
+            c.lengthPrefix(2, Self.idsSize(iwant))
+            for id in iwant { c.bytesField(1, id.bytes) }
+        }
+        for topic in graft {
+            c.lengthPrefix(3, ProtoWriter.fieldSize(topic.utf8.count))
+            c.stringField(1, topic)
+        }
+        for prune in prune {
+            c.lengthPrefix(4, Self.pruneSize(prune))
+            c.stringField(1, prune.topic)
+            for peer in prune.peers {
+                c.lengthPrefix(2, ProtoWriter.fieldSize(peer.bytes.count))
+                c.bytesField(1, peer.bytes)
+            }
+            if let backoff = prune.backoffSeconds { c.varintField(3, backoff) }
+        }
+        if !idontwant.isEmpty {
+            c.lengthPrefix(5, Self.idsSize(idontwant))
+            for id in idontwant { c.bytesField(1, id.bytes) }
+        }
+    }
+}
+
 extension GossipRPC {
     /// The protobuf encoding (without the uvarint length prefix of the stream framing).
     public var encoded: [UInt8] {
         var w = ProtoWriter()
         var publishSize = 0
         for message in publish { publishSize += message.encodedSize + 4 }
-        w.bytes.reserveCapacity(publishSize + (control.isEmpty ? 16 : 256))
+        let controlSize = control.isEmpty ? 0 : ProtoWriter.fieldSize(control.encodedSize)
+        w.bytes.reserveCapacity(publishSize + controlSize + (subscriptions.isEmpty ? 0 : 64))
         for sub in subscriptions {
             w.messageField(1) { s in
                 s.varintField(1, sub.subscribe ? 1 : 0)
@@ -230,28 +294,9 @@ extension GossipRPC {
             message.encode(into: &w)
         }
         if !control.isEmpty {
-            w.messageField(3) { c in
-                for entry in control.ihave {
-                    c.messageField(1) { i in
-                        i.stringField(1, entry.topic)
-                        for id in entry.ids { i.bytesField(2, id.bytes) }
-                    }
-                }
-                if !control.iwant.isEmpty {
-                    c.messageField(2) { i in for id in control.iwant { i.bytesField(1, id.bytes) } }
-                }
-                for topic in control.graft { c.messageField(3) { $0.stringField(1, topic) } }
-                for prune in control.prune {
-                    c.messageField(4) { p in
-                        p.stringField(1, prune.topic)
-                        for peer in prune.peers { p.messageField(2) { $0.bytesField(1, peer.bytes) } }
-                        if let backoff = prune.backoffSeconds { p.varintField(3, backoff) }
-                    }
-                }
-                if !control.idontwant.isEmpty {
-                    c.messageField(5) { i in for id in control.idontwant { i.bytesField(1, id.bytes) } }
-                }
-            }
+            w.tag(3, 2)
+            ProtoVarint.append(UInt64(control.encodedSize), to: &w.bytes)
+            control.encode(into: &w)
         }
         return w.bytes
     }
@@ -384,11 +429,13 @@ extension GossipRPC {
                         }
                         control.ihave.append((topic, ids))
                     case 2, 5:
-                        var ids: [MessageID] = []
+                        // Straight into the RPC: a scratch array per IWANT/IDONTWANT was an
+                        // allocation per frame (a failed decode discards the whole RPC anyway).
                         try inner.forEachField { f2, w2, i in
-                            if f2 == 1 && w2 == 2 { ids.append(try id(i, try i.lengthDelimited())) } else { try i.skip(wireType: w2) }
+                            guard f2 == 1 && w2 == 2 else { return try i.skip(wireType: w2) }
+                            let wanted = try id(i, try i.lengthDelimited())
+                            if f == 2 { control.iwant.append(wanted) } else { control.idontwant.append(wanted) }
                         }
-                        if f == 2 { control.iwant += ids } else { control.idontwant += ids }
                     case 3:
                         var topic = ""
                         try inner.forEachField { f2, w2, i in

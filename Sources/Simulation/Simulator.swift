@@ -193,7 +193,7 @@ public final class Simulator {
     ///
     /// Inside a window, an event for another peer waits in the creator's partition's outbox
     /// until the window ends; it is due after the window anyway (`lookahead`).
-    func schedule(_ time: SimTime, _ event: SimEvent, by creator: SimPeer?) {
+    func schedule(_ time: SimTime, _ event: consuming SimEvent, by creator: SimPeer?) {
         let seq: UInt64
         if let creator {
             creator.eventCounter &+= 1
@@ -204,14 +204,14 @@ public final class Simulator {
         }
         guard let target = event.peer else {
             precondition(!inWindow, "scenario event scheduled inside a window")
-            globalQueue.push(time, seq: seq, event)
+            globalQueue.push(time, seq: seq, consume event)
             return
         }
         if inWindow, let creator, target != creator.index {
             precondition(time >= creator.partition.now + lookahead, "an event crosses peers within the lookahead")
-            creator.partition.outbox.append(Partition.Scheduled(target: target, time: time, seq: seq, event: event))
+            creator.partition.outbox.append(Partition.Scheduled(target: target, time: time, seq: seq, event: consume event))
         } else {
-            partitions[Int(target) % partitions.count].queue.push(time, seq: seq, event)
+            partitions[Int(target) % partitions.count].queue.push(time, seq: seq, consume event)
         }
     }
 
@@ -303,11 +303,15 @@ public final class Simulator {
             var outbox: [Partition.Scheduled] = []
             swap(&outbox, &part.outbox)
             while var item = outbox.popLast() {
-                if !map.isEmpty, case .frame(let to, let from, let conn, let sync, let bytes, let tracked) = item.event, tracked.contains(where: { $0 < 0 }) {
-                    item.event = .frame(to: to, from: from, conn: conn, sync: sync, bytes: bytes,
-                                        tracked: tracked.map { $0 < 0 ? map[Int(-$0 - 1)] : $0 })
+                // Swapped out, so that the queue takes the event without a copy (retaining its
+                // frame's buffers) while `item` still holds it.
+                var event = SimEvent.sample
+                swap(&event, &item.event)
+                if !map.isEmpty, case .frame(let to, let from, let conn, let sync, let bytes, let tracked) = event, tracked.contains(where: { $0 < 0 }) {
+                    event = .frame(to: to, from: from, conn: conn, sync: sync, bytes: bytes,
+                                   tracked: tracked.map { $0 < 0 ? map[Int(-$0 - 1)] : $0 })
                 }
-                partitions[Int(item.target) % partitions.count].queue.push(item.time, seq: item.seq, item.event)
+                partitions[Int(item.target) % partitions.count].queue.push(item.time, seq: item.seq, event)
             }
             swap(&outbox, &part.outbox)
         }
@@ -327,8 +331,9 @@ public final class Simulator {
 
     /// Handles one peer's event: it reads and writes that peer's state only (and shared state
     /// that changes between windows only: liveness, partition sides, the peer list).
-    func handle(_ event: SimEvent) {
-        switch event {
+    func handle(_ event: consuming SimEvent) {
+        // Consumed: binding a frame's buffers out of a borrowed event copied them.
+        switch consume event {
         case .frame(let to, let from, let conn, let sync, let bytes, let tracked):
             receiveFrame(to: to, from: from, conn: conn, sync: sync, bytes: bytes, tracked: tracked)
         case .heartbeat(let i):
@@ -476,12 +481,14 @@ public final class Simulator {
     // MARK: - router actions
 
     func execute(_ p: SimPeer, _ actions: consuming [GossipAction], accepted: [MessageID: Delivery]) {
-        // Moved out in order (iterating copied every action, retaining its RPC). Consuming:
-        // the router's fresh array is ours to reverse, not a copy-on-write copy.
-        var actions = actions
-        actions.reverse()
-        while let action = actions.popLast() {
-            switch action {
+        // Moved out in order, each swapped for an empty placeholder (iterating copied every
+        // action, retaining its RPC; so did popping from a copy of the consumed array).
+        var index = 0
+        while index < actions.count {
+            var action = GossipAction.discovered([])
+            swap(&action, &actions[index])
+            index += 1
+            switch consume action {
             case .send(let peer, let rpc):
                 guard let q = indexOf[peer] else { continue }
                 send(p, .gossip(to: q, rpc))
@@ -512,7 +519,7 @@ public final class Simulator {
     /// reaches the wire, as in production. Writing at once saves an event per frame of a burst.
     static let uplinkSlackUs: SimTime = 1_000
 
-    func send(_ p: SimPeer, _ frame: OutgoingFrame) {
+    func send(_ p: SimPeer, _ frame: consuming OutgoingFrame) {
         if p.outgoingHead == p.outgoing.count && p.uplinkFreeAt <= p.partition.now + Self.uplinkSlackUs {
             transmit(p, frame)
         } else {
@@ -543,37 +550,39 @@ public final class Simulator {
 
     /// Writes one frame on the connection `p` → `q`: serialisation on the uplink, then the
     /// link's latency, jitter and retransmissions, in order behind earlier frames.
-    func transmit(_ p: SimPeer, _ frame: OutgoingFrame) {
+    func transmit(_ p: SimPeer, _ frame: consuming OutgoingFrame) {
         let to: Int32, bytes: [UInt8], kind: UInt8
         var tracked: [Int32] = []
         switch frame {
+        case .gossip(let q, _): to = q
+        case .sync(let q, _, _): to = q
+        }
+        // One probe of the connection table (it was probed three times per frame).
+        guard let slot = p.connections.index(forKey: to) else { return }
+        switch consume frame {
         case .gossip(let q, var rpc):
-            guard p.connections[q] != nil else { return }
             // Late deduplication at write time, as the production writer does.
             guard p.router.filterOutgoing(&rpc, to: peers[Int(q)].id, now: p.partition.nowMs) else { return }
-            to = q
             bytes = rpc.encoded
             kind = 0
             for message in rpc.publish {
                 if let u = trackedUpdate(message, at: p) { tracked.append(u) }
             }
             if qos != nil { p.qosBytesOut += qosShare(rpc) }
-        case .sync(let q, let toResponder, let frameBytes):
-            to = q
+        case .sync(_, let toResponder, let frameBytes):
             bytes = frameBytes
             kind = toResponder ? 1 : 2
         }
-        guard var conn = p.connections[to] else { return }
         let size = bytes.count + (kind == 0 ? varintSize(bytes.count) : 0) + config.link.framingOverheadBytes
         p.bytesOut += size
         let start = max(p.partition.now, p.uplinkFreeAt)
         let serialisation = config.link.uplinkBytesPerSecond > 0 ? UInt64(Double(size) / config.link.uplinkBytesPerSecond * 1e6) : 0
         p.uplinkFreeAt = start + serialisation
         var arrival = p.uplinkFreeAt + linkDelay(p, peers[Int(to)])
-        arrival = max(arrival, conn.lastArrival)
-        conn.lastArrival = arrival
-        p.connections[to] = conn
-        schedule(arrival, .frame(to: to, from: p.index, conn: conn.id, sync: kind != 0, bytes: kind == 2 ? [2] + bytes : kind == 1 ? [1] + bytes : bytes, tracked: tracked), by: p)
+        arrival = max(arrival, p.connections.values[slot].lastArrival)
+        p.connections.values[slot].lastArrival = arrival
+        let connID = p.connections.values[slot].id
+        schedule(arrival, .frame(to: to, from: p.index, conn: connID, sync: kind != 0, bytes: kind == 2 ? [2] + bytes : kind == 1 ? [1] + bytes : bytes, tracked: tracked), by: p)
     }
 
     /// Tells `p`'s router the round-trip time it would measure to `q`: production keeps the

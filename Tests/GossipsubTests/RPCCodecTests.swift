@@ -37,6 +37,41 @@ import Testing
         #expect(try GossipRPC(decoding: expected) == rpc)
     }
 
+    /// The control message is written without a scratch buffer per submessage (its sizes are
+    /// computed first): the bytes equal the nested encoding, with lengths of two-byte varints.
+    @Test func controlSizesMatchNestedEncoding() throws {
+        let ids = (0..<40).map { i in MessageID(key.peerID.bytes + [UInt8(i), 0, 0, 0, 0, 0, 0, 1]) }
+        var control = ControlMessage()
+        control.ihave = [("drtc/registry/1", ids), ("t", [])]
+        control.iwant = ids
+        control.graft = ["drtc/registry/1", ""]
+        control.prune = [PruneInfo(topic: "t", peers: (0..<5).map { _ in Ed25519KeyPair.generate().peerID }, backoffSeconds: 60),
+                         PruneInfo(topic: "u", backoffSeconds: nil)]
+        control.idontwant = ids
+        var reference = ProtoWriter()
+        reference.messageField(3) { c in
+            for entry in control.ihave {
+                c.messageField(1) { i in
+                    i.stringField(1, entry.topic)
+                    for id in entry.ids { i.bytesField(2, id.bytes) }
+                }
+            }
+            c.messageField(2) { i in for id in control.iwant { i.bytesField(1, id.bytes) } }
+            for topic in control.graft { c.messageField(3) { $0.stringField(1, topic) } }
+            for prune in control.prune {
+                c.messageField(4) { p in
+                    p.stringField(1, prune.topic)
+                    for peer in prune.peers { p.messageField(2) { $0.bytesField(1, peer.bytes) } }
+                    if let backoff = prune.backoffSeconds { p.varintField(3, backoff) }
+                }
+            }
+            c.messageField(5) { i in for id in control.idontwant { i.bytesField(1, id.bytes) } }
+        }
+        let rpc = GossipRPC(control: control)
+        #expect(rpc.encoded == reference.bytes)
+        #expect(try GossipRPC(decoding: rpc.encoded) == rpc)
+    }
+
     @Test func unknownFieldsAreSkipped() throws {
         // field 15 varint, field 14 fixed64, then a subscription.
         let bytes: [UInt8] = [0x78, 0x05, 0x71, 1, 2, 3, 4, 5, 6, 7, 8, 0x0a, 0x04, 0x12, 0x02, 0x61, 0x62]
