@@ -91,7 +91,7 @@ public struct ICELiteAgent: Sendable {
     /// A lite agent cannot send checks of its own, and full agents built on libnice without its
     /// consent-freshness option (GStreamer's webrtcbin) keep a pair alive with binding
     /// indications, which carry no integrity; without this, their sessions would end after 30 s
-    /// while media still flowed (Specs/media.md "ICE").
+    /// while media still flowed (Specs/media.md "ICE-lite").
     public mutating func noteAuthenticatedMedia(now: UInt64) {
         lastConsent = max(lastConsent, now)
     }
