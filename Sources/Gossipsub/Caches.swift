@@ -37,11 +37,14 @@ struct MessageCache {
         return count <= limit ? entry.message : nil
     }
 
-    /// IDs of messages in `topic` from the gossip windows, newest window first.
-    func gossipIDs(topic: String) -> [MessageID] {
-        var out: [MessageID] = []
+    /// For k = 1…`gossipWindows`, the IDs of messages in `topic` from the newest k windows,
+    /// newest window first (element k − 1).
+    func gossipIDsByWindow(topic: String) -> [[MessageID]] {
+        var out: [[MessageID]] = []
+        var ids: [MessageID] = []
         for window in windows.prefix(gossipWindows) {
-            for id in window where entries[id]?.topic == topic { out.append(id) }
+            for id in window where entries[id]?.topic == topic { ids.append(id) }
+            out.append(ids)
         }
         return out
     }

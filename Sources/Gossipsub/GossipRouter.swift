@@ -73,6 +73,21 @@ public struct GossipRouter {
         var iasked = 0
         /// The round-trip time the shell measured to the peer (ms), if any.
         var roundTripMs: Millis?
+        /// Per topic, the heartbeat at which the peer was last sent IHAVE: the next IHAVE
+        /// carries only the windows shifted in since (Specs/gossip.md "Gossip").
+        var ihaveTicks: [(topic: String, tick: Int)] = []
+
+        /// Heartbeats since the peer was last sent IHAVE on `topic` (nil: never), noting
+        /// `tick` as the new last.
+        mutating func noteIHave(_ topic: String, tick: Int) -> Int? {
+            for i in ihaveTicks.indices where ihaveTicks[i].topic == topic {
+                let since = tick - ihaveTicks[i].tick
+                ihaveTicks[i].tick = tick
+                return since
+            }
+            ihaveTicks.append((topic, tick))
+            return nil
+        }
     }
 
     public let localPeer: PeerID
@@ -343,8 +358,11 @@ public struct GossipRouter {
         }
         // v1.2: tell the rest of the mesh we have it, before the (possibly slow) validation.
         let members = (mesh[topic] ?? []).sorted()
+        // Not to its author, nor to a peer that told us it has the message (its IDONTWANT
+        // came first): both have it, and ours would reach them after their forwards are due.
         if message.data.count >= parameters.idontwantMessageThreshold {
-            for other in members where other != peer && withPeer(other, { $0.protocolID.supportsIDontWant }) == true {
+            for other in members where other != peer && other.bytes != message.from
+                && withPeer(other, { $0.protocolID.supportsIDontWant && !Self.refused(id, by: $0, now: now) }) == true {
                 enqueue(other) { $0.control.idontwant.append(id) }
             }
         }
@@ -391,7 +409,7 @@ public struct GossipRouter {
 
     private mutating func forward(_ message: GossipMessage, id: MessageID, to targets: [PeerID], now: Millis) {
         for target in targets {
-            if let expiry = withPeer(target, { $0.dontWant[id] }) ?? nil, expiry > now {
+            if withPeer(target, { Self.refused(id, by: $0, now: now) }) == true {
                 counters.suppressed += 1
                 continue
             }
@@ -402,6 +420,13 @@ public struct GossipRouter {
             if scoring.score(target, now: now) < thresholds.graylist { continue }
             sendMessage(message, to: target)
         }
+    }
+
+    /// Whether the peer sent IDONTWANT for `id` and it has not expired.
+    @inline(__always)
+    private static func refused(_ id: MessageID, by p: Peer, now: Millis) -> Bool {
+        if let expiry = p.dontWant[id], expiry > now { return true }
+        return false
     }
 
     /// When the next held-back forward is due (nil: none). The shell calls `flushForwards` then.
@@ -683,15 +708,27 @@ public struct GossipRouter {
         emitGossip(topic, exclude: members, now: now)
     }
 
+    /// IHAVE to `dLazy` (or `gossipFactor` of the) peers outside the mesh. A peer gossiped
+    /// `k` heartbeats ago is sent only the newest `k` windows: it was told of the older ones
+    /// then, and would have asked for what it lacked.
     private mutating func emitGossip(_ topic: String, exclude: Set<PeerID>, now: Millis) {
-        var ids = mcache.gossipIDs(topic: topic)
-        guard !ids.isEmpty else { return }
+        let windows = mcache.gossipWindows
+        // byAge[k - 1]: the IDs of the newest k windows, newest first.
+        let byAge = mcache.gossipIDsByWindow(topic: topic)
+        guard !(byAge.last?.isEmpty ?? true) else { return }
         let candidates = peersIn(topic).filter { !exclude.contains($0) && scoring.score($0, now: now) >= thresholds.gossip }
         let count = max(parameters.dLazy, Int(parameters.gossipFactor * Double(candidates.count)))
+        let tick = heartbeatTicks
         for peer in pick(count, from: candidates) {
+            let since = withPeer(peer, { $0.noteIHave(topic, tick: tick) }) ?? nil
+            let k = min(windows, max(1, since ?? windows))
+            var ids = byAge[k - 1]
+            if ids.isEmpty { continue }
             if ids.count > parameters.maxIHaveLength {
+                // Truncated: the peer is owed the rest, so its next IHAVE covers every window.
                 ids.shuffle(using: &rng)
                 ids.removeLast(ids.count - parameters.maxIHaveLength)
+                withPeer(peer) { $0.ihaveTicks.removeAll { $0.topic == topic } }
             }
             enqueue(peer) { $0.control.ihave.append((topic, ids)) }
         }

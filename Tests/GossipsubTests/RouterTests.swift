@@ -49,6 +49,18 @@ struct Harness {
     func message(from key: Ed25519KeyPair, seqno: UInt64, data: [UInt8] = [1, 2, 3]) -> GossipMessage {
         StrictSign.sign(data: data, topic: Self.topic, seqno: seqno, key: key)
     }
+
+    /// A message signed by the connected peer `author`.
+    func message(by author: PeerID, seqno: UInt64) -> GossipMessage {
+        message(from: peerKeys.first { $0.peerID == author }!, seqno: seqno)
+    }
+
+    /// `peer` says IDONTWANT for `id`.
+    mutating func receiveIDontWant(_ id: MessageID, from peer: PeerID) {
+        var c = ControlMessage()
+        c.idontwant = [id]
+        _ = receive(GossipRPC(control: c), from: peer)
+    }
 }
 
 func sent(_ actions: [GossipAction]) -> [PeerID: GossipRPC] {
@@ -283,20 +295,44 @@ func graftRPC(_ topic: String = Harness.topic) -> GossipRPC {
         #expect(ihaves.values.allSatisfy { $0.control.ihave[0].ids == [id] })
     }
 
-    @Test func idontwantStopsForwarding() {
-        var h = Harness(peers: 6)
+    /// A peer gossiped k heartbeats ago hears only of the newest k windows: it was told of
+    /// the older ones then. One never gossiped hears of all three.
+    @Test func ihaveRepeatsOnlyWhatIsNewToThePeer() throws {
+        var h = Harness(peers: 14)
+        _ = h.heartbeat()
+        let (first, _) = try h.router.publish([5], topic: Harness.topic, now: h.now)
+        let round1 = sent(h.heartbeat()).filter { !$0.value.control.ihave.isEmpty }
+        #expect(round1.values.allSatisfy { $0.control.ihave[0].ids == [first] })
+        let (second, _) = try h.router.publish([6], topic: Harness.topic, now: h.now)
+        let round2 = sent(h.heartbeat()).filter { !$0.value.control.ihave.isEmpty }
+        #expect(round2.count == 6)
+        #expect(Set(round2.keys).intersection(round1.keys).count >= 4)
+        for (peer, rpc) in round2 {
+            #expect(rpc.control.ihave[0].ids == (round1[peer] != nil ? [second] : [second, first]))
+        }
+        // Nothing new: the peers gossiped last heartbeat are sent no IHAVE at all.
+        let round3 = sent(h.heartbeat()).filter { !$0.value.control.ihave.isEmpty }
+        #expect(Set(round3.keys).isDisjoint(with: round2.keys))
+        for (peer, rpc) in round3 {
+            #expect(rpc.control.ihave[0].ids == (round1[peer] != nil ? [second] : [second, first]))
+        }
+    }
+
+    /// A peer's IDONTWANT stops our forward to it. Ours, on first receipt, goes to the mesh
+    /// peers that may still send us the message: not its sender, not its author, not a peer
+    /// whose own IDONTWANT for it came first.
+    @Test func idontwantStopsForwardingAndGoesOnlyWhereTheMessageMayComeFrom() {
+        var h = Harness(peers: 8)
         _ = h.heartbeat()
         let mesh = h.mesh().sorted()
-        let m = h.message(from: h.peerKeys.first { $0.peerID == mesh[0] }!, seqno: 3)
+        let m = h.message(by: mesh[1], seqno: 3)
         let id = StrictSign.messageID(m)
-        var c = ControlMessage()
-        c.idontwant = [id]
-        _ = h.receive(GossipRPC(control: c), from: mesh[1])
+        h.receiveIDontWant(id, from: mesh[2])
         let actions = sent(h.receive(GossipRPC(publish: [m]), from: mesh[0]))
-        #expect(actions[mesh[1]]?.publish.isEmpty ?? true)
-        #expect(actions[mesh[2]]?.publish.count == 1)
-        // v1.2 peers in the mesh are told IDONTWANT on first receipt.
-        #expect(actions[mesh[2]]?.control.idontwant == [id])
+        #expect(actions[mesh[2]]?.publish.isEmpty ?? true)
+        #expect(actions[mesh[3]]?.publish.count == 1)
+        let told = Set(actions.filter { $0.value.control.idontwant == [id] }.keys)
+        #expect(told == Set(mesh).subtracting([mesh[0], mesh[1], mesh[2]]))
     }
 
     @Test func idontwantFromV11PeerIsIgnored() {
