@@ -358,11 +358,12 @@ public struct GossipRouter {
         }
         // v1.2: tell the rest of the mesh we have it, before the (possibly slow) validation.
         let members = (mesh[topic] ?? []).sorted()
-        // Not to its author, nor to a peer that told us it has the message (its IDONTWANT
-        // came first): both have it, and ours would reach them after their forwards are due.
+        // Not to its author (it has the message), nor to a peer whose own IDONTWANT came
+        // first when ours would reach it after its forward to us is due (`tooLateToRefuse`).
         if message.data.count >= parameters.idontwantMessageThreshold {
+            let params = parameters
             for other in members where other != peer && other.bytes != message.from
-                && withPeer(other, { $0.protocolID.supportsIDontWant && !Self.refused(id, by: $0, now: now) }) == true {
+                && withPeer(other, { $0.protocolID.supportsIDontWant && !Self.tooLateToRefuse(id, to: $0, now: now, params) }) == true {
                 enqueue(other) { $0.control.idontwant.append(id) }
             }
         }
@@ -427,6 +428,17 @@ public struct GossipRouter {
     private static func refused(_ id: MessageID, by p: Peer, now: Millis) -> Bool {
         if let expiry = p.dontWant[id], expiry > now { return true }
         return false
+    }
+
+    /// Whether our IDONTWANT for `id` would reach the peer `p` only after its own forward of
+    /// the message to us is due: `p` said IDONTWANT for it, so it received the message at
+    /// least one one-way latency before we did; its forward waits about its hold (taken to be
+    /// ours for the link), and ours takes another one-way latency. When the hold is below the
+    /// round trip (a WAN link: 0.8 × RTT) ours always arrives too late. When it is not (the
+    /// 5-ms floor on loopback, where event-loop delays dwarf the RTT), ours is still sent.
+    private static func tooLateToRefuse(_ id: MessageID, to p: Peer, now: Millis, _ parameters: GossipParameters) -> Bool {
+        guard let rtt = p.roundTripMs, let expiry = p.dontWant[id], expiry > now else { return false }
+        return forwardHold(roundTripMs: rtt, parameters: parameters) < rtt
     }
 
     /// When the next held-back forward is due (nil: none). The shell calls `flushForwards` then.

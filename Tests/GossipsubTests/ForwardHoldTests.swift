@@ -66,6 +66,24 @@ import Testing
         #expect(h.router.forwardHold(to: mesh[4]) == 10)
     }
 
+    /// A neighbour that said IDONTWANT first is not sent ours when its forward to us is due
+    /// before ours could arrive (a WAN link: hold 0.8 × RTT), and still is when its hold may
+    /// outlast the round trip (loopback, the 5-ms floor) or the round trip is not known.
+    @Test func idontwantGoesToAnEarlierRefuserOnlyWhileItsForwardMayBeHeld() {
+        var h = Harness(peers: 6, parameters: Self.parameters(factor: 0.8))
+        _ = h.heartbeat()
+        let mesh = h.mesh().sorted()
+        h.router.setRoundTripTime(mesh[1], ms: 1)    // loopback: hold 5 ms
+        h.router.setRoundTripTime(mesh[2], ms: 100)  // WAN: hold 80 ms
+        let m = h.message(by: mesh[0], seqno: 1)
+        let id = StrictSign.messageID(m)
+        for refuser in mesh[1...3] { h.receiveIDontWant(id, from: refuser) }
+        h.now += 10
+        let out = sent(h.receive(GossipRPC(publish: [m]), from: mesh[0]))
+        let told = Set(out.filter { $0.value.control.idontwant == [id] }.keys)
+        #expect(told == [mesh[1], mesh[3], mesh[4], mesh[5]])
+    }
+
     /// A peer that says IDONTWANT while its longer hold runs is skipped, as with a fixed delay.
     @Test func aLongerHoldLetsTheFarPeersIDontWantArriveFirst() {
         var h = Harness(peers: 6, parameters: Self.parameters())
