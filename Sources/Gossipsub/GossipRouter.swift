@@ -436,9 +436,10 @@ public struct GossipRouter {
     /// ours for the link), and ours takes another one-way latency. When the hold is below the
     /// round trip (a WAN link: 0.8 × RTT) ours always arrives too late. When it is not (the
     /// 5-ms floor on loopback, where event-loop delays dwarf the RTT), ours is still sent.
+    /// The link is checked first: it needs no probe of the peer's IDONTWANT table.
     private static func tooLateToRefuse(_ id: MessageID, to p: Peer, now: Millis, _ parameters: GossipParameters) -> Bool {
-        guard let rtt = p.roundTripMs, let expiry = p.dontWant[id], expiry > now else { return false }
-        return forwardHold(roundTripMs: rtt, parameters: parameters) < rtt
+        guard let rtt = p.roundTripMs, forwardHold(roundTripMs: rtt, parameters: parameters) < rtt else { return false }
+        return refused(id, by: p, now: now)
     }
 
     /// When the next held-back forward is due (nil: none). The shell calls `flushForwards` then.
