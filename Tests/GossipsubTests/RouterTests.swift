@@ -318,6 +318,23 @@ func graftRPC(_ topic: String = Harness.topic) -> GossipRPC {
         }
     }
 
+    /// An IHAVE cut to `maxIHaveLength` owes the peer the rest: its next IHAVE covers every
+    /// gossip window again, not only the newest.
+    @Test func aTruncatedIHaveIsFollowedByAFullOne() throws {
+        var params = GossipParameters()
+        params.maxIHaveLength = 2
+        params.dLazy = 8  // every non-mesh peer, every heartbeat
+        var h = Harness(peers: 14, parameters: params)
+        _ = h.heartbeat()
+        for data: UInt8 in 5...7 { _ = try h.router.publish([data], topic: Harness.topic, now: h.now) }
+        let round1 = sent(h.heartbeat()).filter { !$0.value.control.ihave.isEmpty }
+        #expect(round1.count == 8 && round1.values.allSatisfy { $0.control.ihave[0].ids.count == 2 })
+        _ = try h.router.publish([8], topic: Harness.topic, now: h.now)
+        // Every window again (4 IDs, cut to 2), not the newest window's one ID.
+        let round2 = sent(h.heartbeat()).filter { !$0.value.control.ihave.isEmpty }
+        #expect(round2.count == 8 && round2.values.allSatisfy { $0.control.ihave[0].ids.count == 2 })
+    }
+
     /// A peer's IDONTWANT stops our forward to it. Ours, on first receipt, goes to the mesh
     /// peers that may still send us the message: not its sender, not its author, not a peer
     /// whose own IDONTWANT for it came first over a link whose round trip outlasts the hold
