@@ -174,12 +174,6 @@ struct ProtoWriter {
     }
 
     mutating func stringField(_ field: UInt64, _ value: String) { bytesField(field, value.utf8) }
-
-    mutating func messageField(_ field: UInt64, _ body: (inout ProtoWriter) -> Void) {
-        var inner = ProtoWriter()
-        body(&inner)
-        bytesField(field, inner.bytes)
-    }
 }
 
 extension GossipMessage {
@@ -273,29 +267,38 @@ extension ControlMessage {
     }
 }
 
+extension SubscriptionOption {
+    /// Fields 1 (a one-byte varint) and 2.
+    var encodedSize: Int { 2 + ProtoWriter.fieldSize(topic.utf8.count) }
+}
+
 extension GossipRPC {
+    /// The number of bytes `encoded` holds, computed without encoding: what the simulator
+    /// counts for an RPC it hands to the receiving router as a value (Specs/simulation.md).
+    public var encodedSize: Int {
+        var size = 0
+        for sub in subscriptions { size += ProtoWriter.fieldSize(sub.encodedSize) }
+        for message in publish { size += ProtoWriter.fieldSize(message.encodedSize) }
+        if !control.isEmpty { size += ProtoWriter.fieldSize(control.encodedSize) }
+        return size
+    }
+
     /// The protobuf encoding (without the uvarint length prefix of the stream framing).
     public var encoded: [UInt8] {
         var w = ProtoWriter()
-        var publishSize = 0
-        for message in publish { publishSize += message.encodedSize + 4 }
-        let controlSize = control.isEmpty ? 0 : ProtoWriter.fieldSize(control.encodedSize)
-        w.bytes.reserveCapacity(publishSize + controlSize + (subscriptions.isEmpty ? 0 : 64))
+        w.bytes.reserveCapacity(encodedSize)
+        // Each submessage is its length, then its fields: none is built in a buffer first.
         for sub in subscriptions {
-            w.messageField(1) { s in
-                s.varintField(1, sub.subscribe ? 1 : 0)
-                s.stringField(2, sub.topic)
-            }
+            w.lengthPrefix(1, sub.encodedSize)
+            w.varintField(1, sub.subscribe ? 1 : 0)
+            w.stringField(2, sub.topic)
         }
         for message in publish {
-            // As `messageField(2)` writes it, without building the message in a buffer first.
-            w.tag(2, 2)
-            ProtoVarint.append(UInt64(message.encodedSize), to: &w.bytes)
+            w.lengthPrefix(2, message.encodedSize)
             message.encode(into: &w)
         }
         if !control.isEmpty {
-            w.tag(3, 2)
-            ProtoVarint.append(UInt64(control.encodedSize), to: &w.bytes)
+            w.lengthPrefix(3, control.encodedSize)
             control.encode(into: &w)
         }
         return w.bytes

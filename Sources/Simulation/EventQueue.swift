@@ -9,9 +9,10 @@ public typealias SimTime = UInt64
 /// What happens at one instant of virtual time. Every event but `scenario` and `sample`
 /// belongs to one peer (`SimEvent.peer`) and touches only that peer's state.
 enum SimEvent {
-    /// A frame arrives at `to` on connection `conn` (a gossip RPC or a registry-sync frame).
-    /// `tracked`: the followed updates it carries (Simulator.track).
-    case frame(to: Int32, from: Int32, conn: UInt64, sync: Bool, bytes: [UInt8], tracked: [Int32])
+    /// A frame arrives at `to` on connection `conn`. `size`: its bytes on the wire (framing
+    /// and transport overhead included); `tracked`: the followed updates it carries
+    /// (Simulator.track).
+    case frame(to: Int32, from: Int32, conn: UInt64, size: Int, payload: FramePayload, tracked: [Int32])
     case heartbeat(Int32)
     case forwards(Int32)
     case refresh(Int32)
@@ -43,6 +44,15 @@ enum SimEvent {
         case .scenario, .sample: nil
         }
     }
+}
+
+/// What a frame carries.
+enum FramePayload {
+    /// A gossip RPC: the value the sender's router built, handed to the receiver's router
+    /// (Specs/simulation.md "What is simulated"); the frame's size is its encoding's size.
+    case gossip(GossipRPC)
+    /// A registry-sync frame, for the responder's session or the initiator's.
+    case sync(toResponder: Bool, [UInt8])
 }
 
 /// How a dial ended, as the dialler learns it.

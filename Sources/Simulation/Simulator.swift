@@ -307,8 +307,8 @@ public final class Simulator {
                 // frame's buffers) while `item` still holds it.
                 var event = SimEvent.sample
                 swap(&event, &item.event)
-                if !map.isEmpty, case .frame(let to, let from, let conn, let sync, let bytes, let tracked) = event, tracked.contains(where: { $0 < 0 }) {
-                    event = .frame(to: to, from: from, conn: conn, sync: sync, bytes: bytes,
+                if !map.isEmpty, case .frame(let to, let from, let conn, let size, let payload, let tracked) = event, tracked.contains(where: { $0 < 0 }) {
+                    event = .frame(to: to, from: from, conn: conn, size: size, payload: payload,
                                    tracked: tracked.map { $0 < 0 ? map[Int(-$0 - 1)] : $0 })
                 }
                 partitions[Int(item.target) % partitions.count].queue.push(item.time, seq: item.seq, event)
@@ -334,8 +334,8 @@ public final class Simulator {
     func handle(_ event: consuming SimEvent) {
         // Consumed: binding a frame's buffers out of a borrowed event copied them.
         switch consume event {
-        case .frame(let to, let from, let conn, let sync, let bytes, let tracked):
-            receiveFrame(to: to, from: from, conn: conn, sync: sync, bytes: bytes, tracked: tracked)
+        case .frame(let to, let from, let conn, let size, let payload, let tracked):
+            receiveFrame(to: to, from: from, conn: conn, size: size, payload: payload, tracked: tracked)
         case .heartbeat(let i):
             let p = peers[Int(i)]
             guard p.alive else { return }
@@ -551,29 +551,30 @@ public final class Simulator {
     /// Writes one frame on the connection `p` → `q`: serialisation on the uplink, then the
     /// link's latency, jitter and retransmissions, in order behind earlier frames.
     func transmit(_ p: SimPeer, _ frame: consuming OutgoingFrame) {
-        let to: Int32, bytes: [UInt8], kind: UInt8
-        var tracked: [Int32] = []
+        let to: Int32
         switch frame {
         case .gossip(let q, _): to = q
         case .sync(let q, _, _): to = q
         }
         // One probe of the connection table (it was probed three times per frame).
         guard let slot = p.connections.index(forKey: to) else { return }
+        let payload: FramePayload, size: Int
+        var tracked: [Int32] = []
         switch consume frame {
         case .gossip(let q, var rpc):
             // Late deduplication at write time, as the production writer does.
             guard p.router.filterOutgoing(&rpc, to: peers[Int(q)].id, now: p.partition.nowMs) else { return }
-            bytes = rpc.encoded
-            kind = 0
+            let encodedSize = rpc.encodedSize
+            size = encodedSize + varintSize(encodedSize) + config.link.framingOverheadBytes
             for message in rpc.publish {
                 if let u = trackedUpdate(message, at: p) { tracked.append(u) }
             }
             if qos != nil { p.qosBytesOut += qosShare(rpc) }
+            payload = .gossip(rpc)
         case .sync(_, let toResponder, let frameBytes):
-            bytes = frameBytes
-            kind = toResponder ? 1 : 2
+            size = frameBytes.count + config.link.framingOverheadBytes
+            payload = .sync(toResponder: toResponder, frameBytes)
         }
-        let size = bytes.count + (kind == 0 ? varintSize(bytes.count) : 0) + config.link.framingOverheadBytes
         p.bytesOut += size
         let start = max(p.partition.now, p.uplinkFreeAt)
         let serialisation = config.link.uplinkBytesPerSecond > 0 ? UInt64(Double(size) / config.link.uplinkBytesPerSecond * 1e6) : 0
@@ -582,7 +583,7 @@ public final class Simulator {
         arrival = max(arrival, p.connections.values[slot].lastArrival)
         p.connections.values[slot].lastArrival = arrival
         let connID = p.connections.values[slot].id
-        schedule(arrival, .frame(to: to, from: p.index, conn: connID, sync: kind != 0, bytes: kind == 2 ? [2] + bytes : kind == 1 ? [1] + bytes : bytes, tracked: tracked), by: p)
+        schedule(arrival, .frame(to: to, from: p.index, conn: connID, size: size, payload: payload, tracked: tracked), by: p)
     }
 
     /// Tells `p`'s router the round-trip time it would measure to `q`: production keeps the
@@ -629,15 +630,19 @@ public final class Simulator {
 
     // MARK: - receiving
 
-    func receiveFrame(to: Int32, from: Int32, conn: UInt64, sync: Bool, bytes: [UInt8], tracked: [Int32]) {
+    func receiveFrame(to: Int32, from: Int32, conn: UInt64, size: Int, payload: consuming FramePayload, tracked: [Int32]) {
         let q = peers[Int(to)]
         guard q.alive, let c = q.connections[from], c.id == conn else { return }
         let p = peers[Int(from)]
         if partitioned && p.side != q.side { return }  // blackholed until the connection times out
-        q.bytesIn += bytes.count + config.link.framingOverheadBytes
-        if sync {
-            receiveSync(q, from: from, toResponder: bytes[0] == 1, body: Array(bytes[1...]))
+        q.bytesIn += size
+        let rpc: GossipRPC
+        switch consume payload {
+        case .sync(let toResponder, let body):
+            receiveSync(q, from: from, toResponder: toResponder, body: body)
             return
+        case .gossip(let value):
+            rpc = value
         }
         for u in tracked {
             let update = updates[Int(u)]
@@ -649,7 +654,7 @@ public final class Simulator {
         var accepted: [MessageID: Delivery] = [:]
         let memo = self.memo
         let validating = q.role == .eclipser
-        let actions = q.router.handle(frame: bytes, from: p.id, now: now) { message, _ in
+        let actions = q.router.handle(rpc, from: p.id, now: now) { message, _ in
             if validating { return .ignore("eclipser") }
             // One validator per topic, as MeshGossip dispatches them.
             if message.topic == QoSGossip.topic {

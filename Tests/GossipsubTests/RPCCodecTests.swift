@@ -72,6 +72,22 @@ import Testing
         #expect(try GossipRPC(decoding: rpc.encoded) == rpc)
     }
 
+    /// The simulator counts an RPC it hands over as a value by `encodedSize`
+    /// (Specs/simulation.md): it must be the encoding's length, varint lengths of every width
+    /// included.
+    @Test func encodedSizeIsTheEncodingsLength() {
+        var rpcs = [GossipRPC(), fullRPC()]
+        let longTopic = String(repeating: "t", count: 200)
+        for dataSize in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            var rpc = GossipRPC(subscriptions: [SubscriptionOption(subscribe: true, topic: longTopic)],
+                                publish: [StrictSign.sign(data: [UInt8](repeating: 7, count: dataSize), topic: longTopic, seqno: UInt64(dataSize), key: key)])
+            rpc.control.idontwant = (0..<(dataSize % 300)).map { MessageID(key.peerID.bytes + [UInt8(truncatingIfNeeded: $0)]) }
+            rpcs.append(rpc)
+            rpcs.append(GossipRPC(publish: rpc.publish + fullRPC().publish, control: fullRPC().control))
+        }
+        for rpc in rpcs { #expect(rpc.encodedSize == rpc.encoded.count) }
+    }
+
     @Test func unknownFieldsAreSkipped() throws {
         // field 15 varint, field 14 fixed64, then a subscription.
         let bytes: [UInt8] = [0x78, 0x05, 0x71, 1, 2, 3, 4, 5, 6, 7, 8, 0x0a, 0x04, 0x12, 0x02, 0x61, 0x62]
@@ -149,5 +165,15 @@ import Testing
         signed += [0x1a, 0x08, 0, 0, 0, 0, 0, 0, 0, 2]
         signed += [0x22, 0x01, 0x74]
         #expect(key.publicKey.verify(signature: m.signature!, message: signed))
+    }
+}
+
+extension ProtoWriter {
+    /// A submessage built in a scratch buffer and then written with its length: the plain
+    /// nested encoding the router's writer must match.
+    mutating func messageField(_ field: UInt64, _ body: (inout ProtoWriter) -> Void) {
+        var inner = ProtoWriter()
+        body(&inner)
+        bytesField(field, inner.bytes)
     }
 }
