@@ -153,8 +153,9 @@ struct PendingTrack {
 /// One partition of the peers (peer index modulo the partition count): its own event queue and
 /// clock. Within a window of virtual time shorter than the smallest link delay no event of one
 /// peer can cause an event at another, so partitions run a window on separate threads; what one
-/// peer sends another waits in the sender's partition's outbox until the window ends
-/// (Specs/simulation.md "Parallel windows").
+/// peer sends another waits in the sender's partition's outbox until the window ends, and the
+/// receiving partition's thread takes it in when its next window starts (Specs/simulation.md
+/// "Parallel windows").
 final class Partition {
     struct Scheduled {
         var target: Int32
@@ -166,7 +167,18 @@ final class Partition {
     let number: Int
     var now: SimTime = 0
     var queue = EventQueue()
-    var outbox: [Scheduled] = []
+    /// Events this partition's peers scheduled for other peers in the current window, by the
+    /// number of the partition that runs them, and the earliest of their times.
+    var outbox: [[Scheduled]]
+    var outboxEarliest: SimTime = .max
+    /// The events other partitions sent it in the last window, by sender partition: moved here
+    /// from their outboxes between windows, pushed into `queue` by this partition's own
+    /// thread when its next window starts.
+    var inbox: [[Scheduled]]
+    /// The followed-update indices of the updates this partition's peers published in the last
+    /// window, by their provisional slot (`Simulator.track`): read by every partition taking
+    /// in frames that name them.
+    var trackedSlots: [Int32] = []
     var pendingTracks: [PendingTrack] = []
     /// QoS bundles published in the current window (merged into the run's set between windows).
     var pendingQoS: [SignedQoSBundle] = []
@@ -174,7 +186,11 @@ final class Partition {
     var events: UInt64 = 0
     var busyReplies = 0
 
-    init(number: Int) { self.number = number }
+    init(number: Int, of count: Int) {
+        self.number = number
+        outbox = Array(repeating: [], count: count)
+        inbox = Array(repeating: [], count: count)
+    }
 
     var nowMs: UInt64 { Simulator.epochMs + now / 1000 }
 }

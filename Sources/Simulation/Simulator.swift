@@ -54,6 +54,8 @@ public final class Simulator {
     /// Scenario actions and samples: they run between windows, with every partition stopped.
     var globalQueue = EventQueue()
     var globalSeq: UInt64 = 0
+    /// The earliest event waiting in a partition's inbox (`endWindow`), .max when none.
+    var inboxEarliest: SimTime = .max
     /// True while partitions run a window: peers' handlers may then touch their own peer only.
     var inWindow = false
     /// The smallest delay between an event at one peer and an event it causes at another (µs).
@@ -95,7 +97,8 @@ public final class Simulator {
     public init(config: SimConfig, partitions: Int = 1) {
         self.config = config
         self.globalRng = SplitMix64(seed: config.seed ^ 0x5D1A_7E57_0000_0001)
-        self.partitions = (0..<max(1, partitions)).map(Partition.init(number:))
+        let count = max(1, partitions)
+        self.partitions = (0..<count).map { Partition(number: $0, of: count) }
         self.lookahead = Self.minimumLinkDelay(config.link)
     }
 
@@ -209,7 +212,9 @@ public final class Simulator {
         }
         if inWindow, let creator, target != creator.index {
             precondition(time >= creator.partition.now + lookahead, "an event crosses peers within the lookahead")
-            creator.partition.outbox.append(Partition.Scheduled(target: target, time: time, seq: seq, event: consume event))
+            let part = creator.partition
+            part.outbox[Int(target) % partitions.count].append(Partition.Scheduled(target: target, time: time, seq: seq, event: consume event))
+            part.outboxEarliest = min(part.outboxEarliest, time)
         } else {
             partitions[Int(target) % partitions.count].queue.push(time, seq: seq, consume event)
         }
@@ -236,7 +241,7 @@ public final class Simulator {
         for (i, action) in scenarioActions.enumerated() { schedule(action.0, .scenario(i), by: nil) }
         var lastProgress: UInt64 = 0
         while true {
-            let nextPeer = partitions.compactMap { $0.queue.nextTime }.min()
+            let nextPeer = (partitions.compactMap { $0.queue.nextTime } + [inboxEarliest]).min()
             let nextGlobal = globalQueue.nextTime
             guard let next = [nextPeer, nextGlobal].compactMap({ $0 }).min(), next <= endAt else { break }
             if let g = nextGlobal, g == next {
@@ -270,6 +275,7 @@ public final class Simulator {
     }
 
     func runWindow(_ part: Partition, until end: SimTime) {
+        takeInbox(part)
         while let t = part.queue.nextTime, t < end {
             let (time, event) = part.queue.pop()!
             part.now = time
@@ -295,25 +301,43 @@ public final class Simulator {
                 provisional[p.partition][p.slot] = follow(p.track)
             }
         }
+        // Each partition's outbox for another becomes that one's inbox (its storage, emptied
+        // when taken in, goes back as the outbox): the receiving thread pushes the events into
+        // its queue when its next window starts, so no thread waits for this.
+        inboxEarliest = .max
         for part in partitions {
             part.pendingTracks.removeAll(keepingCapacity: true)
-            let map = provisional[part.number]
+            part.trackedSlots = provisional[part.number]
+            inboxEarliest = min(inboxEarliest, part.outboxEarliest)
+            part.outboxEarliest = .max
+            for target in partitions {
+                precondition(target.inbox[part.number].isEmpty, "an inbox not taken in")
+                swap(&target.inbox[part.number], &part.outbox[target.number])
+            }
+        }
+    }
+
+    /// Pushes the events other partitions sent `part` in the last window into its queue, naming
+    /// the updates they carry by their followed index. Runs on `part`'s thread.
+    func takeInbox(_ part: Partition) {
+        for sender in partitions where !part.inbox[sender.number].isEmpty {
+            let slots = sender.trackedSlots
             // Moved out from the end (iterating copied every event, retaining its payload): the
-            // queues order events by (time, sequence), whatever order they are pushed in.
-            var outbox: [Partition.Scheduled] = []
-            swap(&outbox, &part.outbox)
-            while var item = outbox.popLast() {
+            // queue orders events by (time, sequence), whatever order they are pushed in.
+            var inbox: [Partition.Scheduled] = []
+            swap(&inbox, &part.inbox[sender.number])
+            while var item = inbox.popLast() {
                 // Swapped out, so that the queue takes the event without a copy (retaining its
                 // frame's buffers) while `item` still holds it.
                 var event = SimEvent.sample
                 swap(&event, &item.event)
-                if !map.isEmpty, case .frame(let to, let from, let conn, let size, let payload, let tracked) = event, tracked.contains(where: { $0 < 0 }) {
+                if !slots.isEmpty, case .frame(let to, let from, let conn, let size, let payload, let tracked) = event, tracked.contains(where: { $0 < 0 }) {
                     event = .frame(to: to, from: from, conn: conn, size: size, payload: payload,
-                                   tracked: tracked.map { $0 < 0 ? map[Int(-$0 - 1)] : $0 })
+                                   tracked: tracked.map { $0 < 0 ? slots[Int(-$0 - 1)] : $0 })
                 }
-                partitions[Int(item.target) % partitions.count].queue.push(item.time, seq: item.seq, event)
+                part.queue.push(item.time, seq: item.seq, event)
             }
-            swap(&outbox, &part.outbox)
+            swap(&inbox, &part.inbox[sender.number])
         }
     }
 
