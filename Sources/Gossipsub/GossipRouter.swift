@@ -90,37 +90,38 @@ public struct GossipRouter {
         }
     }
 
-    public let localPeer: PeerID
-    public private(set) var parameters: GossipParameters
-    public let thresholds: ScoreThresholds
-    private let signer: Ed25519KeyPair?
-    private let checkSignature: SignatureCheck
-    private var rng: SplitMix64
-
+    // The state every frame reads comes first, so that it shares the fewest cache lines (a
+    // simulator holds 10,000 routers, and a frame's router is rarely still in cache).
     var peers: [PeerID: Peer] = [:]
-    public private(set) var subscriptions: Set<String> = []
-    public private(set) var mesh: [String: Set<PeerID>] = [:]
-    public private(set) var fanout: [String: Set<PeerID>] = [:]
-    private var fanoutLastPublish: [String: Millis] = [:]
-    /// (topic, peer) → time before which we must not GRAFT the peer.
-    private var backoff: [String: [PeerID: Millis]] = [:]
-    private var mcache: MessageCache
     /// Message IDs seen, when, and who delivered them (duplicate accounting, P3).
     private var seen: SeenCache
-    /// IWANT promises: message ID → peer → deadline.
-    private var promises: [MessageID: [PeerID: Millis]] = [:]
+    public private(set) var subscriptions: Set<String> = []
+    public private(set) var mesh: [String: Set<PeerID>] = [:]
     var scoring: PeerScoring
-    private var seqno: UInt64
-    private var heartbeatTicks = 0
     public private(set) var counters = GossipCounters()
-    /// Validated messages waiting out their hold: (due, message, id, targets), by due time.
-    private var pendingForwards: [(due: Millis, message: GossipMessage, id: MessageID, targets: [PeerID])] = []
-    /// The median of the peers' measured round-trip times: the hold for a peer not measured yet.
-    private var medianRoundTripMs: Millis?
     /// RPCs being assembled for the current call, in the order their peers were first
     /// addressed (`flush` returns them so). A short list kept between calls with its capacity:
     /// a table rebuilt for every call was an allocation per frame.
     private var outbox: [(peer: PeerID, rpc: GossipRPC)] = []
+    /// Validated messages waiting out their hold: (due, message, id, targets), by due time.
+    private var pendingForwards: [(due: Millis, message: GossipMessage, id: MessageID, targets: [PeerID])] = []
+    /// IWANT promises: message ID → peer → deadline.
+    private var promises: [MessageID: [PeerID: Millis]] = [:]
+    private var mcache: MessageCache
+    /// The median of the peers' measured round-trip times: the hold for a peer not measured yet.
+    private var medianRoundTripMs: Millis?
+    public private(set) var parameters: GossipParameters
+    public let localPeer: PeerID
+    public let thresholds: ScoreThresholds
+    private let signer: Ed25519KeyPair?
+    private let checkSignature: SignatureCheck
+    private var rng: SplitMix64
+    public private(set) var fanout: [String: Set<PeerID>] = [:]
+    private var fanoutLastPublish: [String: Millis] = [:]
+    /// (topic, peer) → time before which we must not GRAFT the peer.
+    private var backoff: [String: [PeerID: Millis]] = [:]
+    private var seqno: UInt64
+    private var heartbeatTicks = 0
 
     /// - Parameters:
     ///   - signer: the local key, for StrictSign publishing (nil: this router cannot publish).

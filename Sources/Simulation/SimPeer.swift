@@ -51,39 +51,42 @@ struct SyncKey: Hashable {
 /// One simulated drtc node: the production router and CRDT replica, plus the little state
 /// that `MeshService`/`MeshGossip` keep around them (connections, dial planner, sync sessions).
 final class SimPeer {
-    let index: Int32
-    let key: Ed25519KeyPair
-    let id: PeerID
-    let region: Int
+    // What every frame and timer reads comes first, next to the object's header (which
+    // retaining the peer touches anyway): a simulator holds 10,000 peers, and the peer an
+    // event belongs to is rarely still in cache.
+    var alive = true
+    var leaving = false
     let role: PeerRole
+    let index: Int32
     /// The partition whose thread runs this peer's events.
     let partition: Partition
+    var connections: [Int32: SimConnection] = [:]
+    var forwardTimer: SimTime?
+    var uplinkFreeAt: SimTime = 0
+    var uplinkArmed = false
+    var outgoingHead = 0
+    var outgoing: [OutgoingFrame] = []
+    var bytesOut = 0
+    var bytesIn = 0
+    /// Sequence numbers of the events this peer schedules (`Simulator.schedule`).
+    var eventCounter: UInt64 = 0
     /// This peer's own random numbers: its handlers draw from nothing shared, so a run does not
     /// depend on the order in which partitions run.
     var rng: SplitMix64
-    /// Sequence numbers of the events this peer schedules (`Simulator.schedule`).
-    var eventCounter: UInt64 = 0
-    var connectionCounter: UInt32 = 0
+    let id: PeerID
+    let region: Int
     var router: GossipRouter
     var replica: RegistryReplica
     var fingerprint = TableFingerprint()
-    var connections: [Int32: SimConnection] = [:]
+    let key: Ed25519KeyPair
+    var connectionCounter: UInt32 = 0
     var dialing: Set<Int32> = []
     var planner = DialPlanner()
     var exchanged: [PeerID] = []
     var syncs: [SyncKey: RegistrySyncSession] = [:]
     var syncPolicy = SyncPolicy()
-    var alive = true
-    var leaving = false
     let joinedAt: SimTime
     var lastExploreMs: UInt64 = 0
-    var forwardTimer: SimTime?
-    var outgoing: [OutgoingFrame] = []
-    var outgoingHead = 0
-    var uplinkFreeAt: SimTime = 0
-    var uplinkArmed = false
-    var bytesOut = 0
-    var bytesIn = 0
     /// Records of nodes that joined before this one, and when it first held all of them.
     var knownEarlier = 0
     var caughtUpAt: SimTime?
