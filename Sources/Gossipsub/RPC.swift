@@ -275,18 +275,23 @@ extension SubscriptionOption {
 extension GossipRPC {
     /// The number of bytes `encoded` holds, computed without encoding: what the simulator
     /// counts for an RPC it hands to the receiving router as a value (Specs/simulation.md).
-    public var encodedSize: Int {
+    public var encodedSize: Int { encodedSize(controlSize: control.isEmpty ? 0 : control.encodedSize) }
+
+    /// `encodedSize` given the control message's (which walks every ID it carries, so
+    /// `encoded` computes it once for both the capacity and the length prefix).
+    private func encodedSize(controlSize: Int) -> Int {
         var size = 0
         for sub in subscriptions { size += ProtoWriter.fieldSize(sub.encodedSize) }
         for message in publish { size += ProtoWriter.fieldSize(message.encodedSize) }
-        if !control.isEmpty { size += ProtoWriter.fieldSize(control.encodedSize) }
+        if !control.isEmpty { size += ProtoWriter.fieldSize(controlSize) }
         return size
     }
 
     /// The protobuf encoding (without the uvarint length prefix of the stream framing).
     public var encoded: [UInt8] {
+        let controlSize = control.isEmpty ? 0 : control.encodedSize
         var w = ProtoWriter()
-        w.bytes.reserveCapacity(encodedSize)
+        w.bytes.reserveCapacity(encodedSize(controlSize: controlSize))
         // Each submessage is its length, then its fields: none is built in a buffer first.
         for sub in subscriptions {
             w.lengthPrefix(1, sub.encodedSize)
@@ -298,7 +303,7 @@ extension GossipRPC {
             message.encode(into: &w)
         }
         if !control.isEmpty {
-            w.lengthPrefix(3, control.encodedSize)
+            w.lengthPrefix(3, controlSize)
             control.encode(into: &w)
         }
         return w.bytes
