@@ -34,12 +34,20 @@ public struct MessageID: Hashable, Sendable, ExpressibleByArrayLiteral, CustomSt
 
 /// One pubsub message as carried in `RPC.publish` (Specs/gossipsub.proto `Message`).
 public struct GossipMessage: Hashable, Sendable {
-    public var from: [UInt8]?
+    public var from: [UInt8]? { didSet { defaultID = Self.defaultID(from, seqno) } }
     public var data: [UInt8]
-    public var seqno: [UInt8]?
+    public var seqno: [UInt8]? { didSet { defaultID = Self.defaultID(from, seqno) } }
     public var topic: String?
     public var signature: [UInt8]?
     public var key: [UInt8]?
+    /// `from ‖ seqno`, StrictSign's message ID (`StrictSign.messageID`), kept current with the
+    /// two fields. Computed once per message, it is shared by every copy of the value: a
+    /// router asks for a message's ID several times (seen cache, IDONTWANT, forwards, the
+    /// late check at write time), and the simulator's routers hold thousands of copies of
+    /// each message; an ID built on every call was an allocation and a hash, and an ID array
+    /// per router per message was most of a simulated peer's memory. Derived from the two
+    /// fields, so it changes neither equality nor the hash.
+    public private(set) var defaultID: MessageID
 
     public init(from: [UInt8]? = nil, data: [UInt8], seqno: [UInt8]? = nil, topic: String?, signature: [UInt8]? = nil, key: [UInt8]? = nil) {
         self.from = from
@@ -48,6 +56,11 @@ public struct GossipMessage: Hashable, Sendable {
         self.topic = topic
         self.signature = signature
         self.key = key
+        defaultID = Self.defaultID(from, seqno)
+    }
+
+    private static func defaultID(_ from: [UInt8]?, _ seqno: [UInt8]?) -> MessageID {
+        MessageID((from ?? []) + (seqno ?? []))
     }
 }
 
@@ -405,20 +418,21 @@ extension GossipRPC {
                 subscriptions.append(option)
             case (2, 2):
                 var m = r.sub(try r.lengthDelimited())
-                var message = GossipMessage(data: [], topic: nil)
+                // Fields first, the message once (its ID is computed when it is built).
+                var from: [UInt8]?, data: [UInt8] = [], seqno: [UInt8]?, topic: String?, signature: [UInt8]?, key: [UInt8]?
                 try m.forEachField { f, w, s in
                     switch (f, w) {
-                    case (1, 2): message.from = s.slice(try s.lengthDelimited())
-                    case (2, 2): message.data = s.slice(try s.lengthDelimited())
-                    case (3, 2): message.seqno = s.slice(try s.lengthDelimited())
-                    case (4, 2): message.topic = try s.string(try s.lengthDelimited(), limit: limits.maxTopicLength, what: "topic")
-                    case (5, 2): message.signature = s.slice(try s.lengthDelimited())
-                    case (6, 2): message.key = s.slice(try s.lengthDelimited())
+                    case (1, 2): from = s.slice(try s.lengthDelimited())
+                    case (2, 2): data = s.slice(try s.lengthDelimited())
+                    case (3, 2): seqno = s.slice(try s.lengthDelimited())
+                    case (4, 2): topic = try s.string(try s.lengthDelimited(), limit: limits.maxTopicLength, what: "topic")
+                    case (5, 2): signature = s.slice(try s.lengthDelimited())
+                    case (6, 2): key = s.slice(try s.lengthDelimited())
                     default: try s.skip(wireType: w)
                     }
                 }
                 guard publish.count < limits.maxMessagesPerRPC else { throw GossipWireError(.tooMany, "more than \(limits.maxMessagesPerRPC) messages in one RPC") }
-                publish.append(message)
+                publish.append(GossipMessage(from: from, data: data, seqno: seqno, topic: topic, signature: signature, key: key))
             case (3, 2):
                 var c = r.sub(try r.lengthDelimited())
                 try c.forEachField { f, w, s in

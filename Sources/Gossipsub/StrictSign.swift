@@ -17,9 +17,7 @@ public enum StrictSign {
     }
 
     /// The default message ID: `from ‖ seqno`.
-    public static func messageID(_ message: GossipMessage) -> MessageID {
-        MessageID((message.from ?? []) + (message.seqno ?? []))
-    }
+    public static func messageID(_ message: GossipMessage) -> MessageID { message.defaultID }
 
     /// Builds and signs a message from `key`'s peer.
     public static func sign(data: [UInt8], topic: String, seqno: UInt64, key: Ed25519KeyPair) -> GossipMessage {
