@@ -48,10 +48,10 @@ enum SimBench {
         if scenario == .joinStorm { config.sampleIntervalMs = 250 }
         // Both cores, as `drtc sim` does by default (the report does not depend on it).
         let threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
-        let sim = Simulator(config: config, partitions: threads)
+        let sim = Simulator(config: config, partitions: Simulator.partitionCount(peers: peers, threads: threads))
         var report = SimReport()
         let cpu0 = processCPUSeconds()
-        let wall = await Bench.seconds { report = sim.run(executor: threads > 1 ? PartitionExecutors.threaded : PartitionExecutors.sequential) }
+        let wall = await Bench.seconds { report = sim.run(executor: PartitionExecutors.threaded(threads)) }
         let cpu = processCPUSeconds() - cpu0
         // Per simulated peer-second (warm-up included): comparable across sizes and durations.
         let peerSeconds = Double(peers) * (duration + config.warmupSeconds)

@@ -46,7 +46,7 @@ struct SimCommand: AsyncParsableCommand {
     @Option(name: .customLong("qos-epoch"), help: "qos, qos-collusion: QoS epoch, s (default 120: shorter than production so a run covers several).") var qosEpoch: UInt32 = 120
     @Option(name: .customLong("qos-test-duration"), help: "qos, qos-collusion: QoS test length, s (default 60).") var qosTestDuration: UInt32 = 60
     @Option(help: "qos, qos-collusion: share of honest peers with a degraded media path (ground truth V = 0).") var degraded = 0.1
-    @Option(help: "Threads running the simulation (the peers are split into this many partitions; report.json does not depend on it).")
+    @Option(help: "Threads running the simulation (report.json does not depend on it).")
     var threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
     @Option(help: "Directory for report.json, report.html, run.json.") var report: String
     @Option(help: "Run N real drtc node processes on loopback instead of simulating.") var processes: Int?
@@ -107,7 +107,7 @@ struct SimCommand: AsyncParsableCommand {
 
         try FileManager.default.createDirectory(atPath: report, withIntermediateDirectories: true)
         let started = ContinuousClock.now
-        let sim = Simulator(config: config, partitions: threads)
+        let sim = Simulator(config: config, partitions: Simulator.partitionCount(peers: config.peers, threads: threads))
         if !quiet {
             var lastPrint = ContinuousClock.now
             var lastEvents: UInt64 = 0
@@ -125,7 +125,7 @@ struct SimCommand: AsyncParsableCommand {
                     Double(virtualMs) / 1000, Double(endMs) / 1000, rate, elapsed, eta, RunInfo.currentRSSKiB() / 1024).utf8))
             }
         }
-        let result = sim.run(executor: threads == 1 ? PartitionExecutors.sequential : PartitionExecutors.threaded)
+        let result = sim.run(executor: PartitionExecutors.threaded(threads))
         let wall = Double((ContinuousClock.now - started) / .milliseconds(1)) / 1000
         let run = RunInfo(wallSeconds: wall, peakRSSBytes: RunInfo.peakRSSKiB() * 1024)
         try result.json().write(toFile: report + "/report.json", atomically: true, encoding: .utf8)
