@@ -62,8 +62,14 @@ TEST_FLAGS := -c release -Xswiftc -enable-testing --scratch-path $(TEST_BUILD)
 build-test: deps
 	swift build $(TEST_FLAGS) --build-tests
 
+# The suites' scratch files (LMDB environments, key files, data dirs: NSTemporaryDirectory())
+# go to a folder of this run, removed afterwards whatever the result, so that repeated runs do
+# not pile up in /tmp.
 swift-test: build-test
-	swift test $(TEST_FLAGS) --skip-build
+	@scratch=$$(mktemp -d "$${TMPDIR:-/tmp}/drtc-swift-test-XXXXXX") && \
+	echo "swift test $(TEST_FLAGS) --skip-build  (TMPDIR=$$scratch/)" && \
+	TMPDIR="$$scratch/" swift test $(TEST_FLAGS) --skip-build; \
+	rc=$$?; rm -rf "$$scratch"; exit $$rc
 
 interop: build-test venv
 	DRTC_BIN=$(CURDIR)/$(TEST_BUILD)/release/drtc $(VENV)/bin/pytest -q Tests/Interop
