@@ -44,9 +44,9 @@ public struct GossipMessage: Hashable, Sendable {
     /// two fields. Computed once per message, it is shared by every copy of the value: a
     /// router asks for a message's ID several times (seen cache, IDONTWANT, forwards, the
     /// late check at write time), and the simulator's routers hold thousands of copies of
-    /// each message; an ID built on every call was an allocation and a hash, and an ID array
-    /// per router per message was most of a simulated peer's memory. Derived from the two
-    /// fields, so it changes neither equality nor the hash.
+    /// each message; an ID built on every call was an allocation and a hash, and each router
+    /// kept an array of its own for every ID it had seen. Derived from the two fields, so it
+    /// changes neither equality nor the hash.
     public private(set) var defaultID: MessageID
 
     public init(from: [UInt8]? = nil, data: [UInt8], seqno: [UInt8]? = nil, topic: String?, signature: [UInt8]? = nil, key: [UInt8]? = nil) {
